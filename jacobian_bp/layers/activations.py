@@ -1,0 +1,279 @@
+r"""Elementwise activations :math:`\mathbf a = \mathbf f(\mathbf z)`, :math:`a_i = f(z_i)`.
+
+Their Jacobian is diagonal (Damadi §3.4):
+
+.. math:: \mathbf J_{\mathbf z}\mathbf f(\mathbf z) = \operatorname{diag}(f'(z_1),\dots,f'(z_n)).
+
+Each activation carries a NumPy implementation of :math:`f` and :math:`f'` (stable
+forms) and a SymPy expression of :math:`f` (:meth:`ElementwiseActivation.sympy_f`),
+from which the symbolic backend derives :math:`f'` exactly.  The tests check that the
+two agree.  ReLU's derivative at 0 is a *stated* choice (``at_zero``), taken from the
+convention when not given: Park §3 uses 1, PyTorch uses 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy
+from scipy.special import expit
+
+from ..errors import SpecError
+from ..operators import Diagonal
+from .base import Layer
+
+
+class ElementwiseActivation(Layer):
+    """Base class of elementwise activations; subclasses define ``f``, ``df`` and ``sympy_f``."""
+
+    elementwise = True
+    symbol = "f"  # LaTeX name of the function
+
+    def f(self, z: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def df(self, z: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def sympy_f(self, t: sympy.Expr) -> sympy.Expr:  # pragma: no cover
+        raise NotImplementedError
+
+    def sympy_df(self, t: sympy.Expr) -> sympy.Expr:
+        """Exact derivative :math:`f'(t)`; defaults to differentiating :meth:`sympy_f`."""
+        s = sympy.Dummy("s", real=True)
+        return sympy.diff(self.sympy_f(s), s).subs(s, t)
+
+    def forward(self, A, params):
+        if isinstance(A, np.ndarray) and A.dtype == object:
+            return np.vectorize(self.sympy_f, otypes=[object])(A)
+        return self.f(A)
+
+    def derivative(self, z):
+        if isinstance(z, np.ndarray) and z.dtype == object:
+            return np.vectorize(self.sympy_df, otypes=[object])(z)
+        return self.df(z)
+
+    def jac_input(self, a, o, params):
+        return Diagonal(np.ravel(self.derivative(np.asarray(a))))
+
+    def vjp_input(self, A, O, G, params):
+        return G * self.derivative(A).reshape(G.shape)
+
+    def left_jac_input(self, A, O, P, params):
+        return P * self.derivative(A).reshape(P.shape[0], 1, -1)
+
+    def latex_name(self) -> str:
+        return self.symbol
+
+
+class IdentityActivation(ElementwiseActivation):
+    r""":math:`f(z) = z`, :math:`f'(z) = 1` (regression output, Damadi Table 1)."""
+
+    kind = "identity"
+    symbol = r"\operatorname{id}"
+
+    def f(self, z):
+        return np.asarray(z, dtype=float).copy()
+
+    def df(self, z):
+        return np.ones_like(z, dtype=float)
+
+    def sympy_f(self, t):
+        return t
+
+    def sympy_df(self, t):
+        return sympy.Integer(1)
+
+
+class ReLU(ElementwiseActivation):
+    r""":math:`f(z)=\max(0,z)`, :math:`f'(z) = [z>0]`, and :math:`f'(0)=` ``at_zero``.
+
+    Parameters
+    ----------
+    at_zero : float, optional
+        The subgradient used at :math:`z=0` (0 as in PyTorch, 1 as in Park §3); when
+        omitted it is taken from the network's convention.
+    """
+
+    kind = "relu"
+    symbol = r"\operatorname{relu}"
+
+    def __init__(self, at_zero: float | None = None):
+        super().__init__()
+        if at_zero is not None and not (0.0 <= float(at_zero) <= 1.0):
+            raise SpecError(f"relu: at_zero must lie in [0, 1] (a subgradient), received {at_zero!r}")
+        self.at_zero = at_zero
+
+    def build(self, in_shape, convention=None):
+        if self.at_zero is None:
+            self.at_zero = float(getattr(convention, "relu_at_zero", 0.0))
+        return super().build(in_shape, convention)
+
+    def _h0(self) -> float:
+        return 0.0 if self.at_zero is None else float(self.at_zero)
+
+    def f(self, z):
+        return np.maximum(z, 0.0)
+
+    def df(self, z):
+        return np.where(z > 0, 1.0, np.where(z < 0, 0.0, self._h0()))
+
+    def sympy_f(self, t):
+        return t * sympy.Heaviside(t, sympy.nsimplify(self._h0()))
+
+    def sympy_df(self, t):
+        return sympy.Heaviside(t, sympy.nsimplify(self._h0()))
+
+
+class LeakyReLU(ElementwiseActivation):
+    r""":math:`f(z) = z` for :math:`z>0`, :math:`\alpha z` otherwise; :math:`f'(0)=\alpha` unless ``at_zero``."""
+
+    kind = "leaky_relu"
+    symbol = r"\operatorname{lrelu}"
+
+    def __init__(self, negative_slope: float = 0.01, at_zero: float | None = None):
+        super().__init__()
+        if not np.isfinite(negative_slope):
+            raise SpecError(f"leaky_relu: negative_slope must be finite, received {negative_slope!r}")
+        self.negative_slope = float(negative_slope)
+        self.at_zero = at_zero
+
+    def f(self, z):
+        return np.where(z > 0, z, self.negative_slope * z)
+
+    def df(self, z):
+        h0 = self.negative_slope if self.at_zero is None else float(self.at_zero)
+        return np.where(z > 0, 1.0, np.where(z < 0, self.negative_slope, h0))
+
+    def sympy_f(self, t):
+        a = sympy.nsimplify(self.negative_slope)
+        return sympy.Piecewise((t, t > 0), (a * t, True))
+
+    def sympy_df(self, t):
+        a = sympy.nsimplify(self.negative_slope)
+        h0 = a if self.at_zero is None else sympy.nsimplify(self.at_zero)
+        return sympy.Piecewise((1, t > 0), (a, t < 0), (h0, True))
+
+
+class Sigmoid(ElementwiseActivation):
+    r""":math:`\sigma(z) = 1/(1+e^{-z})`, :math:`\sigma'(z) = \sigma(z)(1-\sigma(z))` (Ganev Ex. 1a)."""
+
+    kind = "sigmoid"
+    symbol = r"\sigma"
+
+    def f(self, z):
+        return expit(z)
+
+    def df(self, z):
+        s = expit(z)
+        return s * (1.0 - s)
+
+    def sympy_f(self, t):
+        return 1 / (1 + sympy.exp(-t))
+
+
+class Tanh(ElementwiseActivation):
+    r""":math:`\tanh z`, derivative :math:`1-\tanh^2 z`."""
+
+    kind = "tanh"
+    symbol = r"\tanh"
+
+    def f(self, z):
+        return np.tanh(z)
+
+    def df(self, z):
+        return 1.0 - np.tanh(z) ** 2
+
+    def sympy_f(self, t):
+        return sympy.tanh(t)
+
+
+class Arctan(ElementwiseActivation):
+    r""":math:`\arctan z`, derivative :math:`1/(1+z^2)` (Ganev Ex. 1c)."""
+
+    kind = "arctan"
+    symbol = r"\arctan"
+
+    def f(self, z):
+        return np.arctan(z)
+
+    def df(self, z):
+        return 1.0 / (1.0 + np.square(z))
+
+    def sympy_f(self, t):
+        return sympy.atan(t)
+
+
+class Softplus(ElementwiseActivation):
+    r""":math:`\log(1+e^{z})` (computed as ``logaddexp(0, z)``), derivative :math:`\sigma(z)`."""
+
+    kind = "softplus"
+    symbol = r"\operatorname{softplus}"
+
+    def f(self, z):
+        return np.logaddexp(0.0, z)
+
+    def df(self, z):
+        return expit(z)
+
+    def sympy_f(self, t):
+        return sympy.log(1 + sympy.exp(t))
+
+
+class ELU(ElementwiseActivation):
+    r""":math:`z` for :math:`z>0`, :math:`\alpha(e^{z}-1)` otherwise; derivative 1 or :math:`\alpha e^{z}`.
+
+    At :math:`z=0` the derivative is 1 when :math:`\alpha = 1` (ELU is then :math:`C^1`); for
+    other :math:`\alpha` the left derivative :math:`\alpha` is used, as PyTorch does.
+    """
+
+    kind = "elu"
+    symbol = r"\operatorname{elu}"
+
+    def __init__(self, alpha: float = 1.0):
+        super().__init__()
+        if not np.isfinite(alpha) or alpha <= 0:
+            raise SpecError(f"elu: alpha must be a positive finite number, received {alpha!r}")
+        self.alpha = float(alpha)
+
+    def f(self, z):
+        return np.where(z > 0, z, self.alpha * np.expm1(np.minimum(z, 0.0)))
+
+    def df(self, z):
+        return np.where(z > 0, 1.0, self.alpha * np.exp(np.minimum(z, 0.0)))
+
+    def sympy_f(self, t):
+        a = sympy.nsimplify(self.alpha)
+        return sympy.Piecewise((t, t > 0), (a * (sympy.exp(t) - 1), True))
+
+    def sympy_df(self, t):
+        a = sympy.nsimplify(self.alpha)
+        return sympy.Piecewise((1, t > 0), (a * sympy.exp(t), True))
+
+
+class GenericActivation(ElementwiseActivation):
+    r"""An *undefined* elementwise function :math:`f` (symbolic backend only).
+
+    Its Jacobian is :math:`\operatorname{diag}(f'(z_1),\dots,f'(z_n))` with :math:`f'`
+    an unevaluated SymPy derivative, exactly as printed in the papers.
+    """
+
+    kind = "generic"
+
+    def __init__(self, name: str = "f"):
+        super().__init__()
+        if not isinstance(name, str) or not name.isidentifier():
+            raise SpecError(f"generic activation: name must be an identifier, received {name!r}")
+        self.name = name
+        self.symbol = name
+        self.func = sympy.Function(name, real=True)
+
+    def f(self, z):
+        raise TypeError(f"generic activation {self.name!r} has no numeric value; use the symbolic backend")
+
+    df = f
+
+    def sympy_f(self, t):
+        return self.func(t)
+
+    def sympy_df(self, t):
+        s = sympy.Dummy("s", real=True)
+        return sympy.Subs(sympy.diff(self.func(s), s), s, t).doit() if not isinstance(t, sympy.Symbol) else sympy.diff(self.func(t), t)

@@ -1,0 +1,117 @@
+r"""Fully connected (affine) layer.
+
+Canonical form (Ganev §2, Park eq. (1), PyTorch): :math:`\mathbf z = \mathbf W\mathbf a + \mathbf b`
+with :math:`\mathbf W \in \mathbb R^{n_\text{out}\times n_\text{in}}`.  Damadi writes
+:math:`\mathbf z = \mathbf W_D^\top \mathbf a + \mathbf b` with :math:`\mathbf W_D = \mathbf W^\top
+\in \mathbb R^{n_\text{in}\times n_\text{out}}`; the network converts between the two
+(:mod:`jacobian_bp.conventions`).
+
+Jacobians (one sample, ``n = n_out``):
+
+* :math:`\mathbf J_{\mathbf a}\mathbf z = \mathbf W` (Damadi: :math:`\mathbf W_D^\top`), ``n x n_in``;
+* :math:`\mathbf J_{\operatorname{vec}_r \mathbf W}\mathbf z = \mathbf I_n \otimes \mathbf a^\top`
+  (rows of ``W`` stacked = columns of :math:`\mathbf W_D` stacked: Damadi §3.1, Fig. 4),
+  :math:`\mathbf J_{\operatorname{vec}_c \mathbf W}\mathbf z = \mathbf a^\top \otimes \mathbf I_n`
+  (columns of ``W`` stacked, MML 5.4), both ``n x (n n_in)``;
+* :math:`\mathbf J_{\mathbf b}\mathbf z = \mathbf I_n`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ShapeError, SpecError
+from ..operators import Dense as DenseOp, Identity, Kron
+from .base import Layer
+
+
+class Dense(Layer):
+    r"""Affine layer :math:`\mathbf z = \mathbf W \mathbf a + \mathbf b`.
+
+    Parameters
+    ----------
+    out_features : int
+        :math:`n_\text{out}`.
+    in_features : int, optional
+        :math:`n_\text{in}`; inferred from the previous layer when omitted.
+    bias : bool
+        Whether the layer has a bias :math:`\mathbf b` (default True).
+    """
+
+    kind = "dense"
+    parametric = True
+
+    def __init__(self, out_features: int, in_features: int | None = None, bias: bool = True):
+        super().__init__()
+        for nm, v in (("out_features", out_features), ("in_features", in_features)):
+            if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1):
+                raise SpecError(f"dense layer: {nm} must be a positive integer, received {v!r}")
+        self.out_features = int(out_features)
+        self.in_features = None if in_features is None else int(in_features)
+        self.bias = bool(bias)
+        self.param_names = ("W", "b") if self.bias else ("W",)
+
+    def build(self, in_shape, convention=None):
+        in_shape = tuple(in_shape)
+        if len(in_shape) != 1:
+            raise ShapeError(
+                f"{self._name()}: expected a flat input vector (n_in,), received shape {in_shape}; "
+                "insert a flatten layer before it"
+            )
+        if self.in_features is not None and in_shape[0] != self.in_features:
+            raise ShapeError(
+                f"{self._name()}: expected input of shape ({self.in_features},), received {in_shape}"
+            )
+        self.in_features = in_shape[0]
+        self.in_shape = in_shape
+        self.out_shape = (self.out_features,)
+        return self.out_shape
+
+    def param_shapes(self):
+        shapes = {"W": (self.out_features, self.in_features)}
+        if self.bias:
+            shapes["b"] = (self.out_features,)
+        return shapes
+
+    def init_params(self, rng):
+        p = {"W": rng.standard_normal((self.out_features, self.in_features)) / np.sqrt(self.in_features)}
+        if self.bias:
+            p["b"] = 0.1 * rng.standard_normal(self.out_features)
+        return p
+
+    def forward(self, A, params):
+        Z = A @ params["W"].T
+        if self.bias:
+            Z = Z + params["b"]
+        return Z
+
+    def jac_input(self, a, o, params):
+        return DenseOp(params["W"])
+
+    def jac_params(self, a, o, params, order="C"):
+        a_row = DenseOp(np.asarray(a).reshape(1, -1))
+        n = self.out_features
+        if order == "C":
+            jw = Kron(Identity(n), a_row)
+        elif order == "F":
+            jw = Kron(a_row, Identity(n))
+        else:
+            raise ValueError(f"{self._name()}: vec order must be 'C' or 'F', got {order!r}")
+        out = {"W": jw}
+        if self.bias:
+            out["b"] = Identity(n)
+        return out
+
+    def vjp_input(self, A, O, G, params):
+        return G @ params["W"]
+
+    def left_jac_input(self, A, O, P, params):
+        return P @ params["W"]
+
+    def vjp_params(self, A, O, G, params):
+        out = {"W": (G.T @ A).ravel()}
+        if self.bias:
+            out["b"] = G.sum(axis=0)
+        return out
+
+    def describe(self):
+        return f"dense {self.in_features}->{self.out_features}"

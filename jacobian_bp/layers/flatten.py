@@ -1,0 +1,58 @@
+r"""Flatten: reshape a per-sample array to a vector, row-major.
+
+:math:`\mathbf o = \operatorname{vec}_r(\mathbf A)` for :math:`\mathbf A \in \mathbb R^{C\times H\times W}`
+(any shape), i.e. channels one after the other, each channel row by row -- Damadi's
+:math:`\operatorname{Vec}(\mathbf X^\top)` per channel.  Because the engine already
+flattens every per-sample array row-major, the Jacobian is the identity
+:math:`\mathbf I_{CHW}`: flatten changes the *shape* of the space, not the coordinates.
+"""
+from __future__ import annotations
+
+from math import prod
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..operators import Identity, Operator
+from .base import Layer
+
+__all__ = ["Flatten"]
+
+
+class Flatten(Layer):
+    r"""Reshape ``(C, H, W)`` (or any per-sample shape) to ``(C*H*W,)``; Jacobian :math:`\mathbf I`."""
+
+    kind = "flatten"
+
+    def build(self, in_shape, convention=None):
+        in_shape = tuple(int(s) for s in in_shape)
+        if len(in_shape) < 1 or any(s < 1 for s in in_shape):
+            raise ShapeError(f"{self._name()}: expected a non-empty per-sample input shape, received {in_shape}")
+        self.in_shape = in_shape
+        self.out_shape = (prod(in_shape),)
+        return self.out_shape
+
+    def forward(self, A, params):
+        A = np.asarray(A)
+        if A.shape[1:] != self.in_shape:
+            raise ShapeError(
+                f"{self._name()}: expected an input batch of shape (N, {', '.join(map(str, self.in_shape))}), "
+                f"received {A.shape}"
+            )
+        return A.reshape(A.shape[0], -1)
+
+    def jac_input(self, a, o, params) -> Operator:
+        return Identity(self.out_size)
+
+    def vjp_input(self, A, O, G, params):
+        G = np.asarray(G)
+        return G.reshape(G.shape[0], -1)
+
+    def left_jac_input(self, A, O, P, params):
+        return np.asarray(P)
+
+    def describe(self):
+        return f"flatten {'x'.join(map(str, self.in_shape or ()))}->{self.out_size if self.in_shape else '?'}"
+
+    def latex_name(self):
+        return r"\operatorname{vec}"

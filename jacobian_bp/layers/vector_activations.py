@@ -1,0 +1,89 @@
+r"""Vector activations whose Jacobian is not diagonal: softmax and radial sigmoid.
+
+* Softmax (Ganev Ex. 1d): :math:`s_i = e^{z_i}/\sum_j e^{z_j}`,
+  :math:`\mathbf J_{\mathbf z}\mathbf s = \operatorname{diag}(\mathbf s) - \mathbf s\mathbf s^\top`.
+* Radial sigmoid (Ganev Ex. 1e): :math:`\mathbf f(\mathbf z) = \sigma(|\mathbf z|)\,\mathbf z/|\mathbf z|`
+  with :math:`r = |\mathbf z|` the Euclidean norm, :math:`\mathbf u = \mathbf z/r`:
+  :math:`\mathbf J = \sigma'(r)\,\mathbf u\mathbf u^\top + \frac{\sigma(r)}{r}(\mathbf I - \mathbf u\mathbf u^\top)`
+  (not differentiable at :math:`\mathbf z = 0`, where it is refused).
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy
+from scipy.special import expit, softmax as _softmax
+
+from ..errors import DataError
+from ..operators import Dense as DenseOp
+from .base import Layer
+
+
+class Softmax(Layer):
+    r"""Softmax over the feature axis: :math:`\mathbf J = \operatorname{diag}(\mathbf s)-\mathbf s\mathbf s^\top`."""
+
+    kind = "softmax"
+
+    def build(self, in_shape, convention=None):
+        from ..errors import ShapeError
+
+        if len(tuple(in_shape)) != 1:
+            raise ShapeError(f"{self._name()}: expected a flat input vector, received shape {tuple(in_shape)}")
+        return super().build(in_shape, convention)
+
+    def forward(self, A, params):
+        if isinstance(A, np.ndarray) and A.dtype == object:
+            out = np.empty_like(A)
+            for i in range(A.shape[0]):
+                e = [sympy.exp(v) for v in A[i]]
+                tot = sum(e)
+                out[i] = [v / tot for v in e]
+            return out
+        return _softmax(A, axis=-1)
+
+    def jacobian_matrix(self, s):
+        s = np.asarray(s)
+        return np.diag(s) - np.outer(s, s)
+
+    def jac_input(self, a, o, params):
+        return DenseOp(self.jacobian_matrix(o))
+
+    def vjp_input(self, A, O, G, params):
+        return O * (G - np.sum(G * O, axis=-1, keepdims=True))
+
+    def latex_name(self):
+        return r"\operatorname{softmax}"
+
+
+class RadialSigmoid(Layer):
+    r"""Radial sigmoid :math:`\mathbf z \mapsto \sigma(|\mathbf z|)\,\mathbf z/|\mathbf z|` (Ganev Ex. 1e)."""
+
+    kind = "radial_sigmoid"
+
+    def forward(self, A, params):
+        r = np.linalg.norm(A, axis=-1, keepdims=True)
+        if np.any(r == 0):
+            raise DataError(f"{self._name()}: radial sigmoid is undefined at z = 0 (|z| = 0)")
+        return expit(r) * A / r
+
+    def jacobian_matrix(self, z):
+        z = np.asarray(z, dtype=float)
+        r = np.linalg.norm(z)
+        if r == 0:
+            raise DataError(f"{self._name()}: radial sigmoid is not differentiable at z = 0")
+        u = z / r
+        s = expit(r)
+        uu = np.outer(u, u)
+        return s * (1 - s) * uu + (s / r) * (np.eye(z.size) - uu)
+
+    def jac_input(self, a, o, params):
+        return DenseOp(self.jacobian_matrix(a))
+
+    def vjp_input(self, A, O, G, params):
+        r = np.linalg.norm(A, axis=-1, keepdims=True)
+        U = A / r
+        s = expit(r)
+        gu = np.sum(G * U, axis=-1, keepdims=True)
+        return s * (1 - s) * gu * U + (s / r) * (G - gu * U)
+
+    def latex_name(self):
+        return r"\operatorname{rsig}"

@@ -1,0 +1,678 @@
+r"""Networks, the forward cache, and Damadi's Algorithm 1 (corrected).
+
+A :class:`Network` is a sequence of layers grouped into *stages*: each parametric
+layer (Dense, Conv2d) opens stage ``l`` and produces :math:`\mathbf z^{[l]}`; the
+parameter-free layers after it (activations, pooling, flatten) make
+:math:`\mathbf a^{[l]} = \mathbf f^{[l]}(\mathbf z^{[l]})`.  The last stage's activation
+:math:`\mathbf f^{[L]}` is kept apart and paired with the loss (Damadi Fig. 2).
+
+Algorithm 1 as printed and as implemented
+-----------------------------------------
+The gradient is :math:`\nabla_\theta\ell = (\mathbf J_\theta\mathbf z^{[L]})^\top\nabla_{\mathbf z^{[L]}}\ell`
+(Damadi eq. (1), Alg. 1 line 8), with, for every stage :math:`l`,
+
+.. math::
+
+   \mathbf J_{\mathbf W^{[l]},\mathbf b^{[l]}}\mathbf z^{[L]}
+   = \underbrace{\mathbf J_{\mathbf a^{[L-1]}}\mathbf z^{[L]}\,\mathbf J_{\mathbf z^{[L-1]}}\mathbf a^{[L-1]}
+     \cdots \mathbf J_{\mathbf a^{[l]}}\mathbf z^{[l+1]}\,\mathbf J_{\mathbf z^{[l]}}\mathbf a^{[l]}}_{\mathbf J_{\mathbf z^{[l]}}\mathbf z^{[L]}}
+     \,\big[\mathbf I_{n_l}\otimes(\mathbf a^{[l-1]})^\top\ \ \mathbf I_{n_l}\big]
+
+where for Damadi's Dense layers :math:`\mathbf J_{\mathbf a^{[k-1]}}\mathbf z^{[k]} = (\mathbf W^{[k]})^\top`
+and :math:`\mathbf J_{\mathbf z^{[k]}}\mathbf a^{[k]} = \operatorname{diag} f'(\mathbf z^{[k]})`.
+The printed algorithm differs in four places, each corrected here:
+
+* **line 3, left-hand side**: :math:`\mathbf J_{\mathbf W^{[l]},\mathbf b^{[l]}}(\mathbf z^{[l]})` must be
+  :math:`\mathbf J_{\mathbf W^{[l]},\mathbf b^{[l]}}(\mathbf z^{[L]})` -- the block of the
+  *output* Jacobian, not of the layer's own pre-activation;
+* **line 3, the chain**: it reads :math:`(\mathbf W^{[L]})^\top\mathbf J_{\mathbf W^{[L-1]},\mathbf b^{[L-1]}}(\mathbf f^{[L-1]}(\mathbf z^{[L-1]}))\cdots`;
+  the factors between consecutive activations must be the activation Jacobians
+  :math:`\mathbf J_{\mathbf z^{[k]}}\mathbf f^{[k]}` interleaved with *every* weight
+  :math:`(\mathbf W^{[k]})^\top`, :math:`k = L, \dots, l+1` (the printed line keeps only
+  :math:`\mathbf W^{[L]}`);
+* **lines 3 and 4, the Kronecker block**: :math:`(\mathbf a^{[l]})^\top` and :math:`(\mathbf a^{[L]})^\top`
+  must be :math:`(\mathbf a^{[l-1]})^\top` and :math:`(\mathbf a^{[L-1]})^\top` -- the *input* of layer
+  :math:`l` (with :math:`\mathbf a^{[0]} = \mathbf x`), as in the paper's own §3.1/§3.2 examples;
+* **line 7**: the last block :math:`\mathbf J_{\mathbf W^{[1]},\mathbf b^{[1]}}(\mathbf z^{[2]}(\theta))`
+  must be :math:`\mathbf J_{\mathbf W^{[1]},\mathbf b^{[1]}}(\mathbf z^{[L]}(\theta))`.
+
+The products are formed from the left (reverse mode): :math:`\mathbf P_L = \mathbf I`,
+:math:`\mathbf P_{k-1} = \mathbf P_k\,\mathbf J_{\mathbf a^{[k-1]}}\mathbf z^{[k]}\,\mathbf J_{\mathbf z^{[k-1]}}\mathbf a^{[k-1]}`,
+each an ``n_L × n_{k-1}`` matrix, and the block is kept as the structured product
+:math:`\mathbf P_l(\mathbf I\otimes\mathbf a^\top) = \mathbf P_l\otimes\mathbf a^\top`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import Sequence
+
+import numpy as np
+
+from .conventions import Convention, get_convention
+from .errors import DataError, ShapeError, SpecError
+from .jacobian import Jacobian, Space, block_diag, hstack, vstack
+from .layers.base import Layer
+from .losses import Loss, make_loss
+from .operators import Dense as DenseOp, HStack, Identity, Product
+
+__all__ = ["Network", "Stage", "ParamEntry", "Cache", "Gradient"]
+
+
+@dataclass
+class Stage:
+    """Stage ``l``: a parametric layer and the parameter-free layers after it."""
+
+    index: int
+    layer: Layer
+    post: list[Layer] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ParamEntry:
+    """Where one parameter tensor sits in θ under the network's convention."""
+
+    name: str  # global name: "W1", "b2", "K1"
+    stage: int
+    local: str  # local name in the layer: "W", "b", "K"
+    canonical_shape: tuple[int, ...]
+    user_shape: tuple[int, ...]
+    order: str  # flattening order of the canonical array that gives the user's vec
+    is_dense_weight: bool
+    offset: int
+    space: Space
+
+    @property
+    def size(self) -> int:
+        return prod(self.canonical_shape)
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.offset, self.offset + self.size)
+
+
+@dataclass
+class Cache:
+    """Forward cache, batch-first: ``z[l]`` (``z[0]`` is None), ``a[l]`` (``a[0]`` = x) and
+    ``post[l]`` the inputs of each post layer of stage ``l`` followed by ``a[l]``."""
+
+    z: list
+    a: list
+    post: list
+
+    @property
+    def output(self) -> np.ndarray:
+        return self.a[-1]
+
+
+class Gradient:
+    """A gradient under a convention: ``vector`` (θ order) and named ``params`` (user layout)."""
+
+    def __init__(self, network: "Network", canonical: dict[str, np.ndarray]):
+        self.network = network
+        self.canonical = canonical
+        self.params = network.user_params(canonical)
+        self.vector = network.pack_canonical(canonical)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.params[name]
+
+    def keys(self):
+        return self.params.keys()
+
+    def as_row(self) -> np.ndarray:
+        """The gradient as a row vector ``1 × |θ|`` (MML's convention)."""
+        return self.vector[None, :]
+
+    def __repr__(self) -> str:
+        return f"Gradient({', '.join(f'{k}: {v.shape}' for k, v in self.params.items())}; |θ|={self.vector.size})"
+
+
+class Network:
+    r"""A feed-forward network with a loss, under a :class:`~jacobian_bp.conventions.Convention`.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+        The first must be parametric (Dense or Conv2d).
+    loss : Loss or str
+        ``"cross_entropy"``, ``"bce"``, ``"mse"`` or a :class:`~jacobian_bp.losses.Loss`.
+        An MSE loss built from a string takes the convention's scale.
+    input_shape : int or tuple of int
+        Shape of one sample (``4`` or ``(1, 28, 28)``).
+    convention : str or Convention
+        A preset name (``damadi``, ``ganev``, ``park``, ``mml``, ``pytorch``) or a Convention.
+    name : str
+        Used in reports and LaTeX.
+
+    Notes
+    -----
+    Parameters passed to and returned from every public method are in the
+    convention's layout (Damadi's ``W[l]`` is ``n_{l-1} × n_l``), keyed ``W1, b1, W2, …``.
+    """
+
+    def __init__(self, layers: Sequence[Layer], loss: "Loss | str", input_shape, convention="pytorch", name: str = ""):
+        self.convention: Convention = get_convention(convention)
+        self.name = name or "network"
+        if isinstance(input_shape, (int, np.integer)):
+            input_shape = (int(input_shape),)
+        input_shape = tuple(input_shape)
+        if not input_shape or any((not isinstance(s, (int, np.integer))) or s < 1 for s in input_shape):
+            raise SpecError(f"network {self.name!r}: input_shape must be positive integers, received {input_shape!r}")
+        self.input_shape = tuple(int(s) for s in input_shape)
+        layers = list(layers)
+        if not layers:
+            raise SpecError(f"network {self.name!r}: needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise SpecError(f"network {self.name!r}: item {i} is not a Layer but {type(layer).__name__}")
+        if not layers[0].parametric:
+            raise SpecError(
+                f"network {self.name!r}: the first layer must be parametric (dense or conv2d), received {layers[0].kind!r}"
+            )
+        self.layers = layers
+        self.stages: list[Stage] = []
+        shape = self.input_shape
+        for layer in layers:
+            if layer.parametric:
+                self.stages.append(Stage(len(self.stages) + 1, layer))
+                layer.label = f"layer {len(self.stages)} ({layer.kind})"
+            else:
+                self.stages[-1].post.append(layer)
+                layer.label = f"layer {len(self.stages)} activation ({layer.kind})"
+            shape = layer.build(shape, self.convention)
+        self.output_shape = tuple(shape)
+        if isinstance(loss, str):
+            kw = {}
+            if loss == "mse":
+                kw = {"scale": self.convention.mse_scale, "reduce_outputs": self.convention.mse_reduce_outputs}
+            loss = make_loss(loss, **kw)
+        if not isinstance(loss, Loss):
+            raise SpecError(f"network {self.name!r}: loss must be a Loss or a loss name, received {type(loss).__name__}")
+        self.loss = loss
+        if len(self.output_shape) != 1:
+            raise ShapeError(
+                f"network {self.name!r}: the last layer must output a flat vector for the loss, "
+                f"received shape {self.output_shape}; add a flatten layer"
+            )
+        self._build_entries()
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def L(self) -> int:
+        """Number of stages (Damadi's L)."""
+        return len(self.stages)
+
+    @property
+    def widths(self) -> list[tuple[int, ...]]:
+        """Shapes of z[1], …, z[L]."""
+        return [s.layer.out_shape for s in self.stages]
+
+    @property
+    def n_out(self) -> int:
+        return self.stages[-1].layer.out_size
+
+    @property
+    def matched(self) -> bool:
+        """True when f^{[L]} + loss is a canonical pair of Damadi Table 1 (delta in closed form)."""
+        post = self.stages[-1].post
+        if not post:
+            return self.loss.matched_activation == "identity"
+        return len(post) == 1 and self.loss.matches(post[0])
+
+    def z_space(self, l: int) -> Space:
+        s = self.stages[l - 1].layer
+        return Space(f"z[{l}]", s.out_shape, rf"\mathbf{{z}}^{{[{l}]}}")
+
+    def a_space(self, l: int) -> Space:
+        if l == 0:
+            return Space("x", self.input_shape, r"\mathbf{x}")
+        st = self.stages[l - 1]
+        shape = st.post[-1].out_shape if st.post else st.layer.out_shape
+        return Space(f"a[{l}]", shape, rf"\mathbf{{a}}^{{[{l}]}}")
+
+    def _build_entries(self) -> None:
+        conv = self.convention
+        per_stage = []
+        for st in self.stages:
+            items = []
+            for local, cshape in st.layer.param_shapes().items():
+                dense_w = st.layer.kind == "dense" and local == "W"
+                ushape = tuple(reversed(cshape)) if (dense_w and conv.weight_layout == "in_out") else tuple(cshape)
+                items.append((local, tuple(cshape), ushape, conv.canonical_order(dense_w), dense_w))
+            per_stage.append(items)
+        order: list[tuple[int, tuple]] = []
+        if conv.theta_order == "forward":
+            order = [(l, it) for l, items in enumerate(per_stage, 1) for it in items]
+        elif conv.theta_order == "reverse":
+            order = [(l, it) for l, items in reversed(list(enumerate(per_stage, 1))) for it in items]
+        else:  # weights_first: all non-bias tensors, then all biases
+            order = [(l, it) for l, items in enumerate(per_stage, 1) for it in items if it[0] != "b"]
+            order += [(l, it) for l, items in enumerate(per_stage, 1) for it in items if it[0] == "b"]
+        entries, off = [], 0
+        for l, (local, cshape, ushape, o, dense_w) in order:
+            name = f"{local}{l}"
+            if local == "b":
+                space = Space(f"b[{l}]", ushape, rf"\mathbf{{b}}^{{[{l}]}}")
+            else:
+                sym = r"\mathbf{W}" if local == "W" else rf"\mathbf{{{local}}}"
+                space = Space(f"vec {local}[{l}]", ushape, rf"\operatorname{{vec}}{sym}^{{[{l}]}}",
+                              "C" if conv.vec_order == "row" else "F")
+            entries.append(ParamEntry(name, l, local, cshape, ushape, o, dense_w, off, space))
+            off += prod(cshape)
+        self.entries: list[ParamEntry] = entries
+        self.n_params = off
+        self.theta_space = Space.concat([e.space for e in entries])
+
+    def entry(self, name: str) -> ParamEntry:
+        for e in self.entries:
+            if e.name == name:
+                return e
+        raise KeyError(f"network {self.name!r} has no parameter {name!r}; parameters: {', '.join(self.param_names)}")
+
+    @property
+    def param_names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    def describe(self) -> str:
+        parts = [f"input {self.input_shape}"] + [l.describe() for l in self.layers] + [f"loss {self.loss.kind}"]
+        return " -> ".join(parts) + f"  [{self.convention.name}; |θ| = {self.n_params}]"
+
+    def __repr__(self) -> str:
+        return f"Network({self.describe()})"
+
+    # ------------------------------------------------------------------ parameters
+    def init_params(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """Random parameters (fan-in scaled Gaussian), in the convention's layout."""
+        rng = np.random.default_rng(seed)
+        canon = {}
+        for st in self.stages:
+            for local, v in st.layer.init_params(rng).items():
+                canon[f"{local}{st.index}"] = v
+        return self.user_params(canon)
+
+    def user_params(self, canonical: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = {}
+        for e in self.entries:
+            out[e.name] = self.convention.to_user(np.asarray(canonical[e.name]).reshape(e.canonical_shape), e.is_dense_weight)
+        return out
+
+    def canonical_params(self, params: dict[str, np.ndarray], symbolic_ok: bool = True) -> dict[str, np.ndarray]:
+        """Validate user-layout parameters and return them in the canonical layout."""
+        if not isinstance(params, dict):
+            raise DataError(f"network {self.name!r}: parameters must be a dict keyed {', '.join(self.param_names)}")
+        missing = [n for n in self.param_names if n not in params]
+        extra = [k for k in params if k not in self.param_names]
+        if missing or extra:
+            raise DataError(
+                f"network {self.name!r}: parameter names do not match; missing: {missing or 'none'}, "
+                f"unknown: {extra or 'none'}; expected {self.param_names}"
+            )
+        canon = {}
+        for e in self.entries:
+            v = params[e.name]
+            if not isinstance(v, np.ndarray) or v.dtype != object:
+                v = np.asarray(v, dtype=float)
+            if v.shape != e.user_shape:
+                raise ShapeError(
+                    f"layer {e.stage} ({self.stages[e.stage - 1].layer.kind}): parameter {e.name} expected shape "
+                    f"{e.user_shape} under convention {self.convention.name!r}, received {v.shape}"
+                )
+            if v.dtype != object and not np.all(np.isfinite(v)):
+                raise DataError(f"layer {e.stage}: parameter {e.name} contains NaN or Inf")
+            canon[e.name] = self.convention.from_user(v, e.is_dense_weight)
+        return canon
+
+    def _stage_params(self, canon: dict, l: int) -> dict[str, np.ndarray]:
+        st = self.stages[l - 1]
+        return {local: canon[f"{local}{l}"] for local in st.layer.param_shapes()}
+
+    def pack_canonical(self, canonical: dict[str, np.ndarray]) -> np.ndarray:
+        """θ vector (convention order and vec) from canonical parameters."""
+        arrays = [np.asarray(canonical[e.name]).reshape(e.canonical_shape).ravel(order=e.order) for e in self.entries]
+        return np.concatenate(arrays) if arrays else np.zeros(0)
+
+    def pack(self, params: dict[str, np.ndarray]) -> np.ndarray:
+        """θ vector from user-layout parameters (Damadi: [vec W[L]; b[L]; …; vec W[1]; b[1]])."""
+        return self.pack_canonical(self.canonical_params(params))
+
+    def unpack_canonical(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        theta = np.asarray(theta)
+        if theta.shape != (self.n_params,):
+            raise ShapeError(f"network {self.name!r}: expected θ of shape ({self.n_params},), received {theta.shape}")
+        return {e.name: theta[e.slice].reshape(e.canonical_shape, order=e.order) for e in self.entries}
+
+    def unpack(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        return self.user_params(self.unpack_canonical(theta))
+
+    # ------------------------------------------------------------------ data
+    def as_batch(self, X, Y=None, what: str = "input"):
+        """Return batch-first arrays ``(Xb, Yb, single)`` from the convention's layout."""
+        X = X if (isinstance(X, np.ndarray) and X.dtype == object) else np.asarray(X, dtype=float)
+        k = len(self.input_shape)
+        if X.ndim == k:
+            single = True
+            if X.shape != self.input_shape:
+                raise ShapeError(f"{self.stages[0].layer.label}: expected input of shape {self.input_shape}, received {X.shape}")
+            Xb = X[None]
+        elif X.ndim == k + 1:
+            single = False
+            Xb = X if self.convention.batch_axis == "first" else np.moveaxis(X, -1, 0)
+            if Xb.shape[1:] != self.input_shape:
+                lay = "(N, *shape)" if self.convention.batch_axis == "first" else "(*shape, N)"
+                raise ShapeError(
+                    f"{self.stages[0].layer.label}: expected a batch of inputs of shape {self.input_shape} laid out "
+                    f"{lay} (batch axis {self.convention.batch_axis}), received {X.shape}"
+                )
+        else:
+            raise ShapeError(
+                f"{self.stages[0].layer.label}: expected input of shape {self.input_shape} or a batch of them, received {X.shape}"
+            )
+        if Xb.shape[0] == 0:
+            raise DataError(f"network {self.name!r}: empty batch (N = 0)")
+        if Xb.dtype != object and not np.all(np.isfinite(Xb)):
+            raise DataError(f"network {self.name!r}: input contains NaN or Inf")
+        if Y is None:
+            return Xb, None, single
+        Y = Y if (isinstance(Y, np.ndarray) and Y.dtype == object) else np.asarray(Y, dtype=float)
+        if single:
+            if Y.shape != self.output_shape:
+                raise ShapeError(f"{self.loss.kind} loss: expected a target of shape {self.output_shape}, received {Y.shape}")
+            Yb = Y[None]
+        else:
+            if Y.ndim != 2:
+                raise ShapeError(f"{self.loss.kind} loss: expected a batch of targets, received shape {Y.shape}")
+            Yb = Y if self.convention.batch_axis == "first" else Y.T
+        if Yb.shape != (Xb.shape[0],) + self.output_shape:
+            raise ShapeError(
+                f"{self.loss.kind} loss: expected targets of shape {(Xb.shape[0],) + self.output_shape} (batch-first), "
+                f"received {Yb.shape}"
+            )
+        if Yb.dtype != object:
+            self.loss.check_targets(Yb, Yb.shape)
+        return Xb, Yb, single
+
+    # ------------------------------------------------------------------ forward
+    def _forward(self, Xb: np.ndarray, canon: dict) -> Cache:
+        z: list = [None]
+        a: list = [Xb]
+        post: list = [[]]
+        cur = Xb
+        for st in self.stages:
+            cur = st.layer.forward(cur, self._stage_params(canon, st.index))
+            z.append(cur)
+            ins = []
+            for layer in st.post:
+                ins.append(cur)
+                cur = layer.forward(cur, {})
+            post.append(ins)
+            a.append(cur)
+        return Cache(z, a, post)
+
+    def forward(self, X, params) -> Cache:
+        """Forward pass; returns the batch-first :class:`Cache` of z[l] and a[l]."""
+        Xb, _, _ = self.as_batch(X)
+        return self._forward(Xb, self.canonical_params(params))
+
+    def predict(self, X, params) -> np.ndarray:
+        Xb, _, single = self.as_batch(X)
+        out = self._forward(Xb, self.canonical_params(params)).output
+        return out[0] if single else (out if self.convention.batch_axis == "first" else out.T)
+
+    def _per_sample_loss(self, cache: Cache, Yb) -> np.ndarray:
+        if self.matched:
+            return self.loss.value_from_logits(Yb, cache.z[-1])
+        return self.loss.value(Yb, cache.a[-1])
+
+    def _reduce_factor(self, N: int) -> float:
+        return 1.0 / N if self.convention.reduction == "mean" else 1.0
+
+    def loss_value(self, X, Y, params) -> float:
+        """The (reduced) loss: sum or mean over the batch of per-sample losses."""
+        Xb, Yb, _ = self.as_batch(X, Y)
+        cache = self._forward(Xb, self.canonical_params(params))
+        return float(np.sum(self._per_sample_loss(cache, Yb)) * self._reduce_factor(Xb.shape[0]))
+
+    def _delta(self, cache: Cache, Yb) -> np.ndarray:
+        r"""Per-sample :math:`\nabla_{\mathbf z^{[L]}}\ell` (unreduced), ``(N, n_L)``.
+
+        Closed form for a matched pair (Damadi Table 1); otherwise
+        :math:`(\mathbf J_{\mathbf z^{[L]}}\mathbf f^{[L]})^\top\nabla_{\hat{\mathbf y}}\ell`.
+        """
+        if self.matched:
+            return self.loss.delta(Yb, cache.z[-1])
+        G = self.loss.grad_yhat(Yb, cache.a[-1])
+        st = self.stages[-1]
+        outs = cache.post[-1][1:] + [cache.a[-1]]
+        for layer, A, O in reversed(list(zip(st.post, cache.post[-1], outs))):
+            G = layer.vjp_input(A.reshape(A.shape[0], -1) if False else A, O, G.reshape(O.shape[0], -1), {})
+        return G.reshape(G.shape[0], -1)
+
+    def delta(self, X, Y, params) -> np.ndarray:
+        """:math:`\\nabla_{\\mathbf z^{[L]}}\\ell` per sample, batch-first ``(N, n_L)`` (single sample: ``(n_L,)``)."""
+        Xb, Yb, single = self.as_batch(X, Y)
+        d = self._delta(self._forward(Xb, self.canonical_params(params)), Yb)
+        return d[0] if single else d
+
+    # ------------------------------------------------------------------ Algorithm 1
+    def _left_products(self, cache: Cache, canon: dict) -> list[np.ndarray]:
+        """P[l] = J_{z[l]} z[L] for every stage, batched: ``(N, n_L, size z[l])``; P[0] = J_x z[L]."""
+        N = cache.a[0].shape[0]
+        nL = self.n_out
+        P: list = [None] * (self.L + 1)
+        cur = np.broadcast_to(np.eye(nL), (N, nL, nL))
+        P[self.L] = cur
+        for l in range(self.L, 0, -1):
+            st = self.stages[l - 1]
+            # J_{a[l-1]} z[l]
+            cur = st.layer.left_jac_input(cache.a[l - 1], cache.z[l], cur, self._stage_params(canon, l))
+            if l - 1 >= 1:
+                prev = self.stages[l - 2]
+                ins = cache.post[l - 1]
+                outs = ins[1:] + [cache.a[l - 1]]
+                for layer, A, O in reversed(list(zip(prev.post, ins, outs))):
+                    cur = layer.left_jac_input(A, O, cur, {})
+            P[l - 1] = cur
+        return P
+
+    def _param_blocks(self, cache: Cache, canon: dict, i: int, P: list, symbolic: bool = False) -> dict[str, Jacobian]:
+        """Per-parameter Jacobian blocks J_{θ_p} z[L] of sample ``i`` (structured products)."""
+        zL = self.z_space(self.L)
+        blocks: dict[str, Jacobian] = {}
+        for st in self.stages:
+            l = st.index
+            params = self._stage_params(canon, l)
+            orders = {e.local: e.order for e in self.entries if e.stage == l}
+            a_prev = cache.a[l - 1][i]
+            z_l = cache.z[l][i]
+            # one call per distinct order (weights and biases may differ only for conv in theory)
+            local_ops = {}
+            for order in set(orders.values()):
+                for k, op in st.layer.jac_params(a_prev, z_l, params, order).items():
+                    if orders.get(k) == order:
+                        local_ops[k] = op
+            Pl = P[l][i]
+            for e in self.entries:
+                if e.stage != l:
+                    continue
+                op = local_ops[e.local]
+                full = op if l == self.L else Product([DenseOp(Pl), op])
+                blocks[e.name] = Jacobian(full, zL, e.space)
+        return blocks
+
+    def jacobian_theta(self, x, params) -> Jacobian:
+        r""":math:`\mathbf J_\theta\mathbf z^{[L]}` of one sample, ``n_L × |θ|``, blocks in θ order (Alg. 1 line 7).
+
+        Each block is the structured product :math:`\mathbf J_{\mathbf z^{[l]}}\mathbf z^{[L]}\,\mathbf J_{\theta_l}\mathbf z^{[l]}`
+        (e.g. :math:`\mathbf P_l(\mathbf I\otimes\mathbf a^{[l-1]\top})`), never materialized
+        until :meth:`Jacobian.to_dense` / :meth:`Jacobian.to_sparse`.
+        """
+        Xb, _, single = self.as_batch(x)
+        if not single:
+            raise ShapeError(f"jacobian_theta: expected one sample of shape {self.input_shape}, received a batch {np.shape(x)}; use batch_jacobian_theta")
+        canon = self.canonical_params(params)
+        cache = self._forward(Xb, canon)
+        P = self._left_products(cache, canon)
+        blocks = self._param_blocks(cache, canon, 0, P)
+        return hstack([blocks[e.name] for e in self.entries])
+
+    def layer_jacobian(self, x, params, l: int) -> Jacobian:
+        r"""Damadi's :math:`\mathbf J_{\mathbf W^{[l]},\mathbf b^{[l]}}\mathbf z^{[L]}` (all parameters of stage ``l``)."""
+        if not (1 <= l <= self.L):
+            raise ValueError(f"layer_jacobian: l must be in 1..{self.L}, received {l}")
+        J = self.jacobian_theta(x, params)
+        bl = [b for b in J.blocks if any(e.stage == l and e.space == b.input for e in self.entries)]
+        names = ",".join(b.input.name for b in bl)
+        return hstack(bl, name=f"theta[{l}]", latex=",".join(b.input.latex for b in bl)) if bl else None
+
+    def jacobian_input(self, x, params) -> Jacobian:
+        r""":math:`\mathbf J_{\mathbf x}\mathbf z^{[L]}` of one sample, ``n_L × n_0``."""
+        Xb, _, single = self.as_batch(x)
+        if not single:
+            raise ShapeError(f"jacobian_input: expected one sample of shape {self.input_shape}, received {np.shape(x)}")
+        canon = self.canonical_params(params)
+        cache = self._forward(Xb, canon)
+        P = self._left_products(cache, canon)
+        return Jacobian(DenseOp(P[0][0]), self.z_space(self.L), self.a_space(0))
+
+    def chain_factors(self, x, params, l: int) -> list[Jacobian]:
+        r"""The typed factors of :math:`\mathbf J_{\mathbf z^{[l]}}\mathbf z^{[L]}`, left to right:
+        :math:`\mathbf J_{\mathbf a^{[L-1]}}\mathbf z^{[L]}, \mathbf J_{\mathbf z^{[L-1]}}\mathbf a^{[L-1]}, \dots,
+        \mathbf J_{\mathbf z^{[l]}}\mathbf a^{[l]}` (one sample).  Their product, formed with ``@``,
+        type-checks every link of the chain."""
+        Xb, _, _ = self.as_batch(x)
+        canon = self.canonical_params(params)
+        cache = self._forward(Xb, canon)
+        factors = []
+        for k in range(self.L, l, -1):
+            st = self.stages[k - 1]
+            op = st.layer.jac_input(cache.a[k - 1][0], cache.z[k][0], self._stage_params(canon, k))
+            factors.append(Jacobian(op, self.z_space(k), self.a_space(k - 1)))
+            prev = self.stages[k - 2]
+            ins = cache.post[k - 1]
+            outs = ins[1:] + [cache.a[k - 1]]
+            ops = [layer.jac_input(A[0], O[0], {}) for layer, A, O in zip(prev.post, ins, outs)]
+            post_op = Product(list(reversed(ops))) if ops else Identity(prev.layer.out_size)
+            factors.append(Jacobian(post_op, self.a_space(k - 1), self.z_space(k - 1)))
+        return factors
+
+    def local_jacobian(self, x, params, l: int) -> Jacobian:
+        r""":math:`\mathbf J_{\theta_l}\mathbf z^{[l]}`, e.g. Damadi's :math:`[\mathbf I\otimes\mathbf a^{[l-1]\top}\ \ \mathbf I]`."""
+        Xb, _, _ = self.as_batch(x)
+        canon = self.canonical_params(params)
+        cache = self._forward(Xb, canon)
+        st = self.stages[l - 1]
+        blocks = []
+        for e in self.entries:
+            if e.stage == l:
+                op = st.layer.jac_params(cache.a[l - 1][0], cache.z[l][0], self._stage_params(canon, l), e.order)[e.local]
+                blocks.append(Jacobian(op, self.z_space(l), e.space))
+        blocks.sort(key=lambda j: 0 if not j.input.name.startswith("b") else 1)
+        return hstack(blocks, name=f"theta[{l}]", latex=",".join(b.input.latex for b in blocks))
+
+    # ------------------------------------------------------------------ batches
+    def batch_jacobian_theta(self, X, params) -> Jacobian:
+        r""":math:`\mathbf J_\theta \mathbf Z^{[L]}` of a batch: per-sample Jacobians stacked (sample-major rows)."""
+        Xb, _, _ = self.as_batch(X)
+        canon = self.canonical_params(params)
+        cache = self._forward(Xb, canon)
+        P = self._left_products(cache, canon)
+        rows = []
+        for i in range(Xb.shape[0]):
+            blocks = self._param_blocks(cache, canon, i, P)
+            rows.append(hstack([blocks[e.name] for e in self.entries]))
+        rows = [Jacobian(r.op, Space(f"z[{self.L}]_{i + 1}", r.output.shape, rf"\mathbf{{z}}^{{[{self.L}]}}_{{{i + 1}}}"), r.input, blocks=r.blocks)
+                for i, r in enumerate(rows)]
+        return vstack(rows, name=f"Z[{self.L}]", latex=rf"\mathbf{{Z}}^{{[{self.L}]}}")
+
+    def batch_jacobian_input(self, X, params) -> Jacobian:
+        r""":math:`\mathbf J_{\mathbf X}\mathbf Z^{[L]} = \sum_i \mathbf E_{ii}\otimes\mathbf J_{\mathbf x_i}\mathbf z_i^{[L]}` (block diagonal over samples)."""
+        Xb, _, _ = self.as_batch(X)
+        canon = self.canonical_params(params)
+        cache = self._forward(Xb, canon)
+        P = self._left_products(cache, canon)
+        js = [Jacobian(DenseOp(P[0][i]), Space(f"z[{self.L}]_{i + 1}", (self.n_out,)), Space(f"x_{i + 1}", self.input_shape))
+              for i in range(Xb.shape[0])]
+        return block_diag(js, f"Z[{self.L}]", rf"\mathbf{{Z}}^{{[{self.L}]}}", "X", r"\mathbf{X}")
+
+    def activation_jacobian_batch(self, X, params, l: int) -> Jacobian:
+        r"""Ganev Prop. 4.1's :math:`\Phi_\ell = \sum_i \mathbf E_{ii}\otimes \mathrm{Jac}_{i,\ell}^\top` for stage ``l``.
+
+        Returned as the block-diagonal operator of the transposed per-sample activation
+        Jacobians (batch-first, rows of :math:`\mathbf Z_\ell` stacked)."""
+        Xb, _, _ = self.as_batch(X)
+        canon = self.canonical_params(params)
+        cache = self._forward(Xb, canon)
+        st = self.stages[l - 1]
+        ins = cache.post[l]
+        outs = ins[1:] + [cache.a[l]]
+        js = []
+        for i in range(Xb.shape[0]):
+            ops = [layer.jac_input(A[i], O[i], {}) for layer, A, O in zip(st.post, ins, outs)]
+            op = Product(list(reversed(ops))) if ops else Identity(st.layer.out_size)
+            js.append(Jacobian(op.T, Space(f"z[{l}]_{i + 1}", st.layer.out_shape), Space(f"a[{l}]_{i + 1}", self.a_space(l).shape)))
+        return block_diag(js, f"Z[{l}]", rf"\mathbf{{Z}}_{{{l}}}", f"A[{l}]", rf"\mathbf{{A}}_{{{l}}}")
+
+    # ------------------------------------------------------------------ gradients
+    def gradient(self, X, Y, params, method: str = "chain") -> Gradient:
+        r""":math:`\nabla_\theta\ell` under the convention (Damadi Alg. 1 line 8), summed or averaged over the batch.
+
+        Parameters
+        ----------
+        method : {"chain", "operator"}
+            ``chain``: per sample, :math:`(\mathbf J_\theta\mathbf z^{[L]})^\top\nabla_{\mathbf z^{[L]}}\ell` with
+            the structured :math:`\mathbf J_\theta\mathbf z^{[L]}` of :meth:`jacobian_theta`;
+            ``operator``: the same transposed chain applied right to left as one batched
+            vector-Jacobian sweep (the cost of backprop).
+        """
+        Xb, Yb, _ = self.as_batch(X, Y)
+        canon = self.canonical_params(params)
+        cache = self._forward(Xb, canon)
+        D = self._delta(cache, Yb) * self._reduce_factor(Xb.shape[0])
+        if method == "chain":
+            P = self._left_products(cache, canon)
+            total = {e.name: 0.0 for e in self.entries}
+            for i in range(Xb.shape[0]):
+                blocks = self._param_blocks(cache, canon, i, P)
+                for e in self.entries:
+                    total[e.name] = total[e.name] + blocks[e.name].rmatvec(D[i])
+            canon_grad = {e.name: np.asarray(total[e.name]).reshape(e.canonical_shape, order=e.order) for e in self.entries}
+        elif method == "operator":
+            canon_grad = self._vjp_sweep(cache, canon, D)
+        else:
+            raise ValueError(f"gradient: method must be 'chain' or 'operator', received {method!r}")
+        return Gradient(self, canon_grad)
+
+    def _vjp_sweep(self, cache: Cache, canon: dict, D: np.ndarray) -> dict[str, np.ndarray]:
+        G = D
+        out = {}
+        for l in range(self.L, 0, -1):
+            st = self.stages[l - 1]
+            p = self._stage_params(canon, l)
+            Gs = G.reshape((G.shape[0],) + st.layer.out_shape)
+            for k, v in st.layer.vjp_params(cache.a[l - 1], cache.z[l], Gs.reshape(G.shape[0], -1), p).items():
+                out[f"{k}{l}"] = np.asarray(v).reshape(st.layer.param_shapes()[k])
+            if l == 1:
+                break
+            G = st.layer.vjp_input(cache.a[l - 1], cache.z[l], Gs.reshape(G.shape[0], -1), p)
+            prev = self.stages[l - 2]
+            ins = cache.post[l - 1]
+            outs = ins[1:] + [cache.a[l - 1]]
+            for layer, A, O in reversed(list(zip(prev.post, ins, outs))):
+                G = layer.vjp_input(A, O, G.reshape(O.shape[0], -1), {})
+            G = G.reshape(G.shape[0], -1)
+        return out
+
+    def per_sample_gradients(self, X, Y, params) -> np.ndarray:
+        r"""Per-sample gradients :math:`(\mathbf J_\theta\mathbf z_i^{[L]})^\top\nabla_{\mathbf z_i^{[L]}}\ell_i`, ``(N, |θ|)``
+        (unreduced: each row is the gradient of that sample's own loss)."""
+        Xb, Yb, _ = self.as_batch(X, Y)
+        canon = self.canonical_params(params)
+        cache = self._forward(Xb, canon)
+        D = self._delta(cache, Yb)
+        P = self._left_products(cache, canon)
+        rows = []
+        for i in range(Xb.shape[0]):
+            J = hstack([self._param_blocks(cache, canon, i, P)[e.name] for e in self.entries])
+            rows.append(J.rmatvec(D[i]))
+        return np.stack(rows)
