@@ -94,7 +94,7 @@ class Layer:
         return out
 
     def left_jac_input(self, A: np.ndarray, O: np.ndarray, P: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
-        """Batched :math:`\mathbf P_i\,\mathbf J_{\mathbf a_i}\mathbf o_i` for ``P`` of shape ``(N, k, out_size)``.
+        r"""Batched :math:`\mathbf P_i\,\mathbf J_{\mathbf a_i}\mathbf o_i` for ``P`` of shape ``(N, k, out_size)``.
 
         Returns ``(N, k, in_size)``.  This is one step of Damadi Alg. 1 from the left
         (reverse mode); the default loops over samples.

@@ -1,0 +1,36 @@
+"""Shared helpers for the test suite."""
+from __future__ import annotations
+
+import numpy as np
+
+import jacobian_bp as jb
+
+
+def make_data(net: jb.Network, N: int, seed: int = 0):
+    """Inputs/targets for ``net`` in its convention's layout (single sample when N == 1)."""
+    from jacobian_bp.spec import generate_data
+
+    X, Y = generate_data(net, N, seed)
+    if net.loss.kind == "bce":  # soft targets exercise the general BCE formula
+        rng = np.random.default_rng(seed + 1)
+        Y = rng.uniform(0.05, 0.95, size=np.shape(Y))
+    return X, Y
+
+
+def fd_gradient(net: jb.Network, X, Y, params, h: float = 1e-6) -> np.ndarray:
+    """Central differences of the reduced loss w.r.t. θ (the convention's order), float64."""
+    theta = net.pack(params)
+    g = np.zeros_like(theta)
+    for k in range(theta.size):
+        t = theta.copy()
+        t[k] += h
+        fp = net.loss_value(X, Y, net.unpack(t))
+        t[k] -= 2 * h
+        fm = net.loss_value(X, Y, net.unpack(t))
+        g[k] = (fp - fm) / (2 * h)
+    return g
+
+
+def rel_err(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
