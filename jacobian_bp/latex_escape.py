@@ -1,44 +1,187 @@
-r"""Escaping of user-supplied text for LaTeX.
+r"""Escaping of user-supplied text for LaTeX documents and notebook displays.
 
-Every name that comes from a user (layer names, parameter names, spec strings) goes
-through :func:`escape_latex` before it enters a document, so that no input can break
-or inject into it: ``}`` ``{`` ``\`` ``%`` ``$`` ``#`` ``_`` ``^`` ``&`` ``~`` are
-replaced by their text-mode forms and non-ASCII characters by ``?``-free
-``\text{}``-safe escapes (``\char"XXXX``-free: they are written as ``\detokenize``
-safe hex codes ``U+XXXX``) so the document compiles under plain ``pdflatex``.
+Every name that comes from a user (network names, document titles, convention
+names, generic activation names, spec descriptions) goes through this module before it
+enters LaTeX, so that no input can break or inject into a document and the name is
+still *shown literally*.
+
+Design (for ``pdflatex`` with its default OT1 encoding and Computer Modern fonts, the
+only setup guaranteed by Debian's ``texlive-latex-base``):
+
+* no raw special character survives: ``\ { } % $ # & _ ^ ~`` become commands that
+  typeset the literal glyph, so ``\input{…}``, ``}``, ``%`` or ``$`` cannot open a
+  group, a comment, math mode or a command;
+* characters that OT1 Computer Modern prints as *other* glyphs (``<`` is ``¡``, ``>``
+  is ``¿``, ``|`` is an em dash, ``"`` a closing quote) and the ligature builders
+  ``- ' `` are taken from the typewriter font ``cmtt`` by character code
+  (``\char34``), where the code points are the ASCII glyphs;
+* non-ASCII characters are mapped explicitly -- accented Latin letters to accent
+  commands (``é`` → ``\'{e}``, via Unicode NFD), ``ß æ ø ł …`` to their LaTeX
+  commands, Greek letters and common math symbols to ``\ensuremath{\alpha}`` etc.;
+  anything else (CJK, emoji, …), which pdflatex cannot typeset with the base fonts,
+  is shown as its code point ``[U+4E2D]``.  No ``inputenc``/``\detokenize`` trick is
+  needed, so the output is pure ASCII;
+* control characters (newline, tab, NUL, …) become spaces, so no input can end a
+  paragraph or a line of the file.
+
+Functions
+---------
+:func:`escape_text`
+    For text mode (titles, paragraphs, table cells).
+:func:`escape_latex`
+    The same wrapped in ``\mbox{…}``: safe in text *and* math mode (used for the
+    default LaTeX of a :class:`~jacobian_bp.jacobian.Space`).
+:func:`escape_mathjax`
+    For notebook displays rendered by MathJax (``\text{…}`` with a conservative
+    ASCII subset; every other character shown as ``U+XXXX``).
 """
 from __future__ import annotations
 
-_MAP = {
-    "\\": r"\textbackslash{}",
+import unicodedata
+
+__all__ = ["escape_text", "escape_latex", "escape_mathjax"]
+
+
+def _tt(code: int) -> str:
+    """The glyph at ``code`` of the typewriter font (ASCII layout in OT1 cmtt)."""
+    return r"{\ttfamily\char" + str(code) + "}"
+
+
+#: ASCII characters that need a replacement in text mode.
+_ASCII = {
+    "\\": r"\ensuremath{\backslash}",
     "{": r"\{",
     "}": r"\}",
     "%": r"\%",
-    "$": r"\$",
+    "$": _tt(36),   # \$ would load a TS1 (textcomp) bitmap font
     "#": r"\#",
-    "_": r"\_",
-    "^": r"\textasciicircum{}",
     "&": r"\&",
-    "~": r"\textasciitilde{}",
-    "<": r"\textless{}",
-    ">": r"\textgreater{}",
-    "|": r"\textbar{}",
-    '"': r"\textquotedbl{}",
+    "_": _tt(95),   # a real glyph (\_ is a rule that text extraction loses)
+    "^": _tt(94),
+    "~": _tt(126),
+    "<": _tt(60),
+    ">": _tt(62),
+    "|": _tt(124),
+    '"': _tt(34),
+    "'": _tt(13),   # cmtt 13 is the straight (upright) single quote
+    "`": _tt(18),   # grave accent
+    "-": "{-}",     # no -- / --- ligatures
+    "!": "{!}",     # no !` ligature
+    "?": "{?}",     # no ?` ligature
 }
 
+#: Combining accents (Unicode NFD) and the OT1-safe LaTeX accent command for each.
+_ACCENTS = {
+    "\u0300": "`", "\u0301": "'", "\u0302": "^", "\u0303": "~", "\u0304": "=",
+    "\u0306": "u", "\u0307": ".", "\u0308": '"', "\u030a": "r", "\u030b": "H",
+    "\u030c": "v", "\u0327": "c", "\u0323": "d", "\u0331": "b",
+}
 
-def escape_latex(text: str) -> str:
-    """Return ``text`` safe for LaTeX text mode (and inside ``\\text{...}`` in math mode)."""
+#: Non-ASCII characters with a direct LaTeX equivalent in the base fonts.
+_SPECIAL = {
+    "ß": r"\ss{}", "æ": r"\ae{}", "Æ": r"\AE{}", "œ": r"\oe{}", "Œ": r"\OE{}",
+    "ø": r"\o{}", "Ø": r"\O{}", "ł": r"\l{}", "Ł": r"\L{}", "ı": r"\i{}", "ȷ": r"\j{}",
+    "å": r"\aa{}", "Å": r"\AA{}", "¡": r"\textexclamdown{}", "¿": r"\textquestiondown{}",
+    "§": r"\ensuremath{\S}", "¶": r"\ensuremath{\P}", "†": r"\ensuremath{\dagger}", "‡": r"\ensuremath{\ddagger}",
+    "–": "--", "—": "---", "…": r"\ldots{}", "‘": "`", "’": "'", "“": "``", "”": "''",
+    "\u00a0": "~",
+    "°": r"\ensuremath{^\circ}", "±": r"\ensuremath{\pm}", "×": r"\ensuremath{\times}",
+    "÷": r"\ensuremath{\div}", "·": r"\ensuremath{\cdot}", "µ": r"\ensuremath{\mu}",
+    "¬": r"\ensuremath{\neg}", "→": r"\ensuremath{\rightarrow}", "←": r"\ensuremath{\leftarrow}",
+    "↔": r"\ensuremath{\leftrightarrow}", "⇒": r"\ensuremath{\Rightarrow}", "≤": r"\ensuremath{\leq}",
+    "≥": r"\ensuremath{\geq}", "≠": r"\ensuremath{\neq}", "≈": r"\ensuremath{\approx}",
+    "∞": r"\ensuremath{\infty}", "∑": r"\ensuremath{\sum}", "∏": r"\ensuremath{\prod}",
+    "∫": r"\ensuremath{\int}", "√": r"\ensuremath{\surd}", "∂": r"\ensuremath{\partial}",
+    "∇": r"\ensuremath{\nabla}", "∈": r"\ensuremath{\in}", "⊗": r"\ensuremath{\otimes}",
+    "⊕": r"\ensuremath{\oplus}", "∘": r"\ensuremath{\circ}", "⊤": r"\ensuremath{\top}",
+    "ℓ": r"\ensuremath{\ell}", "∅": r"\ensuremath{\emptyset}", "−": r"\ensuremath{-}",
+}
+_GREEK = {
+    "α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "ε": "epsilon", "ζ": "zeta", "η": "eta",
+    "θ": "theta", "ι": "iota", "κ": "kappa", "λ": "lambda", "μ": "mu", "ν": "nu", "ξ": "xi",
+    "π": "pi", "ρ": "rho", "σ": "sigma", "ς": "varsigma", "τ": "tau", "υ": "upsilon", "φ": "phi",
+    "χ": "chi", "ψ": "psi", "ω": "omega", "ϑ": "vartheta", "ϕ": "varphi", "ϵ": "varepsilon",
+    "Γ": "Gamma", "Δ": "Delta", "Θ": "Theta", "Λ": "Lambda", "Ξ": "Xi", "Π": "Pi", "Σ": "Sigma",
+    "Υ": "Upsilon", "Φ": "Phi", "Ψ": "Psi", "Ω": "Omega",
+}
+for _g, _name in _GREEK.items():
+    _SPECIAL[_g] = r"\ensuremath{\%s}" % _name
+# Greek capitals that look like Latin ones
+for _g, _lat in zip("ΑΒΕΖΗΙΚΜΝΟΡΤΧ", "ABEZHIKMNOPTX"):
+    _SPECIAL[_g] = _lat
+
+
+def _code_point(ch: str) -> str:
+    return f"[U+{ord(ch):04X}]"
+
+
+def _escape_char(ch: str) -> str:
+    o = ord(ch)
+    if ch in _ASCII:
+        return _ASCII[ch]
+    if o < 32 or o == 127:
+        return " "
+    if o < 127:
+        return ch
+    if ch in _SPECIAL:
+        return _SPECIAL[ch]
+    decomposed = unicodedata.normalize("NFD", ch)
+    base, marks = decomposed[0], decomposed[1:]
+    if marks and ord(base) < 128 and base.isalpha() and all(m in _ACCENTS for m in marks):
+        out = {"i": r"\i{}", "j": r"\j{}"}.get(base, base) if any(_ACCENTS[m] not in "cdb" for m in marks) else base
+        for m in marks:
+            out = "\\" + _ACCENTS[m] + "{" + out + "}"
+        return out
+    if unicodedata.category(ch).startswith("Z"):  # other space separators
+        return " "
+    return _code_point(ch)
+
+
+def escape_text(text) -> str:
+    r"""``text`` as literal LaTeX for *text mode* under pdflatex (pure ASCII output).
+
+    Parameters
+    ----------
+    text : str
+        Any user-supplied string (a non-string is converted with ``str``).
+
+    Returns
+    -------
+    str
+        LaTeX that typesets the characters of ``text`` literally; it contains no
+        unbalanced brace, no ``%``, ``$``, ``#``, ``&``, ``_``, ``^``, ``~`` outside a
+        command, and no line break.
+
+    Examples
+    --------
+    >>> escape_text("a_b%}")
+    'a\\_b\\%\\}'
+    """
     if not isinstance(text, str):
         text = str(text)
-    out = []
-    for ch in text:
-        if ch in _MAP:
-            out.append(_MAP[ch])
-        elif ord(ch) < 32:
-            out.append(" ")
-        elif ord(ch) > 126:
-            out.append(f"[U+{ord(ch):04X}]")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return "".join(_escape_char(ch) for ch in text)
+
+
+def escape_latex(text) -> str:
+    r"""``text`` as literal LaTeX that is safe in text mode *and* in math mode.
+
+    The text-mode escape of :func:`escape_text` wrapped in ``\mbox{…}`` (an LR box
+    works in both modes and keeps the text font and the spaces).
+    """
+    return r"\mbox{" + escape_text(text) + "}"
+
+
+_MATHJAX_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:()[]+-=/*@")
+
+
+def escape_mathjax(text) -> str:
+    r"""``text`` as ``\text{…}`` for notebook displays (MathJax and LaTeX alike).
+
+    Only letters, digits, spaces and ``.,;:()[]+-=/*@`` are kept; every other
+    character is shown as its code point ``U+XXXX`` (MathJax does not expand text-mode
+    commands, so no escape sequence would display literally in both renderers).
+    """
+    if not isinstance(text, str):
+        text = str(text)
+    out = "".join(ch if ch in _MATHJAX_SAFE else f"U+{ord(ch):04X}" for ch in text)
+    return r"\text{" + out + "}"

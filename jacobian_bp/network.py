@@ -105,6 +105,16 @@ class Cache:
         return self.a[-1]
 
 
+class ValidatedParams(dict):
+    """Parameters already validated and converted to the canonical layout (read-only copies).
+
+    Returned by :meth:`Network.validated_params`; every method accepts it in place of a
+    user-layout dict and then skips validation (useful in loops and benchmarks).
+    """
+
+    network_id: int = 0
+
+
 class Gradient:
     """A gradient under a convention: ``vector`` (θ order) and named ``params`` (user layout)."""
 
@@ -239,7 +249,8 @@ class Network:
             for local, cshape in st.layer.param_shapes().items():
                 dense_w = st.layer.kind == "dense" and local == "W"
                 ushape = tuple(reversed(cshape)) if (dense_w and conv.weight_layout == "in_out") else tuple(cshape)
-                items.append((local, tuple(cshape), ushape, conv.canonical_order(dense_w), dense_w))
+                order = conv.canonical_order(dense_w) if len(cshape) > 1 else "C"  # vectors: order is moot
+                items.append((local, tuple(cshape), ushape, order, dense_w))
             per_stage.append(items)
         order: list[tuple[int, tuple]] = []
         if conv.theta_order == "forward":
@@ -297,8 +308,21 @@ class Network:
             out[e.name] = self.convention.to_user(np.asarray(canonical[e.name]).reshape(e.canonical_shape), e.is_dense_weight)
         return out
 
+    def validated_params(self, params: dict[str, np.ndarray]) -> ValidatedParams:
+        """Validate once; the result (canonical, read-only copies) is accepted by every method without re-validation."""
+        canon = self.canonical_params(params)
+        out = ValidatedParams()
+        for k, v in canon.items():
+            c = np.array(v, copy=True)
+            c.flags.writeable = False
+            out[k] = c
+        out.network_id = id(self)
+        return out
+
     def canonical_params(self, params: dict[str, np.ndarray], symbolic_ok: bool = True) -> dict[str, np.ndarray]:
         """Validate user-layout parameters and return them in the canonical layout."""
+        if isinstance(params, ValidatedParams) and params.network_id == id(self):
+            return params
         if not isinstance(params, dict):
             raise DataError(f"network {self.name!r}: parameters must be a dict keyed {', '.join(self.param_names)}")
         missing = [n for n in self.param_names if n not in params]
@@ -455,14 +479,15 @@ class Network:
         return d[0] if single else d
 
     # ------------------------------------------------------------------ Algorithm 1
-    def _left_products(self, cache: Cache, canon: dict) -> list[np.ndarray]:
-        """P[l] = J_{z[l]} z[L] for every stage, batched: ``(N, n_L, size z[l])``; P[0] = J_x z[L]."""
+    def _left_products(self, cache: Cache, canon: dict, need_input: bool = False) -> list[np.ndarray]:
+        """P[l] = J_{z[l]} z[L] for every stage, batched: ``(N, n_L, size z[l])``; P[0] = J_x z[L]
+        (computed only when ``need_input``: it is not needed for J_θ z[L])."""
         N = cache.a[0].shape[0]
         nL = self.n_out
         P: list = [None] * (self.L + 1)
         cur = np.broadcast_to(np.eye(nL), (N, nL, nL))
         P[self.L] = cur
-        for l in range(self.L, 0, -1):
+        for l in range(self.L, 0 if need_input else 1, -1):
             st = self.stages[l - 1]
             # J_{a[l-1]} z[l]
             cur = st.layer.left_jac_input(cache.a[l - 1], cache.z[l], cur, self._stage_params(canon, l))
@@ -532,7 +557,7 @@ class Network:
             raise ShapeError(f"jacobian_input: expected one sample of shape {self.input_shape}, received {np.shape(x)}")
         canon = self.canonical_params(params)
         cache = self._forward(Xb, canon)
-        P = self._left_products(cache, canon)
+        P = self._left_products(cache, canon, need_input=True)
         return Jacobian(DenseOp(P[0][0]), self.z_space(self.L), self.a_space(0))
 
     def chain_factors(self, x, params, l: int) -> list[Jacobian]:
@@ -590,7 +615,7 @@ class Network:
         Xb, _, _ = self.as_batch(X)
         canon = self.canonical_params(params)
         cache = self._forward(Xb, canon)
-        P = self._left_products(cache, canon)
+        P = self._left_products(cache, canon, need_input=True)
         js = [Jacobian(DenseOp(P[0][i]), Space(f"z[{self.L}]_{i + 1}", (self.n_out,)), Space(f"x_{i + 1}", self.input_shape))
               for i in range(Xb.shape[0])]
         return block_diag(js, f"Z[{self.L}]", rf"\mathbf{{Z}}^{{[{self.L}]}}", "X", r"\mathbf{X}")
@@ -644,35 +669,15 @@ class Network:
         return Gradient(self, canon_grad)
 
     def _vjp_sweep(self, cache: Cache, canon: dict, D: np.ndarray) -> dict[str, np.ndarray]:
-        G = D
-        out = {}
-        for l in range(self.L, 0, -1):
-            st = self.stages[l - 1]
-            p = self._stage_params(canon, l)
-            Gs = G.reshape((G.shape[0],) + st.layer.out_shape)
-            for k, v in st.layer.vjp_params(cache.a[l - 1], cache.z[l], Gs.reshape(G.shape[0], -1), p).items():
-                out[f"{k}{l}"] = np.asarray(v).reshape(st.layer.param_shapes()[k])
-            if l == 1:
-                break
-            G = st.layer.vjp_input(cache.a[l - 1], cache.z[l], Gs.reshape(G.shape[0], -1), p)
-            prev = self.stages[l - 2]
-            ins = cache.post[l - 1]
-            outs = ins[1:] + [cache.a[l - 1]]
-            for layer, A, O in reversed(list(zip(prev.post, ins, outs))):
-                G = layer.vjp_input(A, O, G.reshape(O.shape[0], -1), {})
-            G = G.reshape(G.shape[0], -1)
-        return out
+        """The batched reverse sweep :math:`\\sum_i (\\mathbf J_\\theta\\mathbf z_i^{[L]})^\\top\\mathbf d_i` (see :func:`jacobian_bp.lazy.vjp_sweep`)."""
+        from .lazy import vjp_sweep
+
+        return vjp_sweep(self, cache, canon, D)
 
     def per_sample_gradients(self, X, Y, params) -> np.ndarray:
         r"""Per-sample gradients :math:`(\mathbf J_\theta\mathbf z_i^{[L]})^\top\nabla_{\mathbf z_i^{[L]}}\ell_i`, ``(N, |θ|)``
-        (unreduced: each row is the gradient of that sample's own loss)."""
-        Xb, Yb, _ = self.as_batch(X, Y)
-        canon = self.canonical_params(params)
-        cache = self._forward(Xb, canon)
-        D = self._delta(cache, Yb)
-        P = self._left_products(cache, canon)
-        rows = []
-        for i in range(Xb.shape[0]):
-            J = hstack([self._param_blocks(cache, canon, i, P)[e.name] for e in self.entries])
-            rows.append(J.rmatvec(D[i]))
-        return np.stack(rows)
+        (unreduced: each row is the gradient of that sample's own loss); vectorized over the
+        samples by :func:`jacobian_bp.per_sample.per_sample_gradients`."""
+        from .per_sample import per_sample_gradients
+
+        return per_sample_gradients(self, X, Y, params)

@@ -106,7 +106,11 @@ class Operator:
     # --- materialization -----------------------------------------------------
     def to_dense(self) -> np.ndarray:
         check_bytes(self.dense_nbytes(), f"a dense {self.shape[0]}x{self.shape[1]} {self.structure} matrix")
-        return self._dense()
+        if self.symbolic:
+            return self._dense()
+        out = np.empty(self.shape)
+        self._dense_into(out)
+        return out
 
     def to_sparse(self) -> sp.csr_array:
         check_bytes(self.sparse_nbytes(), f"a sparse {self.shape[0]}x{self.shape[1]} {self.structure} matrix")
@@ -118,6 +122,14 @@ class Operator:
 
     def _dense(self) -> np.ndarray:
         return self.left_matmat(np.eye(self.shape[0]))
+
+    def _dense_into(self, out: np.ndarray) -> None:
+        """Write the dense matrix into the preallocated view ``out`` (no intermediate copy when possible)."""
+        out[...] = self._dense()
+
+    def _left_matmat_into(self, M: np.ndarray, out: np.ndarray) -> None:
+        """Write ``M @ self`` into ``out``."""
+        out[...] = self.left_matmat(M)
 
     def _sparse(self):
         return sp.csr_array(self._dense())
@@ -427,6 +439,28 @@ class Kron(Operator):
         T = self.A.left_matmat(T).reshape(m, s, q).transpose(0, 2, 1)
         return T.reshape(m, q * s)
 
+    def _left_matmat_into(self, M, out):
+        p, q = self.A.shape
+        r, s = self.B.shape
+        m = M.shape[0]
+        if isinstance(self.A, Identity) and r == 1 and not self.symbolic and M.ndim == 2 and M.shape[1] == p:
+            out3 = out.reshape(m, q, s)
+            if np.shares_memory(out3, out):
+                b = self.B._dense()[0]
+                np.multiply(M[:, :, None], b[None, None, :], out=out3)
+                return
+        out[...] = self.left_matmat(M)
+
+    def _dense_into(self, out):
+        if isinstance(self.A, Identity) and self.B.shape[0] == 1 and not self.symbolic:
+            out[...] = 0.0
+            q, s = self.A.shape[1], self.B.shape[1]
+            b = self.B._dense()[0]
+            for i in range(q):
+                out[i, i * s:(i + 1) * s] = b
+            return
+        out[...] = self._dense()
+
     @property
     def T(self):
         return Kron(self.A.T, self.B.T)
@@ -500,6 +534,10 @@ class HStack(_Stack):
     def _dense(self):
         return np.concatenate([b._dense() for b in self.blocks], axis=1)
 
+    def _dense_into(self, out):
+        for b, o0, o1 in zip(self.blocks, self.offsets[:-1], self.offsets[1:]):
+            b._dense_into(out[:, o0:o1])
+
     def _sparse(self):
         return sp.hstack([b._sparse() for b in self.blocks], format="csr")
 
@@ -546,6 +584,10 @@ class VStack(_Stack):
 
     def _dense(self):
         return np.concatenate([b._dense() for b in self.blocks], axis=0)
+
+    def _dense_into(self, out):
+        for b, o0, o1 in zip(self.blocks, self.offsets[:-1], self.offsets[1:]):
+            b._dense_into(out[o0:o1, :])
 
     def _sparse(self):
         return sp.vstack([b._sparse() for b in self.blocks], format="csr")
@@ -646,6 +688,16 @@ class Product(Operator):
         for f in rest:
             M = f.left_matmat(M)
         return M
+
+    def _dense_into(self, out):
+        if len(self.factors) == 1:
+            self.factors[0]._dense_into(out)
+            return
+        first, mid, last = self.factors[0], self.factors[1:-1], self.factors[-1]
+        M = first.M if isinstance(first, Dense) and not first.symbolic else first._dense()
+        for f in mid:
+            M = f.left_matmat(M)
+        last._left_matmat_into(M, out)
 
     def _sparse(self):
         from .guard import check_bytes as _check

@@ -162,7 +162,9 @@ def _build_layer(entry: dict, i: int):
     if unknown:
         raise SpecError(f"layers[{i}] ({kind}): unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed)) or 'none'}")
     for k, v in kwargs.items():
-        if isinstance(v, list):
+        if isinstance(v, (list, tuple)):
+            if not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in v):
+                raise SpecError(f"layers[{i}] ({kind}): list value of {k!r} must hold numbers only, received {v!r}")
             kwargs[k] = tuple(v)
         elif not isinstance(v, (int, float, str, bool)) and v is not None:
             raise SpecError(f"layers[{i}] ({kind}): value of {k!r} must be a number, string, boolean or list, received {v!r}")

@@ -142,7 +142,7 @@ def output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilat
 
 @dataclass(frozen=True)
 class ConvGeometry:
-    """Validated geometry of a 2-D convolution (or, with ``in_channels == out_channels`` unused, a pooling).
+    """Validated geometry of a 2-D convolution (pooling uses it with ``out_channels = in_channels``).
 
     Parameters
     ----------

@@ -3,8 +3,9 @@
 The network is rebuilt from ``torch.nn.functional`` primitives in float64, the loss
 is reduced as in the convention, and ``torch.autograd.grad`` gives the gradient,
 returned in the canonical layout so that it can be packed under any convention.
-Layers provide ``torch_forward(A, params)`` when they have a torch equivalent;
-the elementwise activations, softmax and dense layers are mapped here.
+Every layer family with a torch equivalent is mapped here: dense, conv2d (both modes,
+tied/untied bias), max/avg pooling, flatten, the elementwise activations, softmax and
+radial sigmoid.
 """
 from __future__ import annotations
 
@@ -43,9 +44,26 @@ def _act(torch, layer, Z):
     if k == "radial_sigmoid":
         r = torch.linalg.vector_norm(Z, dim=-1, keepdim=True)
         return torch.sigmoid(r) * Z / r
-    if hasattr(layer, "torch_forward"):
-        return layer.torch_forward(Z, {})
+    if k == "maxpool2d":
+        return F.max_pool2d(Z, layer.kernel_size, layer.stride, layer.padding)
+    if k == "avgpool2d":
+        return F.avg_pool2d(Z, layer.kernel_size, layer.stride, layer.padding, count_include_pad=True)
+    if k == "flatten":
+        return Z.reshape(Z.shape[0], -1)
     raise NotImplementedError(f"no torch equivalent for layer {layer.kind!r}")
+
+
+def _conv(torch, layer, A, p):
+    """torch.nn.functional.conv2d (cross-correlation); true convolution flips the kernel."""
+    K = p["K"]
+    if layer.mode == "convolution":
+        K = torch.flip(K, dims=(-2, -1))
+    Z = torch.nn.functional.conv2d(A, K, None, layer.stride, layer.padding, layer.dilation)
+    if layer.bias == "tied":
+        Z = Z + p["b"][None, :, None, None]
+    elif layer.bias == "untied":
+        Z = Z + p["b"][None]
+    return Z
 
 
 def torch_loss_and_grad(network, Xb: np.ndarray, Yb: np.ndarray, canon: dict) -> tuple[float, dict]:
@@ -60,13 +78,13 @@ def torch_loss_and_grad(network, Xb: np.ndarray, Yb: np.ndarray, canon: dict) ->
         p = {local: tp[f"{local}{st.index}"] for local in st.layer.param_shapes()}
         if st.layer.kind == "dense":
             Z = F.linear(A, p["W"], p.get("b"))
-        elif hasattr(st.layer, "torch_forward"):
-            Z = st.layer.torch_forward(A, p)
+        elif st.layer.kind == "conv2d":
+            Z = _conv(torch, st.layer, A, p)
         else:
             raise NotImplementedError(f"no torch equivalent for layer {st.layer.kind!r}")
         A = Z
         for layer in st.post:
-            A = _act(torch, layer, A) if layer.kind in _KNOWN else layer.torch_forward(A, {})
+            A = _act(torch, layer, A)
     Y = torch.tensor(Yb, dtype=torch.float64)
     loss = network.loss
     if loss.kind == "cross_entropy":
@@ -90,4 +108,3 @@ def torch_loss_and_grad(network, Xb: np.ndarray, Yb: np.ndarray, canon: dict) ->
     return float(total.detach()), {k: g.detach().numpy() for k, g in zip(tp.keys(), grads)}
 
 
-_KNOWN = {"identity", "relu", "leaky_relu", "sigmoid", "tanh", "arctan", "softplus", "elu", "softmax", "radial_sigmoid"}

@@ -12,6 +12,7 @@ import itertools
 import numpy as np
 import pytest
 import scipy.signal
+import scipy.sparse
 import sympy
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
@@ -101,7 +102,7 @@ def torch_jacobians(layer, params, x):
     xt = torch.tensor(x)
     Kt = torch.tensor(params["K"])
     bt = torch.tensor(params["b"]) if "b" in params else torch.zeros(1, dtype=torch.float64)
-    Jx, JK, Jb = torch.autograd.functional.jacobian(f, (xt, Kt, bt))
+    Jx, JK, Jb = torch.autograd.functional.jacobian(f, (xt, Kt, bt), vectorize=True)
     n = layer.out_size
     z = f(xt, Kt, bt).numpy()
     return z, Jx.reshape(n, -1).numpy(), JK.reshape((n,) + g.kernel_shape).numpy(), Jb.reshape(n, -1).numpy()
@@ -353,6 +354,31 @@ def test_symbolic_jac_input_of_layer():
     np.testing.assert_array_equal(num, layer.jac_input(None, None, {"K": Kn}).to_dense())
 
 
+@pytest.mark.parametrize("bias", ["tied", "untied"])
+@pytest.mark.parametrize("mode", MODES)
+def test_symbolic_jacobians_match_sympy_differentiation(mode, bias):
+    """All three Jacobians, exact, against SymPy's own derivative of the symbolic forward pass."""
+    layer = Conv2d(2, (2, 1), stride=(1, 2), padding=1, mode=mode, bias=bias)
+    layer.build((1, 2, 3))
+    shapes = layer.param_shapes()
+
+    def syms(name, shape):
+        n = int(np.prod(shape))
+        return np.array(sympy.symbols(f"{name}_1:{n + 1}"), dtype=object).reshape(shape)
+
+    x = syms("x", layer.in_shape)
+    params = {"K": syms("k", shapes["K"]), "b": syms("b", shapes["b"])}
+    z = sympy.Matrix(list(layer.forward(x[None], params)[0].ravel()))
+    assert z.shape[0] == layer.out_size
+    assert layer.jac_input(x, None, params).to_sympy() == z.jacobian(list(x.ravel()))
+    for order in ("C", "F"):
+        J = layer.jac_params(x, None, params, order)
+        for name in ("K", "b"):
+            expect = z.jacobian(list(params[name].ravel(order=order)))
+            assert (J[name].to_sympy() - expect).is_zero_matrix, (name, order)
+            assert J[name].to_sympy() == expect  # exact: no floats such as 1.0*x_1
+
+
 def test_toeplitz_sympy_matches_numeric_on_general_geometry():
     rng = np.random.default_rng(5)
     K = rng.integers(-3, 4, size=(2, 2, 2, 3)).astype(float)
@@ -407,6 +433,18 @@ def test_toeplitz_memory_and_nnz_lenet_first_layer():
     # every row holds the 25 kernel entries of its filter
     assert np.all(np.diff(T.indptr) == 25)
     np.testing.assert_array_equal(np.sort(T.data[:25]), np.sort(K[0, 0].ravel()))
+
+
+def test_toeplitz_csr_indices_really_sorted_and_unique():
+    """The row-stacked CSR is built directly (no COO round trip): check the claimed sortedness."""
+    K = np.random.default_rng(1).standard_normal((3, 2, 3, 2))
+    T = tp.toeplitz(K, (2, 7, 6), stride=(2, 1), padding=(1, 2), dilation=(2, 1))
+    row_of = np.repeat(np.arange(T.shape[0]), np.diff(T.indptr))
+    same_row = row_of[1:] == row_of[:-1]
+    assert np.all(np.diff(T.indices)[same_row] > 0)
+    ref = scipy.sparse.csr_array(T.toarray())
+    np.testing.assert_array_equal(T.indptr, ref.indptr)  # no explicit zeros beyond structural ones
+    np.testing.assert_array_equal(T.indices, ref.indices)
 
 
 def test_toeplitz_nnz_with_padding_counts_only_real_entries():

@@ -45,10 +45,11 @@ def _is_symbolic(x) -> bool:
     return isinstance(x, np.ndarray) and x.dtype == object
 
 
-def _permutation(perm_cols: np.ndarray, label: str = "permutation") -> Sparse:
-    """Sparse ``n x n`` matrix ``Π`` with ``Π[perm_cols[t], t] = 1``."""
+def _permutation(perm_cols: np.ndarray, exact: bool = False, label: str = "permutation") -> Sparse:
+    """Sparse ``n x n`` matrix ``Π`` with ``Π[perm_cols[t], t] = 1`` (integer entries if ``exact``, for SymPy)."""
     n = perm_cols.size
-    return Sparse(sp.csr_array((np.ones(n), (perm_cols, np.arange(n))), shape=(n, n)), label)
+    ones = np.ones(n, dtype=np.int64 if exact else np.float64)
+    return Sparse(sp.csr_array((ones, (perm_cols, np.arange(n))), shape=(n, n)), label)
 
 
 class Conv2d(Layer):
@@ -205,21 +206,22 @@ class Conv2d(Layer):
         g = self.geometry
         a = np.asarray(a).reshape(self.in_shape)
         P = tp.patch_matrix(a, g.kernel, g.stride, g.padding, g.dilation, self.mode)
+        exact = _is_symbolic(P) or any(_is_symbolic(np.asarray(v)) for v in params.values())
         JK: Operator = Kron(Identity(g.out_channels), DenseOp(P))
         if order == "F":
-            # column t of the F-ravel is kernel entry perm[t] of the C-ravel
+            # J_F = J_C Π: column t of the F-ravel is kernel entry perm[t] of the C-ravel
             idx = np.unravel_index(np.arange(g.kernel_size), g.kernel_shape, order="F")
-            JK = Product([JK, _permutation(np.ravel_multi_index(idx, g.kernel_shape, order="C"))])
+            JK = Product([JK, _permutation(np.ravel_multi_index(idx, g.kernel_shape, order="C"), exact)])
         out = {"K": JK}
         Co, Ho, Wo = self.out_shape
         if self.bias == "tied":
-            out["b"] = Kron(Identity(Co), DenseOp(np.ones((Ho * Wo, 1))))
+            out["b"] = Kron(Identity(Co), DenseOp(np.ones((Ho * Wo, 1), dtype=np.int64 if exact else np.float64)))
         elif self.bias == "untied":
             if order == "C":
                 out["b"] = Identity(Co * Ho * Wo)
             else:
                 idx = np.unravel_index(np.arange(Co * Ho * Wo), self.out_shape, order="F")
-                out["b"] = _permutation(np.ravel_multi_index(idx, self.out_shape, order="C"))
+                out["b"] = _permutation(np.ravel_multi_index(idx, self.out_shape, order="C"), exact)
         return out
 
     # ------------------------------------------------------------------ batched products

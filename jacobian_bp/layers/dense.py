@@ -105,7 +105,10 @@ class Dense(Layer):
         return G @ params["W"]
 
     def left_jac_input(self, A, O, P, params):
-        return P @ params["W"]
+        # one BLAS call on the stacked rows (numpy's batched matmul is slow on broadcast views)
+        P = np.ascontiguousarray(P)
+        N, k, _ = P.shape
+        return (P.reshape(N * k, -1) @ params["W"]).reshape(N, k, -1)
 
     def vjp_params(self, A, O, G, params):
         out = {"W": (G.T @ A).ravel()}

@@ -1,0 +1,202 @@
+"""LeNet-300-100 in float64: building J_θ z[L] and the gradient, against baselines in the same run.
+
+Prints, for one sample and for a batch of 64:
+
+* time to build J_θ z[L] with jacobian_bp kept structured (Kronecker/diagonal factors) and
+  materialized dense, vs ``torch.func.jacrev`` (and ``jax.jit(jax.jacrev)`` when jax is installed);
+* peak memory of each (measured in a fresh subprocess as the growth of the maximum RSS);
+* the gradient by the explicit chain and by operator mode vs NumPy closed-form backprop.
+
+Usage: ``python benchmarks/bench_numeric.py [--repeats 7] [--no-memory]``.  Ratios < 1 mean
+jacobian_bp is faster.  No assertions: this is a measurement, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+SETUP = r"""
+import numpy as np, jacobian_bp as jb
+from jacobian_bp.spec import load_spec
+net = load_spec("lenet-300-100").network
+params = net.init_params(0)
+P = net.validated_params(params)
+rng = np.random.default_rng(0)
+X = rng.standard_normal((64, 784))
+Y = np.eye(10)[rng.integers(0, 10, 64)]
+x, y = X[0], Y[0]
+canon = {k: np.asarray(v) for k, v in P.items()}
+"""
+
+TORCH_SETUP = r"""
+import torch
+torch.set_num_threads(2)
+tp = [torch.tensor(canon[k]) for k in ("W1", "b1", "W2", "b2", "W3", "b3")]
+def f(ps, x):
+    W1, b1, W2, b2, W3, b3 = ps
+    h = torch.relu(W1 @ x + b1)
+    h = torch.relu(W2 @ h + b2)
+    return W3 @ h + b3
+jac = torch.func.jacrev(f)
+bjac = torch.func.vmap(jac, in_dims=(None, 0))
+tx, tX = torch.tensor(x), torch.tensor(X)
+"""
+
+CASES = {
+    "jbp structured, N=1": ("", "J = net.jacobian_theta(x, P)"),
+    "jbp dense, N=1": ("", "M = net.jacobian_theta(x, P).to_dense()"),
+    "torch jacrev, N=1": (TORCH_SETUP, "M = jac(tp, tx)"),
+    "jbp dense, N=64": ("", "M = net.batch_jacobian_theta(X, P).to_dense()"),
+    "torch jacrev, N=64": (TORCH_SETUP, "M = bjac(tp, tX)"),
+}
+
+
+def closed_form_backprop(canon, X, Y):
+    """NumPy closed-form backprop (Ganev Alg. 5, batch first, sum), the baseline."""
+    W1, b1, W2, b2, W3, b3 = (canon[k] for k in ("W1", "b1", "W2", "b2", "W3", "b3"))
+    Z1 = X @ W1.T + b1
+    A1 = np.maximum(Z1, 0)
+    Z2 = A1 @ W2.T + b2
+    A2 = np.maximum(Z2, 0)
+    Z3 = A2 @ W3.T + b3
+    S = np.exp(Z3 - Z3.max(1, keepdims=True))
+    S /= S.sum(1, keepdims=True)
+    D3 = S - Y
+    g = {"W3": D3.T @ A2, "b3": D3.sum(0)}
+    D2 = (D3 @ W3) * (Z2 > 0)
+    g["W2"], g["b2"] = D2.T @ A1, D2.sum(0)
+    D1 = (D2 @ W2) * (Z1 > 0)
+    g["W1"], g["b1"] = D1.T @ X, D1.sum(0)
+    return g
+
+
+def best_of(fn, repeats):
+    fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return min(ts), float(np.median(ts))
+
+
+def peak_memory(setup: str, stmt: str) -> float:
+    """Peak RSS growth (bytes) while running ``stmt`` once, in a fresh interpreter.
+
+    The kernel's peak-RSS counter (VmHWM) is reset after the setup by writing 5 to
+    /proc/self/clear_refs, so earlier peaks (imports) do not hide the measured one."""
+    code = SETUP + setup + r"""
+import gc
+gc.collect()
+def _kb(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1])
+open("/proc/self/clear_refs", "w").write("5")
+base = _kb("VmRSS:")
+""" + stmt + r"""
+peak = _kb("VmHWM:")
+print(json.dumps((peak - base) * 1024))
+"""
+    out = subprocess.run([sys.executable, "-c", "import json\n" + code], capture_output=True, text=True)
+    if out.returncode != 0:
+        return float("nan")
+    return float(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--no-memory", action="store_true")
+    args = ap.parse_args()
+    ns: dict = {}
+    exec(SETUP, ns)
+    have_torch = True
+    try:
+        exec(TORCH_SETUP, ns)
+    except ImportError:
+        have_torch = False
+    net = ns["net"]
+    print(f"LeNet-300-100, float64, |θ| = {net.n_params}; J_θ z[L] is 10 x {net.n_params} "
+          f"({10 * net.n_params * 8 / 1e6:.1f} MB per sample, {64 * 10 * net.n_params * 8 / 1e9:.2f} GB for N = 64)")
+    # correctness first: the benchmarked objects agree
+    J = ns["net"].jacobian_theta(ns["x"], ns["P"]).to_dense()
+    if have_torch:
+        import torch
+
+        tj = ns["jac"](ns["tp"], ns["tx"])
+        # torch blocks are W (out x in, row-major) — the pytorch convention; compare one block
+        W1blk = net.block_jacobian_dense = J[:, net.entry("W1").slice]
+        t_W1 = tj[0].reshape(10, -1).numpy()
+        # damadi stacks columns of W_D = W^T, i.e. rows of W: same order as torch's row-major W
+        print(f"check: max |J_W1 (jacobian_bp) - J_W1 (torch)| = {np.max(np.abs(W1blk - t_W1)):.2e}")
+    results = {}
+    for name, (setup, stmt) in CASES.items():
+        if "torch" in name and not have_torch:
+            continue
+        reps = args.repeats if "64" not in name else max(2, args.repeats // 3)
+        exec(setup, ns)
+        results[name] = best_of(lambda: exec(stmt, ns), reps)
+    try:
+        import jax  # noqa: F401
+        import jax.numpy as jnp
+
+        jax.config.update("jax_enable_x64", True)
+        c = ns["canon"]
+        jp = [jnp.asarray(c[k]) for k in ("W1", "b1", "W2", "b2", "W3", "b3")]
+
+        def jf(ps, x):
+            W1, b1, W2, b2, W3, b3 = ps
+            h = jnp.maximum(W1 @ x + b1, 0)
+            h = jnp.maximum(W2 @ h + b2, 0)
+            return W3 @ h + b3
+
+        jj = jax.jit(jax.jacrev(jf))
+        jx = jnp.asarray(ns["x"])
+        results["jax jit(jacrev), N=1"] = best_of(lambda: jax.block_until_ready(jj(jp, jx)), args.repeats)
+    except ImportError:
+        pass
+    print(f"\n{'J_θ z[L]':<26} {'best ms':>10} {'median ms':>10} {'peak MB':>10}")
+    for name, (best, med) in results.items():
+        mem = float("nan")
+        if not args.no_memory and name in CASES:
+            mem = peak_memory(*CASES[name]) / 1e6
+        print(f"{name:<26} {best * 1e3:>10.3f} {med * 1e3:>10.3f} {mem:>10.1f}")
+    if have_torch:
+        print("\nratios (jacobian_bp / torch.func.jacrev, best times):")
+        print(f"  structured, N=1 : {results['jbp structured, N=1'][0] / results['torch jacrev, N=1'][0]:.3f}")
+        print(f"  dense, N=1      : {results['jbp dense, N=1'][0] / results['torch jacrev, N=1'][0]:.3f}")
+        print(f"  dense, N=64     : {results['jbp dense, N=64'][0] / results['torch jacrev, N=64'][0]:.3f}")
+    if "jax jit(jacrev), N=1" in results:
+        print(f"  dense N=1 / jax.jit(jacrev): {results['jbp dense, N=1'][0] / results['jax jit(jacrev), N=1'][0]:.3f}")
+    print(f"  structured N=1 absolute: {results['jbp structured, N=1'][0] * 1e3:.3f} ms (target < 0.2 ms)")
+
+    print(f"\n{'gradient':<34} {'N=1 ms':>10} {'N=64 ms':>10}")
+    X, Y, P, canon = ns["X"], ns["Y"], ns["P"], ns["canon"]
+    rows = {
+        "NumPy closed-form backprop": lambda Xs, Ys: closed_form_backprop(canon, Xs, Ys),
+        "jacobian_bp explicit chain": lambda Xs, Ys: net.gradient(Xs, Ys, P, method="chain"),
+        "jacobian_bp operator mode": lambda Xs, Ys: net.gradient(Xs, Ys, P, method="operator"),
+    }
+    times = {}
+    for name, fn in rows.items():
+        t1 = best_of(lambda: fn(X[:1], Y[:1]), args.repeats)[0]
+        t64 = best_of(lambda: fn(X, Y), args.repeats)[0]
+        times[name] = (t1, t64)
+        print(f"{name:<34} {t1 * 1e3:>10.3f} {t64 * 1e3:>10.3f}")
+    base = times["NumPy closed-form backprop"]
+    for name in list(rows)[1:]:
+        print(f"  {name} / closed form: N=1 {times[name][0] / base[0]:.2f}x, N=64 {times[name][1] / base[1]:.2f}x")
+    g = net.gradient(X, Y, P)
+    ref = closed_form_backprop(canon, X, Y)
+    err = max(np.max(np.abs(g.canonical[k] - ref[k])) for k in ref)
+    print(f"check: max |chain - closed form| over all blocks = {err:.2e}")
+
+
+if __name__ == "__main__":
+    main()

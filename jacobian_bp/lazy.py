@@ -1,0 +1,368 @@
+r"""Lazy products with the batch Jacobian :math:`\mathbf J_\theta\mathbf Z^{[L]}`: Algorithm 1 at the cost of backprop.
+
+Materializing :math:`\mathbf J_\theta\mathbf z^{[L]}` costs :math:`n_L\,|\theta|` numbers per
+sample; applying it (or its transpose) to one vector costs what backpropagation
+costs, because the chain
+
+.. math::
+
+   \mathbf J_{\theta_l}\mathbf z^{[L]}
+   = \mathbf J_{\mathbf a^{[L-1]}}\mathbf z^{[L]}\,\mathbf J_{\mathbf z^{[L-1]}}\mathbf a^{[L-1]}
+     \cdots \mathbf J_{\mathbf z^{[l]}}\mathbf a^{[l]}\;\mathbf J_{\theta_l}\mathbf z^{[l]}
+   \qquad\text{(Damadi Alg. 1 line 3, corrected)}
+
+is kept as its structured factors (``W``, ``diag f'(z)``, ``I ⊗ aᵀ``, Toeplitz) and applied
+to a vector one factor at a time:
+
+* **reverse mode** (:func:`vjp_sweep`): :math:`\mathbf g = \sum_i(\mathbf J_\theta\mathbf z_i^{[L]})^\top\mathbf u_i`,
+  factors applied left to right to the row :math:`\mathbf u_i^\top` -- the transposed chain of
+  Damadi Alg. 1 line 8, i.e. backpropagation (Ganev Alg. 4/5);
+* **forward mode** (:func:`jvp`): :math:`\mathbf t_i = \mathbf J_\theta\mathbf z_i^{[L]}\,\mathbf v`
+  for every sample, factors applied right to left to the column :math:`\mathbf v`
+  (the directional derivative of the forward pass).
+
+:class:`BatchJacobianOperator` packages both as an :class:`~jacobian_bp.operators.Operator`
+of shape ``(N·n_L, |θ|)`` (rows sample-major, columns in the convention's θ order), so that
+it chains with the other structured operators and wraps as a SciPy ``LinearOperator``;
+:class:`TransposedOperator` is the lazy transpose of any operator.
+
+Layer rules.  The reverse sweep uses each layer's batched ``vjp_input`` / ``vjp_params``.
+The layers have no forward-mode method, so the rules of :func:`jvp` are stated here:
+
+* Dense :math:`\mathbf z = \mathbf W\mathbf a + \mathbf b`:
+  :math:`\dot{\mathbf z} = \mathbf W\dot{\mathbf a} + \dot{\mathbf W}\mathbf a + \dot{\mathbf b}`;
+* Conv2d (bilinear in input and kernel, affine in the bias):
+  :math:`\dot{\mathbf z} = \operatorname{conv}(\dot{\mathbf a};\mathbf K) + \operatorname{conv}(\mathbf a;\dot{\mathbf K}) + \dot{\mathbf b}`;
+* elementwise :math:`f`: :math:`\dot{\mathbf a} = f'(\mathbf z)\odot\dot{\mathbf z}` (Damadi §3.4);
+* softmax: :math:`\dot{\mathbf s} = \mathbf s\odot(\dot{\mathbf z} - (\mathbf s^\top\dot{\mathbf z})\mathbf 1)`
+  (:math:`\operatorname{diag}\mathbf s - \mathbf s\mathbf s^\top`, Ganev Ex. 1d);
+* flatten and average pooling are linear: :math:`\dot{\mathbf a} = \mathbf f(\dot{\mathbf z})`;
+* any other layer: per sample, its own structured Jacobian ``jac_input`` / ``jac_params``
+  times the tangent (correct, not vectorized).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import ShapeError
+from .operators import Operator
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .network import Cache, Network
+
+__all__ = ["vjp_sweep", "jvp", "BatchJacobianOperator", "TransposedOperator", "Linearization", "linearize"]
+
+
+# ---------------------------------------------------------------------------- the linearization point
+class Linearization:
+    """The data every product with :math:`\\mathbf J_\\theta\\mathbf Z^{[L]}` needs: the network,
+    the canonical parameters, the forward cache of a batch and (optionally) its targets.
+
+    Built by :func:`linearize`; shared by the lazy Jacobian, the Gauss--Newton and the NTK
+    operators so that the forward pass runs once.
+    """
+
+    def __init__(self, network: "Network", canon: dict, cache: "Cache", Yb: np.ndarray | None, single: bool):
+        self.network = network
+        self.canon = canon
+        self.cache = cache
+        self.Yb = Yb
+        self.single = single
+
+    @property
+    def N(self) -> int:
+        """Number of samples in the batch."""
+        return self.cache.a[0].shape[0]
+
+    @property
+    def n_out(self) -> int:
+        """:math:`n_L`, the size of :math:`\\mathbf z^{[L]}`."""
+        return self.network.n_out
+
+    @property
+    def n_params(self) -> int:
+        """:math:`|\\theta|`."""
+        return self.network.n_params
+
+
+def linearize(network: "Network", X, params, Y=None, numeric_only: bool = True) -> Linearization:
+    r"""Validate ``X`` (and ``Y``) in the convention's batch layout, run the forward pass once.
+
+    Parameters
+    ----------
+    network : Network
+    X : array
+        One sample of shape ``network.input_shape`` or a batch laid out per the
+        convention's ``batch_axis``.
+    params : dict
+        Parameters in the convention's layout.
+    Y : array, optional
+        Targets (needed for the Gauss--Newton matrix, whose :math:`\mathbf H` depends on them).
+    numeric_only : bool
+        Refuse SymPy (object) parameters or inputs with a ``TypeError`` (the lazy operators are
+        numeric); per-sample gradients and the materialized Jacobian also accept them.
+    """
+    from .network import Network
+
+    if not isinstance(network, Network):
+        raise TypeError(f"linearize: expected a jacobian_bp Network, received {type(network).__name__}")
+    Xb, Yb, single = network.as_batch(X, Y)
+    canon = network.canonical_params(params)
+    if numeric_only:
+        for name, v in canon.items():
+            if isinstance(v, np.ndarray) and v.dtype == object:
+                raise TypeError(f"network {network.name!r}: parameter {name} is symbolic; lazy products are numeric only")
+        if Xb.dtype == object:
+            raise TypeError(f"network {network.name!r}: symbolic inputs; lazy products are numeric only")
+    cache = network._forward(Xb, canon)
+    return Linearization(network, canon, cache, Yb, single)
+
+
+# ---------------------------------------------------------------------------- reverse mode
+def _dense_weight_vjp(G: np.ndarray, A: np.ndarray) -> np.ndarray:
+    r""":math:`\sum_i \mathbf g_i\mathbf a_i^\top = \mathbf G^\top\mathbf A` (``n_out × n_in``).
+
+    For one sample this is an outer product, formed by broadcasting: a BLAS ``gemm`` with
+    inner dimension 1 is several times slower than the broadcast multiply, and the two
+    give the same floating-point numbers (no sums are involved).
+    """
+    if G.shape[0] == 1:
+        return np.multiply.outer(G[0], A[0])
+    return G.T @ A
+
+
+def vjp_sweep(network: "Network", cache: "Cache", canon: dict, D: np.ndarray) -> dict[str, np.ndarray]:
+    r"""Reverse-mode product :math:`\sum_i (\mathbf J_\theta\mathbf z_i^{[L]})^\top\mathbf d_i` by one batched sweep.
+
+    Parameters
+    ----------
+    network : Network
+    cache : Cache
+        Forward cache of the batch (``network._forward``).
+    canon : dict
+        Canonical parameters.
+    D : ndarray, shape (N, n_L)
+        Row ``i`` is the cotangent :math:`\mathbf d_i` of :math:`\mathbf z_i^{[L]}` (for the
+        gradient: the reduced :math:`\nabla_{\mathbf z^{[L]}}\ell`).
+
+    Returns
+    -------
+    dict
+        Canonical-layout sums over the batch, keyed ``W1, b1, …`` (Ganev Prop. 4.1:
+        ``grad_W = grad_Zᵀ A``, ``grad_b = grad_Zᵀ 1``, ``grad_A = grad_Z W``).
+    """
+    from .layers.dense import Dense
+
+    N = cache.a[0].shape[0]
+    D = np.asarray(D)
+    if D.shape != (N, network.n_out):
+        raise ShapeError(
+            f"vjp_sweep: expected cotangents of z[{network.L}] of shape {(N, network.n_out)}, received {D.shape}"
+        )
+    G = D
+    out: dict[str, np.ndarray] = {}
+    for l in range(network.L, 0, -1):
+        st = network.stages[l - 1]
+        layer = st.layer
+        p = network._stage_params(canon, l)
+        A = cache.a[l - 1]
+        shapes = layer.param_shapes()
+        if type(layer) is Dense:  # exact type: a subclass may change vjp_params
+            out[f"W{l}"] = _dense_weight_vjp(G, A)
+            if layer.bias:
+                out[f"b{l}"] = G.sum(axis=0)
+        else:
+            for k, v in layer.vjp_params(A, cache.z[l], G, p).items():
+                out[f"{k}{l}"] = np.asarray(v).reshape(shapes[k])
+        if l == 1:
+            break
+        G = layer.vjp_input(A, cache.z[l], G, p)
+        prev = network.stages[l - 2]
+        ins = cache.post[l - 1]
+        outs = ins[1:] + [cache.a[l - 1]]
+        for post, Ain, Oout in reversed(list(zip(prev.post, ins, outs))):
+            G = post.vjp_input(Ain, Oout, G.reshape(Oout.shape[0], -1), {})
+        G = G.reshape(G.shape[0], -1)
+    return out
+
+
+# ---------------------------------------------------------------------------- forward mode
+def _jvp_parametric(layer, A: np.ndarray, Z: np.ndarray, p: dict, dp: dict, T: np.ndarray | None) -> np.ndarray:
+    r"""Tangent of the output of a parametric layer: :math:`\mathbf J_{\mathbf a}\mathbf z\,\dot{\mathbf a} + \sum_j\mathbf J_{\theta_j}\mathbf z\,\dot\theta_j`."""
+    N = A.shape[0]
+    if layer.kind == "dense":
+        out = A @ dp["W"].T
+        if "b" in dp:
+            out = out + dp["b"]
+        if T is not None:
+            out = out + T.reshape(N, -1) @ p["W"].T
+        return out
+    if layer.kind == "conv2d":
+        # bilinear in (input, kernel) and affine in the bias
+        out = layer.forward(A, dp)
+        if T is not None:
+            zero_bias = {k: (np.zeros_like(v) if k == "b" else v) for k, v in p.items()}
+            out = out + layer.forward(T.reshape(A.shape), zero_bias)
+        return out
+    out = np.zeros((N, layer.out_size))
+    for i in range(N):
+        for k, J in layer.jac_params(A[i], Z[i], p, "C").items():
+            out[i] += J.matvec(np.ravel(dp[k]))
+        if T is not None:
+            out[i] += layer.jac_input(A[i], Z[i], p).matvec(T[i].ravel())
+    return out.reshape(Z.shape)
+
+
+def _jvp_input(layer, A: np.ndarray, O: np.ndarray, T: np.ndarray) -> np.ndarray:
+    r"""Tangent of the output of a parameter-free layer: :math:`\mathbf J_{\mathbf a}\mathbf o\,\dot{\mathbf a}`."""
+    T = T.reshape(A.shape)
+    if getattr(layer, "elementwise", False):
+        return T * layer.derivative(A)
+    if layer.kind == "softmax":
+        return O * (T - np.sum(O * T, axis=-1, keepdims=True))
+    if layer.kind in ("flatten", "avgpool2d"):  # linear maps
+        return layer.forward(T, {})
+    N = A.shape[0]
+    out = np.empty((N, int(np.prod(O.shape[1:]))))
+    for i in range(N):
+        out[i] = layer.jac_input(A[i], O[i], {}).matvec(T[i].ravel())
+    return out.reshape(O.shape)
+
+
+def jvp(network: "Network", cache: "Cache", canon: dict, tangent: dict[str, np.ndarray]) -> np.ndarray:
+    r"""Forward-mode product :math:`\mathbf t_i = \mathbf J_\theta\mathbf z_i^{[L]}\,\mathbf v` for every sample.
+
+    Parameters
+    ----------
+    tangent : dict
+        The direction :math:`\mathbf v` in the canonical layout (``network.unpack_canonical(v)``).
+
+    Returns
+    -------
+    ndarray, shape (N, n_L)
+        Row ``i`` is the directional derivative of :math:`\mathbf z_i^{[L]}` along ``v``.
+    """
+    T = None  # the input x does not depend on θ
+    for st in network.stages:
+        l = st.index
+        p = network._stage_params(canon, l)
+        dp = {}
+        for k, shape in st.layer.param_shapes().items():
+            v = np.asarray(tangent[f"{k}{l}"], dtype=float)
+            if v.shape != tuple(shape):
+                raise ShapeError(f"jvp: tangent {k}{l} expected canonical shape {tuple(shape)}, received {v.shape}")
+            dp[k] = v
+        T = _jvp_parametric(st.layer, cache.a[l - 1], cache.z[l], p, dp, T)
+        if l == network.L:
+            break
+        ins = cache.post[l]
+        outs = ins[1:] + [cache.a[l]]
+        for post, Ain, Oout in zip(st.post, ins, outs):
+            T = _jvp_input(post, Ain, Oout, T)
+    return np.asarray(T).reshape(T.shape[0], -1)
+
+
+# ---------------------------------------------------------------------------- operators
+class TransposedOperator(Operator):
+    """The lazy transpose :math:`\\mathbf A^\\top` of an operator: ``matmat`` is ``A.rmatmat`` and vice versa."""
+
+    structure = "transpose"
+
+    def __init__(self, op: Operator):
+        if not isinstance(op, Operator):
+            raise TypeError(f"TransposedOperator: expected an Operator, received {type(op).__name__}")
+        self.op = op
+        self.shape = (op.shape[1], op.shape[0])
+        self.symbolic = op.symbolic
+        self.structure = f"transposed {op.structure}"
+
+    def matmat(self, X):
+        X = self._check_mat(X, self.shape[1], "matmat")
+        return self.op.rmatmat(X)
+
+    def rmatmat(self, X):
+        X = self._check_mat(X, self.shape[0], "rmatmat")
+        return self.op.matmat(X)
+
+    @property
+    def T(self) -> Operator:
+        return self.op
+
+    @property
+    def nnz(self) -> int:
+        return self.op.nnz
+
+    def _dense(self):
+        return self.op._dense().T
+
+
+class BatchJacobianOperator(Operator):
+    r"""Lazy :math:`\mathbf J_\theta\mathbf Z^{[L]}` of a batch, ``(N·n_L) × |θ|``, never materialized unless asked.
+
+    Rows are sample-major (row ``i·n_L + k`` is :math:`z^{[L]}_{i,k}`), as in
+    :meth:`Network.batch_jacobian_theta`; columns follow the convention's θ order and vec.
+
+    * ``matvec(v)``: forward mode, :math:`[\mathbf J_\theta\mathbf z_1^{[L]}\mathbf v;\dots;\mathbf J_\theta\mathbf z_N^{[L]}\mathbf v]`;
+    * ``rmatvec(u)``: the batched backward sweep, :math:`\sum_i(\mathbf J_\theta\mathbf z_i^{[L]})^\top\mathbf u_i`;
+      with :math:`\mathbf u_i = \nabla_{\mathbf z_i^{[L]}}\ell` (times the reduction) this is
+      the gradient (Damadi eq. (1));
+    * ``to_dense()``: the materialized Jacobian via :func:`jacobian_bp.per_sample.batch_jacobian`
+      (after the memory guard).
+
+    Each product costs one forward- or reverse-mode pass; ``matmat`` loops over columns.
+
+    Parameters
+    ----------
+    network : Network
+    X : array
+        One sample or a batch in the convention's layout.
+    params : dict
+        Parameters in the convention's layout.
+    """
+
+    structure = "lazy batch Jacobian"
+
+    def __init__(self, network: "Network", X=None, params=None, *, linearization: Linearization | None = None):
+        if linearization is None:
+            if X is None or params is None:
+                raise TypeError("BatchJacobianOperator: give (network, X, params) or linearization=")
+            linearization = linearize(network, X, params)
+        elif linearization.network is not network:
+            raise ValueError("BatchJacobianOperator: the linearization belongs to another network")
+        self.lin = linearization
+        self.network = network
+        self.shape = (linearization.N * network.n_out, network.n_params)
+
+    def matmat(self, X):
+        X = self._check_mat(X, self.shape[1], "matmat")
+        net, lin = self.network, self.lin
+        out = np.empty((self.shape[0], X.shape[1]))
+        for j in range(X.shape[1]):
+            tangent = net.unpack_canonical(np.ascontiguousarray(X[:, j], dtype=float))
+            out[:, j] = jvp(net, lin.cache, lin.canon, tangent).ravel()
+        return out
+
+    def rmatmat(self, X):
+        X = self._check_mat(X, self.shape[0], "rmatmat")
+        net, lin = self.network, self.lin
+        out = np.empty((self.shape[1], X.shape[1]))
+        for j in range(X.shape[1]):
+            g = vjp_sweep(net, lin.cache, lin.canon, np.asarray(X[:, j], dtype=float).reshape(lin.N, net.n_out))
+            out[:, j] = net.pack_canonical(g)
+        return out
+
+    @property
+    def T(self) -> Operator:
+        return TransposedOperator(self)
+
+    def _dense(self):
+        from .per_sample import jacobian_from_linearization
+
+        return jacobian_from_linearization(self.lin).reshape(self.shape)
+
+    def __repr__(self) -> str:
+        lin = self.lin
+        return (f"BatchJacobianOperator(J_theta Z[{self.network.L}]: {self.shape[0]}x{self.shape[1]}, "
+                f"N={lin.N}, n_L={lin.n_out})")
