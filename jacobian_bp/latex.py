@@ -446,7 +446,7 @@ class Prod(MatExpr):
         for f, c in self._flat(ctx):
             t = _paren(f, c, 2)
             parts.append(_brace(t, f.shape) if ctx.shapes else t)
-        return " ".join(parts)
+        return r" \, ".join(parts)
 
 
 class HCat(MatExpr):
@@ -477,7 +477,10 @@ class HCat(MatExpr):
         parts = [_tex(b, ctx) for b in self.blocks]
         if ctx.shapes:
             parts = [_brace(p, b.shape) for p, b in zip(parts, self.blocks)]
-        body = r" \; ".join(parts)
+        # Damadi's block rows of symbols are spaced thickly ([I_3 (x) x^T \; I_3]); blocks that are
+        # Jacobian labels or fractions get a quad so that the row does not read as a product
+        labels = any(k in p for p in parts for k in (r"\mathbf{J}", "\\frac", r"\underbrace"))
+        body = (r" \quad " if labels else r" \; ").join(parts)
         if any(k in body for k in ("\\frac", "\\underbrace", "\\begin", "\\left")):
             return r"\left[" + body + r"\right]"
         return "[" + body + "]"

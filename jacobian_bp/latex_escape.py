@@ -84,7 +84,6 @@ _SPECIAL = {
     "å": r"\aa{}", "Å": r"\AA{}", "¡": r"\textexclamdown{}", "¿": r"\textquestiondown{}",
     "§": r"\ensuremath{\S}", "¶": r"\ensuremath{\P}", "†": r"\ensuremath{\dagger}", "‡": r"\ensuremath{\ddagger}",
     "–": "--", "—": "---", "…": r"\ldots{}", "‘": "`", "’": "'", "“": "``", "”": "''",
-    "\u00a0": "~",
     "°": r"\ensuremath{^\circ}", "±": r"\ensuremath{\pm}", "×": r"\ensuremath{\times}",
     "÷": r"\ensuremath{\div}", "·": r"\ensuremath{\cdot}", "µ": r"\ensuremath{\mu}",
     "¬": r"\ensuremath{\neg}", "→": r"\ensuremath{\rightarrow}", "←": r"\ensuremath{\leftarrow}",

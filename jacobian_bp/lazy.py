@@ -124,12 +124,12 @@ def linearize(network: "Network", X, params, Y=None, numeric_only: bool = True) 
 def _dense_weight_vjp(G: np.ndarray, A: np.ndarray) -> np.ndarray:
     r""":math:`\sum_i \mathbf g_i\mathbf a_i^\top = \mathbf G^\top\mathbf A` (``n_out × n_in``).
 
-    For one sample this is an outer product, formed by broadcasting: a BLAS ``gemm`` with
-    inner dimension 1 is several times slower than the broadcast multiply, and the two
-    give the same floating-point numbers (no sums are involved).
+    For one sample this is the outer product :math:`\mathbf g\mathbf a^\top`, formed by
+    ``einsum``: a BLAS ``gemm`` with inner dimension 1 is several times slower, and the two
+    give the same floating-point numbers (one product per entry, no sums).
     """
-    if G.shape[0] == 1:
-        return np.multiply.outer(G[0], A[0])
+    if G.shape[0] == 1 and G.dtype != object and A.dtype != object:
+        return np.einsum("i,j->ij", G[0], A[0])
     return G.T @ A
 
 

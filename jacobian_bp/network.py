@@ -137,6 +137,11 @@ class Gradient:
     def __repr__(self) -> str:
         return f"Gradient({', '.join(f'{k}: {v.shape}' for k, v in self.params.items())}; |θ|={self.vector.size})"
 
+    def _repr_latex_(self) -> str:
+        from .latex import gradient_latex
+
+        return "$$" + gradient_latex(self) + "$$"
+
 
 class Network:
     r"""A feed-forward network with a loss, under a :class:`~jacobian_bp.conventions.Convention`.
@@ -485,7 +490,10 @@ class Network:
         N = cache.a[0].shape[0]
         nL = self.n_out
         P: list = [None] * (self.L + 1)
-        cur = np.broadcast_to(np.eye(nL), (N, nL, nL))
+        symbolic = cache.a[0].dtype == object or any(np.asarray(v).dtype == object for v in canon.values())
+        # exact integer identity for SymPy entries (a float eye would put 1.0 factors into exact Jacobians)
+        eye = np.eye(nL, dtype=np.int64).astype(object) if symbolic else np.eye(nL)
+        cur = np.broadcast_to(eye, (N, nL, nL))
         P[self.L] = cur
         for l in range(self.L, 0 if need_input else 1, -1):
             st = self.stages[l - 1]

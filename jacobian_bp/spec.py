@@ -21,8 +21,9 @@ A spec is a JSON object with exactly these keys (``input`` and ``layers`` requir
 Layer types: ``dense`` (``out_features``, ``bias``), ``identity``, ``relu`` (``at_zero``),
 ``leaky_relu`` (``negative_slope``), ``sigmoid``, ``tanh``, ``arctan``, ``softplus``,
 ``elu`` (``alpha``), ``softmax``, ``radial_sigmoid``, ``conv2d`` (``out_channels``,
-``kernel_size``, ``stride``, ``padding``, ``dilation``, ``mode``, ``bias``),
-``maxpool2d``/``avgpool2d`` (``kernel_size``, ``stride``, ``padding``), ``flatten``.
+``kernel_size``, ``stride``, ``padding``, ``dilation``, ``mode`` (``correlation``/``convolution``),
+``bias`` (``tied``/``untied``/``none``), ``in_channels``, ``size_rule`` (``floor``/``exact``)),
+``maxpool2d``/``avgpool2d`` (``kernel_size``, ``stride``, ``padding``, ``size_rule``), ``flatten``.
 Losses: ``mse`` (``scale``, ``reduce_outputs``), ``bce``, ``cross_entropy``.
 
 Unknown keys anywhere are errors; values are never evaluated as code.

@@ -87,6 +87,11 @@ class VerificationReport:
     def __str__(self) -> str:
         return self.to_text()
 
+    def _repr_latex_(self) -> str:
+        from .latex import verification_table_latex
+
+        return "$$" + verification_table_latex(self, "math") + "$$"
+
     def to_dict(self) -> dict:
         return {
             "network": self.network.name, "verdict": self.verdict, "loss": self.loss,

@@ -78,3 +78,15 @@ def test_cnn_bad_geometry_is_a_clear_error():
         load_spec(_spec(dict(out_channels=1, kernel_size=9), POOLS[0], in_shape=(1, 5, 5)))
     with pytest.raises((jb.SpecError, jb.ShapeError), match="stride"):
         load_spec(_spec(dict(out_channels=1, kernel_size=2, stride=0), POOLS[0]))
+
+
+def test_exact_size_rule_refuses_non_integer_output():
+    ok = _spec(dict(out_channels=1, kernel_size=3, stride=2, size_rule="exact"), POOLS[1], in_shape=(1, 7, 7))
+    load_spec(ok)  # (7 - 3) / 2 is an integer
+    bad = _spec(dict(out_channels=1, kernel_size=3, stride=2, size_rule="exact"), POOLS[1], in_shape=(1, 8, 8))
+    with pytest.raises(jb.ShapeError, match="not an integer"):
+        load_spec(bad)
+    badpool = _spec(dict(out_channels=1, kernel_size=2), {"type": "maxpool2d", "kernel_size": 2, "size_rule": "exact"},
+                    in_shape=(1, 6, 6))
+    with pytest.raises(jb.ShapeError, match="not an integer"):
+        load_spec(badpool)

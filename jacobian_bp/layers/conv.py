@@ -78,7 +78,8 @@ class Conv2d(Layer):
     Notes
     -----
     The output size follows the floor rule
-    :math:`H_\text{out} = \lfloor (H+2p_h-d_h(k_h-1)-1)/s_h\rfloor + 1` (PyTorch).
+    :math:`H_\text{out} = \lfloor (H+2p_h-d_h(k_h-1)-1)/s_h\rfloor + 1` (PyTorch); with
+    ``size_rule="exact"`` a geometry whose windows do not tile the padded input is an error.
     Canonical parameters: ``"K"`` of shape ``(C_out, C_in, kh, kw)`` and ``"b"``.
     """
 
@@ -86,7 +87,8 @@ class Conv2d(Layer):
     parametric = True
 
     def __init__(self, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 mode: str = "correlation", bias: str | bool = "tied", in_channels: int | None = None):
+                 mode: str = "correlation", bias: str | bool = "tied", in_channels: int | None = None,
+                 size_rule: str = "floor"):
         super().__init__()
         who = "conv2d layer"
         for nm, v in (("out_channels", out_channels), ("in_channels", in_channels)):
@@ -109,6 +111,9 @@ class Conv2d(Layer):
             raise SpecError(f"{who}: bias must be 'tied', 'untied' or 'none', received {bias!r}")
         self.bias = bias
         self.param_names = ("K",) if bias == "none" else ("K", "b")
+        if size_rule not in ("floor", "exact"):
+            raise SpecError(f"{who}: size_rule must be 'floor' or 'exact', received {size_rule!r}")
+        self.size_rule = size_rule
         self.geometry: tp.ConvGeometry | None = None
 
     # ------------------------------------------------------------------ shapes
@@ -125,7 +130,8 @@ class Conv2d(Layer):
                 f"received {in_shape[0]} channels (input shape {in_shape})"
             )
         self.geometry = tp.ConvGeometry.from_shape(
-            in_shape, self.out_channels, self.kernel_size, self.stride, self.padding, self.dilation, self._name()
+            in_shape, self.out_channels, self.kernel_size, self.stride, self.padding, self.dilation, self._name(),
+            self.size_rule,
         )
         self.in_channels = in_shape[0]
         self.in_shape = in_shape

@@ -35,9 +35,12 @@ class _Pool2d(Layer):
     kind = "pool2d"
     pad_value: float = 0.0
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size, stride=None, padding=0, size_rule: str = "floor"):
         super().__init__()
         who = f"{self.kind} layer"
+        if size_rule not in ("floor", "exact"):
+            raise SpecError(f"{who}: size_rule must be 'floor' or 'exact', received {size_rule!r}")
+        self.size_rule = size_rule
         self.kernel_size = tp.as_pair(kernel_size, "kernel_size", who, 1)
         self.stride = self.kernel_size if stride is None else tp.as_pair(stride, "stride", who, 1)
         self.padding = tp.as_pair(padding, "padding", who, 0)
@@ -56,7 +59,7 @@ class _Pool2d(Layer):
                 f"{self._name()}: expected a per-sample input of shape (channels, height, width), received {in_shape}"
             )
         self.geometry = tp.ConvGeometry.from_shape(
-            in_shape, in_shape[0], self.kernel_size, self.stride, self.padding, 1, self._name()
+            in_shape, in_shape[0], self.kernel_size, self.stride, self.padding, 1, self._name(), self.size_rule
         )
         self.in_shape = in_shape
         self.out_shape = self.geometry.out_shape

@@ -57,7 +57,12 @@ def _first_derivative_of_undef(expr) -> "tuple[sympy.Basic, sympy.Basic] | None"
 
 
 class PaperLatexPrinter(LatexPrinter):
-    """SymPy's LaTeX printer with the documents' notation (see the module docstring)."""
+    """SymPy's LaTeX printer with the documents' notation (see the module docstring).
+
+    ``symbol_latex`` maps matrix-symbol names to LaTeX, overriding :func:`matrix_symbol_latex`.
+    """
+
+    symbol_latex: dict = {}
 
     def _print_Derivative(self, expr):
         hit = _first_derivative_of_undef(expr)
@@ -85,7 +90,7 @@ class PaperLatexPrinter(LatexPrinter):
         return rf"\mathbf{{0}}_{{{self._print(expr.rows)}\times {self._print(expr.cols)}}}"
 
     def _print_MatrixSymbol(self, expr):
-        return matrix_symbol_latex(expr.name)
+        return self.symbol_latex.get(expr.name) or matrix_symbol_latex(expr.name)
 
     def _print_Transpose(self, expr):
         arg = expr.arg
@@ -103,6 +108,13 @@ class PaperLatexPrinter(LatexPrinter):
         return tex if exp is None else rf"{tex}^{{{exp}}}"
 
 
-def latex(expr, **settings) -> str:
-    """LaTeX of a SymPy object in the papers' notation (``f'(z)``, ``\\mathbf I_n``, ``^\\top``)."""
-    return PaperLatexPrinter(settings).doprint(expr)
+def latex(expr, symbol_latex: dict | None = None, **settings) -> str:
+    """LaTeX of a SymPy object in the papers' notation (``f'(z)``, ``\\mathbf I_n``, ``^\\top``).
+
+    ``symbol_latex`` optionally maps matrix-symbol names to their LaTeX; other keyword
+    arguments are SymPy's LaTeX settings.
+    """
+    printer = PaperLatexPrinter(settings)
+    if symbol_latex:
+        printer.symbol_latex = dict(symbol_latex)
+    return printer.doprint(expr)

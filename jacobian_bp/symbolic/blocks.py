@@ -1,0 +1,449 @@
+r"""Block-level Jacobian chains of any size, as SymPy matrix expressions with shapes.
+
+:class:`BlockChain` writes Damadi's Algorithm 1 (corrected, see :mod:`jacobian_bp.network`)
+for a whole network with *matrix symbols* instead of entries, so that LeNet-300-100 costs
+nothing to build or display:
+
+.. math::
+
+   \mathbf J_\theta\mathbf z^{[3]} = \Big[\ \mathbf I_{10}\otimes\mathbf a^{[2]\top},\ \mathbf I_{10}
+   \ \Big|\ \mathbf W^{[3]\top}\mathbf D^{[2]}(\mathbf I_{100}\otimes\mathbf a^{[1]\top}),\
+   \mathbf W^{[3]\top}\mathbf D^{[2]}\ \Big|\ \cdots\Big]
+
+(Damadi's conventions; under ``out_in`` layouts the factor is :math:`\mathbf W^{[3]}`, and a
+column-major vec of a canonical weight gives :math:`\mathbf a^\top\otimes\mathbf I`).  The
+pieces are SymPy's ``MatrixSymbol``, ``Identity``, ``KroneckerProduct``, ``MatMul``,
+``BlockMatrix``: every product is shape-checked by SymPy, and a mismatch is re-raised as
+:class:`~jacobian_bp.errors.ShapeError` naming the factors.
+
+Symbols (plain names, LaTeX in :attr:`BlockChain.symbol_latex`):
+
+* ``x`` (:math:`n_0\times1`), ``a[l]`` (:math:`n_l\times1`): the layer inputs;
+* ``W[l]``: the weight in the convention's layout;
+* ``D[l]`` = :math:`\operatorname{diag} f'(\mathbf z^{[l]})` (elementwise activations),
+  ``S[l]`` = :math:`\operatorname{diag}(\mathbf a^{[l]})-\mathbf a^{[l]}\mathbf a^{[l]\top}` (softmax),
+  ``R[l]`` (radial sigmoid), ``Mmax[l]``/``Mavg[l]`` (pooling), ``T[l]`` = Toep(:math:`\mathbf K^{[l]}`),
+  ``P[l]`` (im2col patches of the conv input), ``Pi[l]`` (vec permutations).
+
+:meth:`BlockChain.explicit` expands to explicit entries (via the engine's own layer
+Jacobians at the named symbols :math:`z^{[l]}_i`, :math:`a^{[l]}_i`, :math:`w^{[l]}_{ij}`, …) only
+when the result *and* every symbol involved have at most ``max_entries`` entries (default
+:data:`DEFAULT_MAX_ENTRIES`); beyond that it raises
+:class:`~jacobian_bp.symbolic.errors.SizeBoundError`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import sympy
+from sympy import BlockMatrix, Identity, KroneckerProduct, MatMul, MatrixSymbol, OneMatrix
+from sympy.matrices.exceptions import ShapeError as SympyShapeError
+
+from ..errors import ShapeError
+from ..network import Network, ParamEntry
+from .errors import SizeBoundError
+from .intermediates import OUTPUT_NAME
+from .networks import SymbolicNetwork, symbol_array
+from .printing import latex as paper_latex
+
+__all__ = ["BlockChain", "BlockSymbol", "matmul", "lenet_block_chain", "DEFAULT_MAX_ENTRIES"]
+
+#: default bound on the number of entries :meth:`BlockChain.explicit` will materialize
+DEFAULT_MAX_ENTRIES = 10_000
+
+
+def _shape_str(m) -> str:
+    return f"{m.shape[0]}x{m.shape[1]}"
+
+
+def matmul(*factors, what: str = "matrix product") -> sympy.MatrixExpr:
+    """Shape-checked product of SymPy matrix expressions; a mismatch names both factors.
+
+    Raises
+    ------
+    ShapeError
+        ``"<what>: cannot multiply W[3].T (10x100) by D[1] (300x300)"``.
+    """
+    factors = [f for f in factors if f is not None]
+    if not factors:
+        raise ShapeError(f"{what}: needs at least one factor")
+    for f in factors:
+        if not isinstance(f, (sympy.MatrixExpr, sympy.MatrixBase)):
+            raise TypeError(f"{what}: factors must be SymPy matrices or matrix expressions, received {type(f).__name__}")
+    for left, right in zip(factors[:-1], factors[1:]):
+        if left.shape[1] != right.shape[0]:
+            raise ShapeError(f"{what}: cannot multiply {left} ({_shape_str(left)}) by {right} ({_shape_str(right)}): "
+                             f"{left.shape[1]} columns vs {right.shape[0]} rows")
+    if len(factors) == 1:
+        return factors[0]
+    try:
+        return MatMul(*factors)
+    except SympyShapeError as exc:  # pragma: no cover - the loop above catches every mismatch first
+        raise ShapeError(f"{what}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class BlockSymbol:
+    """A matrix symbol of the chain: its LaTeX, what it stands for, and how to expand it."""
+
+    symbol: MatrixSymbol
+    latex: str
+    meaning: str
+    provider: Callable[["_NamedValues"], sympy.Matrix]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(int(s) for s in self.symbol.shape)
+
+
+class _NamedValues:
+    """Named explicit values (``z^{[l]}_i``, ``a^{[l]}_i``, parameters) for :meth:`BlockChain.explicit`."""
+
+    def __init__(self, network: Network, snet: SymbolicNetwork | None):
+        self.network = network
+        self.snet = snet
+        self._io: dict = {}
+
+    def x(self) -> np.ndarray:
+        return self.snet.x if self.snet is not None else symbol_array("x", self.network.input_shape)
+
+    def z(self, l: int) -> np.ndarray:
+        return symbol_array("z", self.network.stages[l - 1].layer.out_shape, l)
+
+    def a(self, l: int) -> np.ndarray:
+        if l == 0:
+            return self.x()
+        st = self.network.stages[l - 1]
+        if not st.post and l < self.network.L:
+            return self.z(l)
+        shape = st.post[-1].out_shape if st.post else st.layer.out_shape
+        return symbol_array(OUTPUT_NAME, shape) if l == self.network.L else symbol_array("a", shape, l)
+
+    def user_param(self, entry: ParamEntry) -> np.ndarray:
+        if self.snet is not None:
+            return self.snet.params[entry.name]
+        return symbol_array(entry.local.lower(), entry.user_shape, entry.stage)
+
+    def stage_params(self, l: int) -> dict[str, np.ndarray]:
+        conv = self.network.convention
+        return {e.local: conv.from_user(self.user_param(e), e.is_dense_weight)
+                for e in self.network.entries if e.stage == l}
+
+    def post_io(self, l: int) -> list:
+        if l not in self._io:
+            st = self.network.stages[l - 1]
+            cur, io = self.z(l), []
+            for layer in st.post:
+                out = layer.forward(cur[None], {})[0]
+                io.append([cur, out])
+                cur = out
+            if io:
+                io[-1][1] = self.a(l)
+            self._io[l] = [tuple(p) for p in io]
+        return self._io[l]
+
+
+def _column(arr: np.ndarray) -> sympy.Matrix:
+    return sympy.Matrix(list(np.asarray(arr, dtype=object).ravel()))
+
+
+_ACTIVATION_SYMBOLS = {
+    "softmax": ("S", r"\operatorname{{diag}}(\mathbf a^{{[{l}]}})-\mathbf a^{{[{l}]}}(\mathbf a^{{[{l}]}})^\top",
+                r"\mathbf{{S}}^{{[{l}]}}"),
+    "radial_sigmoid": ("R", r"\sigma'(r)\mathbf u\mathbf u^\top+\tfrac{{\sigma(r)}}{{r}}(\mathbf I-\mathbf u\mathbf u^\top),"
+                            r"\ r=\lvert\mathbf z^{{[{l}]}}\rvert,\ \mathbf u=\mathbf z^{{[{l}]}}/r", r"\mathbf{{R}}^{{[{l}]}}"),
+    "maxpool2d": ("Mmax", r"\text{{max-pooling selection matrix (one 1 per row)}}", r"\mathbf{{M}}^{{[{l}]}}_{{\max}}"),
+    "avgpool2d": ("Mavg", r"\text{{average-pooling matrix (entries }}1/(k_hk_w))", r"\mathbf{{M}}^{{[{l}]}}_{{\mathrm{{avg}}}}"),
+}
+
+
+class BlockChain:
+    r""":math:`\mathbf J_\theta\mathbf z^{[L]}` of a network as SymPy matrix expressions (any size).
+
+    Parameters
+    ----------
+    network : Network
+        Any engine network; its convention fixes the weight layout, the vec order (hence
+        :math:`\mathbf I\otimes\mathbf a^\top` or :math:`\mathbf a^\top\otimes\mathbf I`) and the
+        block order (Damadi Alg. 1 line 7: :math:`[\text{layer }L\ \cdots\ \text{layer }1]`).
+
+    Attributes
+    ----------
+    blocks : list of sympy.MatrixExpr
+        :math:`\mathbf J_{\theta_k}\mathbf z^{[L]}` for every parameter tensor, in θ order.
+    entries : list of ParamEntry
+        The matching θ entries (name, stage, space).
+    symbols : dict[str, BlockSymbol]
+        Every matrix symbol used, by plain name (``"W[3]"``, ``"D[2]"``, ``"a[1]"``, ``"x"``).
+    chain : dict[int, sympy.MatrixExpr or None]
+        :math:`\mathbf J_{\mathbf z^{[l]}}\mathbf z^{[L]}` (``None`` for :math:`l = L`: the identity).
+    """
+
+    def __init__(self, network: Network):
+        if not isinstance(network, Network):
+            raise TypeError(f"BlockChain: expected a jacobian_bp Network, received {type(network).__name__}")
+        self.network = network
+        self.convention = network.convention
+        self.symbols: dict[str, BlockSymbol] = {}
+        L = network.L
+        self.input_jac: dict[int, sympy.MatrixExpr] = {}
+        self.activation_jac: dict[int, sympy.MatrixExpr | None] = {}
+        self.local: dict[str, sympy.MatrixExpr] = {}
+        for st in network.stages:
+            l = st.index
+            self.input_jac[l] = self._input_jacobian(l)
+            # f^[L] is paired with the loss (Damadi Fig. 2): it is not a factor of J_theta z[L]
+            self.activation_jac[l] = self._activation_jacobian(l) if l < L else None
+            for e in network.entries:
+                if e.stage == l:
+                    self.local[e.name] = self._param_jacobian(e)
+        self.chain: dict[int, sympy.MatrixExpr | None] = {L: None}
+        factors: list = []
+        for l in range(L, 1, -1):
+            factors = factors + [self.input_jac[l], self.activation_jac[l - 1]]
+            self.chain[l - 1] = matmul(*factors, what=f"block chain J_[z[{l - 1}]] z[{L}]")
+        self.entries: list[ParamEntry] = list(network.entries)
+        self.blocks: list[sympy.MatrixExpr] = []
+        for e in self.entries:
+            chain = self.chain[e.stage]
+            factors = [] if chain is None else list(chain.args if isinstance(chain, MatMul) else [chain])
+            local = self.local[e.name]
+            if not (factors and isinstance(local, Identity)):  # P_l I = P_l
+                factors.append(local)
+            self.blocks.append(matmul(*factors, what=f"block J_[{e.space.name}] z[{L}]"))
+
+    # ------------------------------------------------------------------ symbols
+    def _symbol(self, name: str, rows: int, cols: int, tex: str, meaning: str, provider) -> MatrixSymbol:
+        if name not in self.symbols:
+            self.symbols[name] = BlockSymbol(MatrixSymbol(name, rows, cols), tex, meaning, provider)
+        return self.symbols[name].symbol
+
+    def _a(self, l: int) -> MatrixSymbol:
+        net = self.network
+        if l == 0:
+            n = int(np.prod(net.input_shape))
+            return self._symbol("x", n, 1, r"\mathbf{x}", r"\text{the input}", lambda v: _column(v.x()))
+        size = int(np.prod(net.a_space(l).shape))
+        return self._symbol(f"a[{l}]", size, 1, rf"\mathbf{{a}}^{{[{l}]}}", rf"\mathbf f^{{[{l}]}}(\mathbf z^{{[{l}]}})",
+                            lambda v, l=l: _column(v.a(l)))
+
+    def _input_jacobian(self, l: int) -> sympy.MatrixExpr:
+        st = self.network.stages[l - 1]
+        if st.layer.kind == "dense":
+            e = next(e for e in self.network.entries if e.stage == l and e.local == "W")
+            W = self._symbol(f"W[{l}]", *e.user_shape, rf"\mathbf{{W}}^{{[{l}]}}",
+                             rf"\text{{weight of layer {l} ({self.convention.weight_layout.replace('_', '-')} layout)}}",
+                             lambda v, e=e: sympy.Matrix(v.user_param(e).tolist()))
+            return W.T if self.convention.weight_layout == "in_out" else W
+        name, tex = (f"T[{l}]", rf"\operatorname{{Toep}}(\mathbf K^{{[{l}]}})") if st.layer.kind == "conv2d" else \
+            (f"Jin[{l}]", rf"\mathbf J_{{\mathbf a^{{[{l - 1}]}}}}\mathbf z^{{[{l}]}}")
+        return self._symbol(name, st.layer.out_size, st.layer.in_size, tex, rf"\mathbf J_{{\mathbf a^{{[{l - 1}]}}}}\mathbf z^{{[{l}]}}",
+                            lambda v, l=l, st=st: st.layer.jac_input(v.a(l - 1), v.z(l), v.stage_params(l)).to_sympy())
+
+    def _activation_jacobian(self, l: int) -> sympy.MatrixExpr | None:
+        st = self.network.stages[l - 1]
+        mats = []
+        n_elem = 0
+        for k, layer in enumerate(st.post):
+            n = layer.out_size
+            provider = (lambda v, l=l, k=k, layer=layer: layer.jac_input(*v.post_io(l)[k], {}).to_sympy())
+            if layer.kind in ("identity", "flatten"):
+                continue
+            if getattr(layer, "elementwise", False):
+                suffix = "" if n_elem == 0 else str(n_elem + 1)
+                n_elem += 1
+                f = layer.latex_name()
+                mats.append(self._symbol(f"D{suffix}[{l}]", n, n, rf"\mathbf{{D{suffix}}}^{{[{l}]}}",
+                                         rf"\operatorname{{diag}} {f}'(\mathbf z^{{[{l}]}})", provider))
+            elif layer.kind in _ACTIVATION_SYMBOLS:
+                base, meaning, tex = _ACTIVATION_SYMBOLS[layer.kind]
+                mats.append(self._symbol(f"{base}[{l}]", n, layer.in_size, tex.format(l=l), meaning.format(l=l), provider))
+            else:
+                mats.append(self._symbol(f"J{k + 1}[{l}]", n, layer.in_size,
+                                         rf"\mathbf J^{{[{l}]}}_{{{k + 1}}}", rf"\text{{Jacobian of {layer.kind}}}", provider))
+        if not mats:
+            return None
+        return matmul(*reversed(mats), what=f"activation Jacobian J_[z[{l}]] a[{l}]")
+
+    def _param_jacobian(self, e: ParamEntry) -> sympy.MatrixExpr:
+        l = e.stage
+        st = self.network.stages[l - 1]
+        n = st.layer.out_size
+        if st.layer.kind == "dense":
+            if e.local == "b":
+                return Identity(n)
+            a = self._a(l - 1)
+            return KroneckerProduct(Identity(n), a.T) if e.order == "C" else KroneckerProduct(a.T, Identity(n))
+        if st.layer.kind == "conv2d":
+            return self._conv_param_jacobian(e, st)
+        return self._symbol(f"J{e.local}[{l}]", n, e.size, rf"\mathbf J_{{{e.space.latex}}}\mathbf z^{{[{l}]}}",
+                            r"\text{local parameter Jacobian}",
+                            lambda v, e=e, st=st: st.layer.jac_params(v.a(l - 1), v.z(l), v.stage_params(l), e.order)[e.local].to_sympy())
+
+    def _conv_param_jacobian(self, e: ParamEntry, st) -> sympy.MatrixExpr:
+        l = e.stage
+        layer = st.layer
+        Co = layer.out_channels
+        HoWo = layer.out_size // Co
+
+        def jp(v, order):
+            return layer.jac_params(v.a(l - 1), v.z(l), v.stage_params(l), order)[e.local]
+
+        if e.local == "K":
+            P = self._symbol(f"P[{l}]", HoWo, e.size // Co, rf"\mathbf{{P}}^{{[{l}]}}",
+                             rf"\text{{im2col patches of }}\mathbf a^{{[{l - 1}]}}", lambda v: jp(v, "C").B.to_sympy())
+            K = KroneckerProduct(Identity(Co), P)
+            if e.order == "C":
+                return K
+            Pi = self._symbol(f"Pi[{l}]", e.size, e.size, rf"\boldsymbol{{\Pi}}^{{[{l}]}}", r"\text{column-major vec permutation}",
+                              lambda v: jp(v, "F").factors[-1].to_sympy())
+            return matmul(K, Pi, what=f"conv kernel Jacobian of layer {l}")
+        if layer.bias == "tied":
+            return KroneckerProduct(Identity(Co), OneMatrix(HoWo, 1))
+        if e.order == "C":
+            return Identity(layer.out_size)
+        return self._symbol(f"Pib[{l}]", e.size, e.size, rf"\boldsymbol{{\Pi}}^{{[{l}]}}_{{b}}", r"\text{column-major vec permutation}",
+                            lambda v: jp(v, "F").to_sympy())
+
+    # ------------------------------------------------------------------ access
+    @property
+    def matrix(self) -> BlockMatrix:
+        r"""The 1×k block matrix :math:`[\mathbf J_{\theta_1}\mathbf z^{[L]}\ \cdots]` (θ order)."""
+        return BlockMatrix([list(self.blocks)])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.network.n_out, self.network.n_params)
+
+    def block(self, name: str) -> sympy.MatrixExpr:
+        """The block of one parameter tensor (``"W1"``, ``"b3"``)."""
+        for e, b in zip(self.entries, self.blocks):
+            if e.name == name:
+                return b
+        raise KeyError(f"network {self.network.name!r} has no parameter {name!r}; parameters: "
+                       f"{', '.join(e.name for e in self.entries)}")
+
+    def shapes(self) -> dict[str, tuple[int, int]]:
+        """``{parameter name: block shape}`` in θ order."""
+        return {e.name: tuple(int(s) for s in b.shape) for e, b in zip(self.entries, self.blocks)}
+
+    @property
+    def symbol_latex(self) -> dict[str, str]:
+        return {k: s.latex for k, s in self.symbols.items()}
+
+    def gradient(self) -> BlockMatrix:
+        r""":math:`\nabla_\theta\ell = (\mathbf J_\theta\mathbf z^{[L]})^\top\boldsymbol\delta^{[L]}` as a column of blocks."""
+        L = self.network.L
+        delta = self._symbol(f"delta[{L}]", self.network.n_out, 1, rf"\boldsymbol{{\delta}}^{{[{L}]}}",
+                             rf"\nabla_{{\mathbf z^{{[{L}]}}}}\ell", lambda v: None)
+        return BlockMatrix([[matmul(b.T, delta, what=f"gradient block of {e.name}")] for e, b in zip(self.entries, self.blocks)])
+
+    # ------------------------------------------------------------------ LaTeX
+    def latex_block(self, name: str) -> str:
+        return paper_latex(self.block(name), symbol_latex=self.symbol_latex)
+
+    def latex(self, shapes: bool = True) -> str:
+        r"""``\mathbf J_{\boldsymbol\theta}\mathbf z^{[L]} = [\,\cdots\,]`` with bars between layers
+        and, with ``shapes=True``, every block's shape under it."""
+        L = self.network.L
+        cells, spec, prev = [], [], None
+        for e, b in zip(self.entries, self.blocks):
+            tex = paper_latex(b, symbol_latex=self.symbol_latex)
+            if shapes:
+                tex = rf"\underbrace{{{tex}}}_{{{b.shape[0]}\times {b.shape[1]}}}"
+            if prev is not None and e.stage != prev:
+                spec.append("|")
+            spec.append("c")
+            cells.append(tex)
+            prev = e.stage
+        body = r"\left[\begin{array}{" + "".join(spec) + "}" + " & ".join(cells) + r"\end{array}\right]"
+        return (rf"\mathbf J_{{\boldsymbol\theta}}\mathbf z^{{[{L}]}} = {body}"
+                + (rf"\in\mathbb R^{{{self.shape[0]}\times {self.shape[1]}}}" if shapes else ""))
+
+    def legend_latex(self) -> str:
+        r"""What each symbol stands for, with its shape (an ``aligned`` block)."""
+        rows = [rf"{s.latex} &:= {s.meaning} \in \mathbb R^{{{s.shape[0]}\times {s.shape[1]}}}"
+                for s in self.symbols.values() if not s.symbol.name.startswith("delta")]
+        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+    def _repr_latex_(self) -> str:
+        return "$" + self.latex() + "$"
+
+    def describe(self) -> str:
+        """Plain text: one line per block, ``name  rows x cols  expression``."""
+        lines = [f"J_theta z[{self.network.L}] of {self.network.name} ({self.convention.name}): "
+                 f"{self.shape[0]} x {self.shape[1]}"]
+        for e, b in zip(self.entries, self.blocks):
+            lines.append(f"  {e.name:>4}  {b.shape[0]} x {b.shape[1]}  {b}")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ explicit entries
+    def explicit(self, snet: SymbolicNetwork | None = None, block: str | None = None,
+                 max_entries: int = DEFAULT_MAX_ENTRIES) -> sympy.Matrix:
+        r"""Explicit SymPy entries of the chain (or of one block), in named form.
+
+        Each symbol is replaced by the engine's own matrix at the named point:
+        ``W[l]`` by :math:`(w^{[l]}_{ij})` (or ``snet``'s values), ``a[l]`` by
+        :math:`(a^{[l]}_i)`, ``D[l]`` by :math:`\operatorname{diag}(f'(z^{[l]}_i))`, ...
+
+        Parameters
+        ----------
+        snet : SymbolicNetwork, optional
+            Supplies x and the parameters (e.g. with some numbers substituted); must wrap
+            this chain's network.
+        block : str, optional
+            A parameter name (``"W1"``); default the whole :math:`\mathbf J_\theta\mathbf z^{[L]}`.
+        max_entries : int
+            Bound on the entries of the result and of every symbol expanded.
+
+        Raises
+        ------
+        SizeBoundError
+            The result or one of its symbols has more than ``max_entries`` entries.
+        """
+        if isinstance(max_entries, bool) or not isinstance(max_entries, (int, np.integer)) or max_entries < 1:
+            raise ValueError(f"explicit: max_entries must be a positive integer, received {max_entries!r}")
+        if snet is not None and (not isinstance(snet, SymbolicNetwork) or snet.network is not self.network):
+            raise ValueError("explicit: snet must be a SymbolicNetwork wrapping this chain's network")
+        expr = self.matrix if block is None else self.block(block)
+        what = f"J_theta z[{self.network.L}]" if block is None else f"block J_[{self.block_space(block)}] z[{self.network.L}]"
+        rows, cols = (int(s) for s in expr.shape)
+        if rows * cols > max_entries:
+            raise SizeBoundError(
+                f"explicit: {what} of network {self.network.name!r} is {rows} x {cols} = {rows * cols:,} entries, "
+                f"above the bound max_entries={max_entries:,}; keep it at block level (BlockChain.latex) or raise the bound")
+        used = sorted(expr.atoms(MatrixSymbol), key=lambda s: s.name)
+        for s in used:
+            n = int(s.shape[0]) * int(s.shape[1])
+            if n > max_entries:
+                raise SizeBoundError(
+                    f"explicit: {what} needs the symbol {s.name} ({s.shape[0]} x {s.shape[1]} = {n:,} entries), "
+                    f"above the bound max_entries={max_entries:,}")
+        values = _NamedValues(self.network, snet)
+        mapping = {s: sympy.ImmutableMatrix(self.symbols[s.name].provider(values)) for s in used}
+        for s, m in mapping.items():
+            if m.shape != s.shape:  # pragma: no cover - guards the providers
+                raise ShapeError(f"explicit: {s.name} expanded to {m.shape}, expected {s.shape}")
+        out = expr.xreplace(mapping)
+        out = out.doit() if isinstance(out, sympy.MatrixExpr) else out
+        return sympy.Matrix(out.as_explicit() if isinstance(out, sympy.MatrixExpr) else out)
+
+    def block_space(self, name: str) -> str:
+        for e in self.entries:
+            if e.name == name:
+                return e.space.name
+        raise KeyError(name)
+
+
+def lenet_block_chain(convention: str = "damadi") -> BlockChain:
+    """The block chain of the built-in ``lenet-300-100`` example under a convention preset."""
+    import copy
+
+    from ..spec import EXAMPLES, parse_spec
+
+    raw = copy.deepcopy(EXAMPLES["lenet-300-100"])
+    raw["convention"] = convention
+    return BlockChain(parse_spec(raw).network)
+
