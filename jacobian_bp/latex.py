@@ -40,7 +40,7 @@ import numpy as np
 import sympy
 
 from .errors import JacobianBPError, ShapeError
-from .latex_escape import escape_latex, escape_mathjax, escape_text
+from .latex_escape import escape_mathjax, escape_text
 from .notation import Notation, get_notation, sub
 from . import operators as ops
 
@@ -89,10 +89,6 @@ def format_number(v, precision: int = 4) -> str:
         ex = int(ex)
         return (r"10^{%d}" % ex) if mant in ("1", "1.0") else (rf"{mant}\times 10^{{{ex}}}" if mant != "-1" else r"-10^{%d}" % ex)
     return s
-
-
-def _entry_tex(v, precision: int) -> str:
-    return format_number(v, precision)
 
 
 def _elide(n: int, keep: int) -> tuple[list[int], int | None]:
@@ -189,7 +185,7 @@ def matrix_latex(M, max_rows: int = DEFAULT_MAX, max_cols: int = DEFAULT_MAX, pr
             if cdots is not None:
                 cells.insert(cdots, r"\ddots")
             lines.append(" & ".join(cells))
-        cells = [_entry_tex(vals[a, b], precision) for b in range(len(ci))]
+        cells = [format_number(vals[a, b], precision) for b in range(len(ci))]
         if cdots is not None:
             cells.insert(cdots, r"\cdots")
         lines.append(" & ".join(cells))
@@ -525,7 +521,8 @@ class Named(MatExpr):
     used for entries-level rendering without evaluating the tree.
     """
 
-    def __init__(self, label: "MatExpr | str", body: MatExpr, op=None):
+    def __init__(self, label: "MatExpr | str", body: MatExpr, op=None, notation: Notation | None = None):
+        self.notation = notation
         if isinstance(label, str):
             label = Sym(label, body.shape, atomic=False)
         if label.shape != body.shape:
@@ -538,7 +535,7 @@ class Named(MatExpr):
 
     @property
     def T(self):
-        return Named(self.label.T, self.body.T, None if self.op is None else self.op.T)
+        return Named(self.label.T, self.body.T, None if self.op is None else self.op.T, self.notation)
 
     def leaves(self):
         yield from self.body.leaves()
@@ -592,7 +589,35 @@ def render(expr: MatExpr, notation=None, shapes: bool = False, expand: int = 99)
     """
     if not isinstance(expr, MatExpr):
         raise TypeError(f"render: expected a block expression, received {type(expr).__name__}")
+    if notation is None:
+        notation = _find_notation(expr)
     return _tex(expr, _Ctx(get_notation(notation), bool(shapes), int(expand)))
+
+
+def _children(e: MatExpr):
+    if isinstance(e, Named):
+        return [e.label, e.body]
+    if isinstance(e, Prod):
+        return e.factors
+    if isinstance(e, (HCat, VCat)):
+        return e.blocks
+    if isinstance(e, Kron):
+        return [e.A, e.B]
+    if isinstance(e, Transpose):
+        return [e.A]
+    return []
+
+
+def _find_notation(e: MatExpr):
+    """The notation recorded on the first named sub-expression (expressions built by
+    :class:`NetworkLatex` remember theirs), else None (Damadi's)."""
+    stack = [e]
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, Named) and node.notation is not None:
+            return node.notation
+        stack.extend(_children(node))
+    return None
 
 
 # =====================================================================================
@@ -752,27 +777,44 @@ def gradient_latex(gradient, max_rows: int = DEFAULT_MAX, max_cols: int = DEFAUL
                    notation=None) -> str:
     r"""``\begin{aligned} \nabla_{\mathbf W^{[2]}}\ell &= […] \\ … \end{aligned}`` for a
     :class:`~jacobian_bp.network.Gradient`, parameters in θ order and in the user's layout."""
+    from .network import Gradient
+
+    if not isinstance(gradient, Gradient):
+        raise TypeError(f"gradient_latex: expected a Gradient, received {type(gradient).__name__}")
     net = gradient.network
     nt = get_notation(notation if notation is not None else net)
     lines = []
     for e in net.entries:
         sym = nt.param(e.local, e.stage)
-        lines.append(rf"{nt.grad(sym)} &= {matrix_latex(np.asarray(gradient.params[e.name]), max_rows, max_cols, precision)}"
+        lines.append(rf"{nt.cost_grad(sym)} &= {matrix_latex(np.asarray(gradient.params[e.name]), max_rows, max_cols, precision)}"
                      rf" \in {Notation.reals(*e.user_shape)}")
     return r"\begin{aligned}" + r" \\[4pt] ".join(lines) + r"\end{aligned}"
 
 
-def verification_table_latex(report, mode: str = "math") -> str:
+def verification_table_latex(report, mode: str = "math", notation=None) -> str:
     """The verification report as a table: ``mode="math"`` gives an ``array`` for notebooks
-    (MathJax), ``mode="text"`` a ``tabular`` for documents."""
-    from .verify import TOL
+    (MathJax), ``mode="text"`` a ``tabular`` for documents.  Blocks are named by their symbols
+    in the network's notation (``\\mathbf{W}^{[2]}``); the random-direction check is "all"."""
+    from .verify import TOL, VerificationReport
 
+    if not isinstance(report, VerificationReport):
+        raise TypeError(f"verification_table_latex: expected a VerificationReport, received {type(report).__name__}")
     if mode not in ("math", "text"):
         raise ValueError(f"verification_table_latex: mode must be 'math' or 'text', received {mode!r}")
+    net = report.network
+    nt = get_notation(notation if notation is not None else net)
+    symbols = {e.name: nt.param(e.local, e.stage) for e in net.entries}
     rows = []
     for e in report.errors:
         tol = TOL.get(e.method, 1e-6)
         rows.append((e.method, e.block, str(e.n_checked), e.max_abs, e.rel, tol, "yes" if e.ok else "NO"))
+
+    def block(b):
+        if b in symbols:
+            return symbols[b] if mode == "math" else f"${symbols[b]}$"
+        if b == "dir.":
+            return r"	ext{all (directions)}" if mode == "math" else "all (directions)"
+        return escape_mathjax(b) if mode == "math" else escape_text(b)
 
     def sci(v):
         if not np.isfinite(v):
@@ -784,7 +826,7 @@ def verification_table_latex(report, mode: str = "math") -> str:
 
     if mode == "math":
         head = r"\text{method} & \text{block} & \text{checked} & \text{max abs err} & \text{rel err} & \text{tol} & \text{ok}"
-        body = [rf"{escape_mathjax(m)} & {escape_mathjax(b)} & {n} & {sci(a)} & {sci(r)} & {sci(t)} & \text{{{ok}}}"
+        body = [rf"{escape_mathjax(m)} & {block(b)} & {n} & {sci(a)} & {sci(r)} & {sci(t)} & \text{{{ok}}}"
                 for m, b, n, a, r, t, ok in rows]
         for m, why in report.skipped.items():
             body.append(rf"{escape_mathjax(m)} & \text{{skipped}} & & & & & ")
@@ -792,7 +834,7 @@ def verification_table_latex(report, mode: str = "math") -> str:
         return (r"\begin{array}{llrrrrl}" + head + r" \\ \hline " + r" \\ ".join(body)
                 + r" \\ \hline \end{array} \quad " + verdict)
     head = r"method & block & checked & max abs err & rel err & tol & ok"
-    body = [rf"{escape_text(m)} & {escape_text(b)} & {n} & ${sci(a)}$ & ${sci(r)}$ & ${sci(t)}$ & {ok}"
+    body = [rf"{escape_text(m)} & {block(b)} & {n} & ${sci(a)}$ & ${sci(r)}$ & ${sci(t)}$ & {ok}"
             for m, b, n, a, r, t, ok in rows]
     for m, why in report.skipped.items():
         body.append(rf"{escape_text(m)} & \multicolumn{{6}}{{l}}{{skipped: {escape_text(why)}}}")
@@ -870,9 +912,6 @@ class NetworkLatex:
     def size_a(self, l: int) -> int:
         return _prod(self.net.input_shape) if l == 0 else _prod(self.net.a_space(l).shape)
 
-    def _val(self, arr):
-        return None if self.cache is None else _column(arr)
-
     def z(self, l: int) -> Sym:
         return Sym(self.nt.z(l), (self.size_z(l), 1), None if self.cache is None else _column(self.cache.z[l][0]))
 
@@ -919,7 +958,7 @@ class NetworkLatex:
             body = Sym(rf"\operatorname{{Toep}}({self.nt.weight('K', k)})", shape, self._op_value(op) if op is not None else None)
         else:
             body = Sym(label, shape, self._op_value(op) if op is not None else None, atomic=False)
-        return Named(Sym(label, shape, atomic=False), body, op)
+        return Named(Sym(label, shape, atomic=False), body, op, notation=self.nt)
 
     def _post_factor(self, l: int, j: int) -> MatExpr:
         st = self.net.stages[l - 1]
@@ -957,7 +996,7 @@ class NetworkLatex:
         else:
             facs = [self._post_factor(l, j) for j in reversed(range(len(st.post)))]
             body = facs[0] if len(facs) == 1 else Prod(facs)
-        return Named(Sym(label, body.shape, atomic=bool(self.nt.act_jac_name(l))), body)
+        return Named(Sym(label, body.shape, atomic=bool(self.nt.act_jac_name(l))), body, notation=self.nt)
 
     def param_jacobian(self, entry) -> MatExpr:
         r""":math:`\mathbf J_{\theta_p}\mathbf z^{[l]}` of one parameter tensor: :math:`\mathbf I_n\otimes(\mathbf a^{[l-1]})^\top`
@@ -977,17 +1016,15 @@ class NetworkLatex:
                 return Eye(n)
             return Kron(Eye(n), a.T) if entry.order == "C" else Kron(a.T, Eye(n))
         if layer.kind == "conv2d":
-            if entry.local == "b" and isinstance(op, ops.Kron) or (op is None and entry.local == "b" and len(entry.canonical_shape) == 1):
-                C = layer.out_shape[0]
-                return Kron(Eye(C), Ones(n // C))
+            C = layer.out_shape[0]
+            if entry.local == "b" and getattr(layer, "bias", None) == "tied":
+                return Kron(Eye(C), Ones(n // C))  # one bias per filter, broadcast over H_out W_out
             if entry.local == "b" and entry.order == "C":
-                return Eye(n)
-            if entry.local == "K" and entry.order == "C":
-                C = layer.out_shape[0]
-                P = op.B if isinstance(op, ops.Kron) else None
-                Pshape = (n // C, entry.size // C)
-                return Kron(Eye(C), Sym(rf"\mathbf{{P}}({a.latex_str})", Pshape,
-                                        None if P is None else _dense_value(P), atomic=True))
+                return Eye(n)  # untied bias, stacked like z
+            structured = op is None or (isinstance(op, ops.Kron) and isinstance(op.A, ops.Identity))
+            if entry.local == "K" and entry.order == "C" and structured:
+                P = None if op is None else _dense_value(op.B)
+                return Kron(Eye(C), Sym(rf"\mathbf{{P}}({a.latex_str})", (n // C, entry.size // C), P, atomic=True))
         sym = self.nt.jac(self.nt.z(l), self.nt.param(entry.local, l))
         return Sym(sym, (n, entry.size), None if op is None else _dense_value(op), atomic=False)
 
@@ -1004,7 +1041,7 @@ class NetworkLatex:
         entries = self._entries_of(l) if entries is None else list(entries)
         blocks = [self.param_jacobian(e) for e in entries]
         body = blocks[0] if len(blocks) == 1 else HCat(blocks)
-        return Named(self._group_label(entries, l), body)
+        return Named(self._group_label(entries, l), body, notation=self.nt)
 
     def chain(self, l: int) -> Named:
         r""":math:`\mathbf J_{\mathbf z^{[l]}}\mathbf z^{[L]}` as the product of the typed factors, left to right."""
@@ -1013,12 +1050,12 @@ class NetworkLatex:
         n_L = self.size_z(L)
         label = Sym(self.nt.jac(self.nt.z(L), self.nt.z(l)), (n_L, self.size_z(l)), atomic=False)
         if l == L:
-            return Named(label, Eye(n_L))
+            return Named(label, Eye(n_L), notation=self.nt)
         facs: list[MatExpr] = []
         for k in range(L, l, -1):
             facs.append(self.input_jacobian(k))
             facs.append(self.activation_jacobian(k - 1))
-        return Named(label, Prod(facs))
+        return Named(label, Prod(facs), notation=self.nt)
 
     def stage_groups(self) -> list[list]:
         """θ's entries grouped into consecutive runs of one stage (Damadi: ``[W^{[L]}, b^{[L]}], …``)."""
@@ -1039,15 +1076,15 @@ class NetworkLatex:
         local = self.local_jacobian(l, entries)
         label = self._group_label(entries, self.L)
         if l == self.L:
-            return Named(label, local.body)
-        return Named(label, Prod([self.chain(l), local]))
+            return Named(label, local.body, notation=self.nt)
+        return Named(label, Prod([self.chain(l), local]), notation=self.nt)
 
     def jacobian_theta(self) -> Named:
         r""":math:`\mathbf J_\theta\mathbf z^{[L]}`, the blocks in θ order (Damadi Alg. 1 line 7)."""
         blocks = [self.block(g) for g in self.stage_groups()]
         n = self.size_z(self.L)
         label = Sym(self.nt.jac(self.nt.z(self.L), self.nt.theta), (n, self.net.n_params), atomic=False)
-        return Named(label, blocks[0] if len(blocks) == 1 else HCat(blocks))
+        return Named(label, blocks[0] if len(blocks) == 1 else HCat(blocks), notation=self.nt)
 
     # ------------------------------------------------------------------ deltas and gradient
     def output_delta_formula(self) -> tuple[str, str]:
@@ -1068,8 +1105,10 @@ class NetworkLatex:
             cs = "" if coef == 1 else (format_number(coef, 6) if coef != int(coef) else str(int(coef)))
             if loss.reduce_outputs == "mean":
                 cs = rf"\frac{{{format_number(2 * loss.scale, 6)}}}{{{self.size_z(self.L)}}}"
-            return (rf"{cs}({diff})" if cs else diff, "identity + MSE (Damadi Table 1 with scale c)")
-        return (diff, f"{'softmax + cross entropy' if loss.kind == 'cross_entropy' else 'sigmoid + BCE'} (Damadi Table 1)")
+            return (rf"{cs}({diff})" if cs else diff,
+                    f"identity output and squared error scaled by {loss.scale:g}, Damadi Table 1")
+        pair = "softmax output and cross entropy" if loss.kind == "cross_entropy" else "sigmoid output and binary cross entropy"
+        return (diff, f"{pair}, Damadi Table 1")
 
     def output_delta(self) -> Sym:
         r""":math:`\boldsymbol\delta^{[L]} = \nabla_{\mathbf z^{[L]}}\ell`, valued from the engine's loss when ``y`` is given."""
@@ -1097,9 +1136,9 @@ class NetworkLatex:
             val = None
             if self.cache is not None and self.y is not None:
                 val = _column(self.net.delta(self.x, self.y, self.params))
-            return Named(dl, Sym(formula, dl.shape, val, compound=True))
+            return Named(dl, Sym(formula, dl.shape, val, compound=True), notation=self.nt)
         body = Prod([self.activation_jacobian(l).T, self.input_jacobian(l + 1).T, self.delta_symbol(l + 1)])
-        return Named(dl, body)
+        return Named(dl, body, notation=self.nt)
 
     def param_gradient(self, entry) -> Named:
         r""":math:`\nabla_{\theta_p}\ell = (\mathbf J_{\theta_p}\mathbf z^{[l]})^\top\boldsymbol\delta^{[l]}`; for a dense weight the
@@ -1109,7 +1148,7 @@ class NetworkLatex:
         dl = self.delta_symbol(l)
         J = self.param_jacobian(entry)
         label = Sym(self.nt.grad(self.nt.param(entry.local, l)), (entry.size, 1), atomic=False)
-        return Named(label, Prod([J.T, dl]))
+        return Named(label, Prod([J.T, dl]), notation=self.nt)
 
     def param_gradient_closed(self, entry) -> MatExpr:
         """The closed form of :meth:`param_gradient` (a Kronecker product of vectors for a dense weight)."""
@@ -1137,7 +1176,7 @@ class NetworkLatex:
         r""":math:`\nabla_\theta\ell = (\mathbf J_\theta\mathbf z^{[L]})^\top\boldsymbol\delta^{[L]}` (Damadi eq. (1), Alg. 1 line 8)."""
         Jt = self.jacobian_theta()
         label = Sym(self.nt.grad(self.nt.theta), (self.net.n_params, 1), atomic=False)
-        return Named(label, Prod([Jt.T, self.delta(self.L)]))
+        return Named(label, Prod([Jt.T, self.delta(self.L)]), notation=self.nt)
 
     # ------------------------------------------------------------------ rendering helpers
     def equation(self, named: Named, steps: Sequence[int] = (0, 99), shapes: bool = False,
@@ -1150,7 +1189,7 @@ class NetworkLatex:
                 parts.append(t)
         out = " = ".join(parts)
         if space:
-            out += r" \in " + Notation.reals(*named.shape)
+            out += r" \in " + (Notation.reals(named.shape[0]) if named.shape[1] == 1 else Notation.reals(*named.shape))
         return out
 
     def entries(self, expr: MatExpr, max_rows: int = DEFAULT_MAX, max_cols: int = DEFAULT_MAX, precision: int = 4) -> str:

@@ -169,7 +169,11 @@ class Notation:
         """Transpose of ``symbol``: :math:`\\mathbf x^\\top` or :math:`(\\mathbf a^{[1]})^\\top`."""
         if atomic is None:
             atomic = not self.has_superscript(symbol)
-        return f"{symbol}^{self.transpose}" if atomic else f"({symbol})^{self.transpose}"
+        if atomic:
+            return f"{symbol}^{self.transpose}"
+        if "\\frac" in symbol:
+            return rf"\left({symbol}\right)^{self.transpose}"
+        return f"({symbol})^{self.transpose}"
 
     # ------------------------------------------------------------------ calculus
     def jac(self, of: str, wrt: str) -> str:
@@ -203,6 +207,11 @@ class Notation:
     def grad(self, wrt: str) -> str:
         r"""The gradient of the per-sample loss, :math:`\nabla_{\mathbf z}\ell`."""
         return rf"\nabla_{{{wrt}}} {self.loss}"
+
+    def cost_grad(self, symbol: str) -> str:
+        r"""The gradient of the (batch) cost with respect to ``symbol``: Park's :math:`d\boldsymbol W[\ell]`
+        (Remark 5.3: :math:`d\mathbf T = \nabla_{\mathbf T}J`), :math:`\nabla_{\mathbf W^{[l]}}\ell` otherwise."""
+        return f"d{symbol}" if self.batch_gradient == "d" else self.grad(symbol)
 
     def dz(self, l) -> str:
         r""":math:`\nabla_{\mathbf z^{[l]}}\ell` by its name: :math:`\boldsymbol\delta^{[l]}` or Ganev's :math:`\nabla_{\mathbf z_\ell}\mathcal L`."""

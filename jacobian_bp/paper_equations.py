@@ -21,7 +21,7 @@ Ganev §3); the differences are listed in each equation's ``notes``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -52,7 +52,8 @@ class PaperEquation:
     printed_expr : MatExpr or None
         The printed formula as an expression, when its factors chain.
     printed_error : str
-        Why the printed formula cannot be formed (its factors do not chain), else ``""``.
+        Why the printed formula cannot be formed (its factors do not chain), else ``""``; text
+        with inline ``$…$`` math like ``notes``.
     """
 
     source: str
@@ -73,7 +74,7 @@ class PaperEquation:
         if self.printed:
             out += [r"\noindent\emph{Printed:}", r"\begin{equation*}", self.printed, r"\end{equation*}"]
         if self.printed_error:
-            out.append(r"\noindent The printed formula cannot be formed: " + _tex_text(self.printed_error) + r"\par")
+            out.append(r"\noindent The printed formula cannot be formed: " + self.printed_error + r"\par")
         if self.notes:
             out.append(r"\begin{itemize}")
             out += [r"\item " + n for n in self.notes]
@@ -85,13 +86,13 @@ class PaperEquation:
         if self.printed:
             md += ["", "*Printed:*", "", "$$" + self.printed + "$$"]
         if self.printed_error:
-            md += ["", "The printed formula cannot be formed: " + self.printed_error.replace("\\", "")]
+            md += ["", "The printed formula cannot be formed: " + self.printed_error]
         md += ["", *[f"- {n}" for n in self.notes]]
         return "\n".join(md)
 
 
 def _section_sign(s: str) -> str:
-    """``§`` as an OT1-safe command (``\S`` in text mode would load a bitmap TS1 font)."""
+    r"""``§`` as an OT1-safe command (``\S`` in text mode would load a bitmap TS1 font)."""
     return s.replace("§", r"\ensuremath{\S}")
 
 
@@ -137,10 +138,11 @@ def _sizes(network) -> list[int]:
 
 
 def _try(build: Callable[[], MatExpr]) -> tuple[MatExpr | None, str]:
+    """The printed formula as an expression, or (None, a text-safe reason) when its factors do not chain."""
     try:
         return build(), ""
     except ShapeError as exc:
-        return None, str(exc)
+        return None, _tex_text(str(exc))
 
 
 def _eq(nl: NetworkLatex, named: Named, steps=(0, 99), shapes=False) -> str:
@@ -311,6 +313,9 @@ def _damadi_33(network, params, x, y) -> PaperEquations:
         return Prod([Kron(Eye(n3), a3), Jf3.T, W3s])
 
     _, perr = _try(printed_build)
+    if perr:
+        perr = (rf"its third row multiplies $(\mathbf{{J}}_{{\mathbf{{z}}^{{[3]}}}}\mathbf{{f}}^{{[3]}})^\top\in\mathbb{{R}}^{{{n3}\times {n3}}}$ "
+                rf"by $\mathbf{{W}}^{{[3]}}\in\mathbb{{R}}^{{{n2}\times {n3}}}$ (Damadi's layout): the factors do not chain.")
     eqs = [
         PaperEquation("Damadi §3.3, the blocks of the Jacobian",
                       rf"\mathbf{{J}}_{{{th}}}\mathbf{{z}}^{{[3]}}({th}) = {render(Jt.body, nt, expand=0)} \in {Notation.reals(n3, network.n_params)}",
@@ -358,7 +363,7 @@ def damadi_algorithm1(network, params=None, x=None, y=None) -> PaperEquations:
     eqs.append(PaperEquation(
         "Damadi Alg. 1, line 1",
         rf"\nabla_{{{nt.z(L)}}}\ell(\mathbf{{y}},\mathbf{{f}}(\mathbf{{z}}^{{[{L}]}})) = {formula} \in {Notation.reals(n[L])}",
-        nl.delta(L).body if valued else None, notes=(f"Table 1 pair: {src}.",) if network.matched else ()))
+        nl.delta(L).body if valued else None, notes=(f"The closed form of the {src}.",) if network.matched else ()))
     groups = {g[0].stage: g for g in nl.stage_groups()}
     for l in range(1, L + 1):
         g = groups.get(l)
@@ -511,7 +516,8 @@ def ganev_prop31(network, params=None, x=None, y=None) -> PaperEquations:
                                  rf"{nt.grad(nt.weight('W', l))} = {nt.grad(nt.z(l))}\, {nt.T(nt.a(l - 1))} \in {Notation.reals(n[l], n[l - 1])}",
                                  dW if valued else None,
                                  notes=(r"For a network in Damadi's layout, this is the transpose of "
-                                        rf"$\nabla_{{\mathbf{{W}}^{{[{l}]}}}}\ell = \mathbf{{a}}^{{[{l - 1}]}}(\boldsymbol{{\delta}}^{{[{l}]}})^\top$.",)
+                                        rf"$\nabla_{{\mathbf{{W}}^{{[{l}]}}}}\ell = {get_notation('damadi').a(l - 1)}"
+                                        rf"(\boldsymbol{{\delta}}^{{[{l}]}})^\top$.",)
                                  if network.convention.weight_layout == "in_out" else ()))
         eqs.append(PaperEquation(rf"Ganev Prop. 3.1 (3.4), $\ell = {l}$",
                                  rf"{nt.grad(nt.bias(l))} = {nt.grad(nt.z(l))} \in {Notation.reals(n[l])}",

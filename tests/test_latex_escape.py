@@ -43,7 +43,9 @@ def _balanced(s: str) -> bool:
 
 
 def _raw_specials(s: str) -> set[str]:
-    """Special characters outside a command (after a backslash they are escapes)."""
+    """Special characters outside a command (after a backslash they are escapes); the degree sign's
+    fixed replacement is a superscript in math mode by design."""
+    s = s.replace(r"\ensuremath{^\circ}", "")
     out, i = set(), 0
     while i < len(s):
         c = s[i]
