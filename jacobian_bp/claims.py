@@ -81,9 +81,10 @@ import ast
 import builtins
 import itertools
 from dataclasses import dataclass, field
+from functools import lru_cache
 from enum import Enum
 from fractions import Fraction
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import sympy
@@ -488,8 +489,11 @@ class Setting:
     mse_scale, reduction : optional
         Override the convention's MSE scale (e.g. 1 for MML's eq. 5.114) and reduction.
     symbolic : tuple of int, optional
-        Widths of a small architecture on which the claim is also checked exactly in SymPy
-        (undefined activations ``f_l`` when ``hidden``/``output`` is ``"generic"``).
+        Widths of a small architecture on which the claim is also checked exactly in SymPy.
+    symbolic_hidden, symbolic_output : str
+        Activations of that symbolic network: ``"generic"`` (an undefined function ``f_l``, the
+        default: the claim must then hold for *every* activation), ``identity``, ``sigmoid``,
+        ``tanh`` or ``softmax`` (needed for the closed-form deltas of matched pairs).
     min_depth : int
         Skip architectures with fewer layers.
     """
@@ -505,8 +509,22 @@ class Setting:
     reduction: str | None = None
     symbolic: tuple | None = None
     symbolic_hidden: str = "generic"
-    symbolic_output: str | None = None
+    symbolic_output: str = "generic"
     min_depth: int = 1
+
+    def __post_init__(self):
+        get_convention(self.convention)  # raises SpecError for an unknown preset
+        if self.loss not in ("mse", "bce", "cross_entropy"):
+            raise SpecError(f"setting: loss must be 'mse', 'bce' or 'cross_entropy', received {self.loss!r}")
+        if not self.widths and not self.symbolic:
+            raise SpecError("setting: give numeric architectures (widths) or a symbolic one (symbolic=...)")
+        for w in self.widths:
+            if len(w) < 2 or any((not isinstance(n, (int, np.integer))) or n < 1 for n in w):
+                raise SpecError(f"setting: each architecture is (n_0, ..., n_L) with L >= 1 positive widths, received {w!r}")
+        if isinstance(self.batch, (tuple, list)) and len(self.batch) != len(self.seeds):
+            raise SpecError(f"setting: one batch size per seed expected ({len(self.seeds)} seeds), received {self.batch!r}")
+        if not self.seeds:
+            raise SpecError("setting: at least one seed is needed")
 
     def conv(self) -> Convention:
         c = get_convention(self.convention)
@@ -583,6 +601,20 @@ class Claim:
             raise SpecError(f"claim {self.name!r}: form must be 'as_is' or 'T', received {self.form!r}")
         if not (callable(self.layers) or self.layers in LAYER_SETS):
             raise SpecError(f"claim {self.name!r}: layers must be one of {sorted(LAYER_SETS)} or callable")
+
+    @classmethod
+    def from_sympy(cls, name: str, expr, target: str, setting: "Setting", layers: Any = "none", **kw) -> "Claim":
+        """A claim stated as a fixed SymPy expression in the symbols of :func:`symbolic_quantities`
+        (``x_i``, ``y_i``, ``w^{[l]}_{ij}``, ``b^{[l]}_i``, undefined ``f_l``); checked exactly, on the
+        setting's symbolic architecture only."""
+        if not setting.symbolic:
+            raise SpecError(f"claim {name!r}: a SymPy claim needs Setting(symbolic=(n_0, ..., n_L))")
+        if not isinstance(expr, (sympy.Basic, sympy.MatrixBase)):
+            raise SpecError(f"claim {name!r}: expected a SymPy expression or matrix, received {type(expr).__name__}")
+        from dataclasses import replace as _replace
+
+        f = (lambda q: expr) if layers == "none" else (lambda q, l: expr)
+        return cls(name, f, target, _replace(setting, widths=()), layers=layers, **kw)
 
     def layer_range(self, L: int) -> list:
         f = self.layers if callable(self.layers) else LAYER_SETS[self.layers]
@@ -927,18 +959,29 @@ class _NumericData(_InstanceData):
         """Index ``j`` when ``v`` is (a row or column of) ``z[j]`` / ``Z[j]``, else None."""
         v = np.asarray(v, dtype=float)
         flat = v.ravel()
+        close = lambda a, b: a.shape == b.shape and np.allclose(a, b, rtol=1e-12, atol=1e-14)  # noqa: E731
         for j in range(1, self.L + 1):
             Zj = self.cache.z[j]
-            if Zj.shape[1] == flat.size:
-                if any(np.array_equal(flat, Zj[i]) for i in range(Zj.shape[0])):
-                    return j
-            if Zj.size == flat.size and np.array_equal(np.sort(flat), np.sort(Zj.ravel())):
+            if Zj.shape[1] == flat.size and any(close(flat, Zj[i]) for i in range(Zj.shape[0])):
+                return j
+            if Zj.size == flat.size and close(np.sort(flat), np.sort(Zj.ravel())):
                 return j
         return None
 
 
 def build_instances(setting: Setting) -> list[_NumericData]:
-    """The numeric instances of a setting: one per architecture and seed."""
+    """The numeric instances of a setting: one per architecture and seed.
+
+    Instances are read-only and cached per setting (with their truths), so that claims
+    sharing a setting share the engine's work.
+    """
+    if not isinstance(setting, Setting):
+        raise TypeError(f"build_instances: expected a Setting, received {type(setting).__name__}")
+    return list(_cached_instances(setting))
+
+
+@lru_cache(maxsize=64)
+def _cached_instances(setting: Setting) -> tuple:
     out = []
     batches = setting.batch if isinstance(setting.batch, (tuple, list)) else (setting.batch,) * len(setting.seeds)
     for widths in setting.widths:
@@ -946,7 +989,12 @@ def build_instances(setting: Setting) -> list[_NumericData]:
             continue
         for seed, N in zip(setting.seeds, batches):
             out.append(_NumericData(setting, tuple(widths), int(seed), int(N)))
-    return out
+    return tuple(out)
+
+
+@lru_cache(maxsize=32)
+def _cached_symbolic(setting: Setting, widths: tuple) -> "_SymbolicData":
+    return _SymbolicData(setting, widths)
 
 
 # =========================================================================== targets (engine truth)
@@ -1109,7 +1157,7 @@ class _SymbolicData(_InstanceData):
         self.N = 1
         self.seed = 0
         hidden = setting.symbolic_hidden
-        output = setting.symbolic_output or setting.output
+        output = setting.symbolic_output
         for kind in (hidden, output):
             if kind not in _SYM_ACTS:
                 raise SpecError(f"symbolic check: activation {kind!r} not supported; use one of {_SYM_ACTS}")
@@ -1275,12 +1323,6 @@ class _SymbolicData(_InstanceData):
         self.truth_cache[key] = v
         return v
 
-    def concrete_functions(self) -> dict:
-        """Replacement of the undefined f_l by concrete functions for numeric evaluation."""
-        t = sympy.Symbol("t", real=True)
-        choices = [sympy.sin(t) + t ** 3 / 5 + 1, sympy.cos(t) * t + t / 2, sympy.exp(t / 3) - t ** 2 / 7,
-                   sympy.atan(t) + t ** 2 / 9]
-        return {self.funcs[l]: sympy.Lambda(t, choices[(l - 1) % len(choices)]) for l in self.funcs}
 
 
 def symbolic_quantities(setting: Setting, widths: Sequence[int] | None = None) -> Quantities:
@@ -1351,24 +1393,106 @@ def _sym_matrix(v):
     return sympy.Matrix(a.tolist())
 
 
-def _numeric_substitution(d: _SymbolicData, exprs: list, seed: int = 0) -> list:
-    """Evaluate SymPy matrices at one random point (undefined functions made concrete)."""
+_CONCRETE = [  # (NumPy f, f') replacing the undefined activations f_1, f_2, … for numeric evaluation
+    (lambda t: np.sin(t) + t ** 3 / 5 + 1, lambda t: np.cos(t) + 3 * t ** 2 / 5),
+    (lambda t: np.cos(t) * t + t / 2, lambda t: -np.sin(t) * t + np.cos(t) + 0.5),
+    (lambda t: np.exp(t / 3) - t ** 2 / 7, lambda t: np.exp(t / 3) / 3 - 2 * t / 7),
+    (lambda t: np.arctan(t) + t ** 2 / 9, lambda t: 1 / (1 + t ** 2) + 2 * t / 9),
+]
+
+
+_NP_FUNCS = {"exp": np.exp, "log": np.log, "sin": np.sin, "cos": np.cos, "tan": np.tan, "tanh": np.tanh,
+             "atan": np.arctan, "sinh": np.sinh, "cosh": np.cosh, "Abs": np.abs}
+
+
+def _num_eval(e, vals: dict, funcs: dict, memo: dict) -> float:
+    """Evaluate a SymPy expression tree in float64 (memoised on shared sub-expressions).
+
+    ``funcs`` maps the names of undefined functions ``f_l`` to ``(f, f')`` NumPy pairs; their
+    derivatives appear as ``Subs(Derivative(f_l(ξ), ξ), ξ, u)`` or ``Derivative(f_l(x), x)``.
+    """
+    if e in memo:
+        return memo[e]
+    if e.is_Symbol:
+        v = vals[e]
+    elif e.is_Number or e.is_NumberSymbol:
+        v = float(e)
+    elif e.is_Add:
+        v = sum(_num_eval(a, vals, funcs, memo) for a in e.args)
+    elif e.is_Mul:
+        v = 1.0
+        for a in e.args:
+            v *= _num_eval(a, vals, funcs, memo)
+    elif e.is_Pow:
+        with np.errstate(all="ignore"):
+            v = float(np.power(_num_eval(e.base, vals, funcs, memo), _num_eval(e.exp, vals, funcs, memo)))
+    elif isinstance(e, sympy.Subs) and isinstance(e.expr, sympy.Derivative) and \
+            getattr(e.expr.expr.func, "__name__", "") in funcs and len(e.point) == 1:
+        v = float(funcs[e.expr.expr.func.__name__][1](_num_eval(e.point[0], vals, funcs, memo)))
+    elif isinstance(e, sympy.Derivative) and getattr(e.expr.func, "__name__", "") in funcs and len(e.variables) == 1:
+        v = float(funcs[e.expr.func.__name__][1](_num_eval(e.expr.args[0], vals, funcs, memo)))
+    elif isinstance(e, sympy.Function) and getattr(e.func, "__name__", "") in funcs:
+        v = float(funcs[e.func.__name__][0](_num_eval(e.args[0], vals, funcs, memo)))
+    elif isinstance(e, sympy.Function) and e.func.__name__ in _NP_FUNCS and len(e.args) == 1:
+        with np.errstate(all="ignore"):
+            v = float(_NP_FUNCS[e.func.__name__](_num_eval(e.args[0], vals, funcs, memo)))
+    else:  # anything else (Heaviside, Max, Piecewise, …): SymPy's own numeric evaluation
+        sub = {s_: sympy.Float(vals[s_]) for s_ in e.free_symbols if s_ in vals}
+        v = complex(e.xreplace(sub).evalf()).real
+    memo[e] = v
+    return v
+
+
+def _numeric_substitution(d: "_SymbolicData", exprs: list, seed: int = 0) -> list:
+    """Evaluate SymPy matrices at one random point, the undefined activations ``f_l`` replaced by
+    concrete functions (and their derivatives by the concrete derivatives)."""
     rng = np.random.default_rng(seed)
-    repl = d.concrete_functions()
-    syms = set()
-    done = []
-    for e in exprs:
-        e2 = e.subs(repl).doit() if repl else e
-        done.append(e2)
-        syms |= e2.free_symbols
-    vals = {s: sympy.Rational(int(rng.integers(-30, 31)), 17) + sympy.Rational(1, 101) for s in syms}
+    funcs = {f.__name__: _CONCRETE[(l - 1) % len(_CONCRETE)] for l, f in d.funcs.items()}
+    syms: set = set()
+    mats = [sympy.Matrix(e) for e in exprs]
+    for M in mats:
+        syms |= M.free_symbols
+    syms_l = sorted(syms, key=str)
+    vals = dict(zip(syms_l, rng.uniform(-1.5, 1.5, size=len(syms_l)).tolist()))
     if d.loss_kind in ("cross_entropy", "bce"):
-        for i, yi in enumerate(d.y):
-            vals[yi] = sympy.Rational(1, 4 + i)
-    return [np.array(e.subs(vals).evalf(30), dtype=float) for e in done]
+        for i, yi in enumerate(list(d.y)):
+            if yi in vals:
+                vals[yi] = 1.0 / (4 + i)
+    memo: dict = {}
+    return [np.array([[_num_eval(M[i, j], vals, funcs, memo) for j in range(M.shape[1])] for i in range(M.shape[0])],
+                     dtype=float).reshape(M.shape) for M in mats]
 
 
-def _compare_symbolic(d: _SymbolicData, value, truth, exact: bool = True) -> _Outcome:
+def _is_zero(e) -> bool:
+    """Sound (never wrongly True) and fast zero test: expand; then, with every ``exp(·)`` and
+    undefined-function atom replaced by a free symbol, ``cancel`` (a rational function that is
+    identically zero in free symbols is zero at the actual atoms); finally ``simplify``."""
+    e = sympy.expand(e)
+    if e == 0:
+        return True
+    try:
+        e2 = sympy.expand(e, power_exp=True, log=False)
+        # exp(k·u) → E_u^k with one free symbol E_u per u (k rational): exp(u), exp(−u), exp(2u) share it
+        dummies: dict = {}
+
+        def _exp_atom(a):
+            c, u = a.args[0].as_coeff_Mul()
+            if u not in dummies:
+                dummies[u] = sympy.Dummy(f"E{len(dummies)}", positive=True)
+            return dummies[u] ** c
+
+        e2 = e2.replace(lambda a: isinstance(a, sympy.exp), _exp_atom)
+        atoms = [a for a in e2.atoms(sympy.Subs, sympy.Derivative, sympy.log)] + \
+            [a for a in e2.atoms(sympy.Function) if isinstance(a, sympy.core.function.AppliedUndef)]
+        rep = {a: sympy.Dummy(f"atom{i}") for i, a in enumerate(atoms)}
+        if sympy.cancel(sympy.together(e2.xreplace(rep))) == 0:
+            return True
+    except Exception:  # noqa: BLE001 - fall through to simplify
+        pass
+    return sympy.simplify(e) == 0
+
+
+def _compare_symbolic(d: "_SymbolicData", value, truth, exact: bool = True) -> _Outcome:
     try:
         C = _sym_matrix(value)
     except Exception as exc:  # noqa: BLE001 - anything a claim returns
@@ -1376,27 +1500,22 @@ def _compare_symbolic(d: _SymbolicData, value, truth, exact: bool = True) -> _Ou
     T = sympy.Matrix(truth)
     if C.shape != T.shape:
         return _Outcome(ILL_TYPED, np.inf, f"shape {_shape_txt(C.shape)} where {_shape_txt(T.shape)} is expected", C, T)
-    Dm = C - T
     try:
         cv, tv = _numeric_substitution(d, [C, T])
     except Exception as exc:  # noqa: BLE001
         return _Outcome(ILL_TYPED, np.inf, f"cannot evaluate the formula ({type(exc).__name__}: {exc})", C, T)
-    err = float(np.max(np.abs(cv - tv))) if tv.size else 0.0
     if not np.all(np.isfinite(cv)):
         return _Outcome(FAILS, np.inf, "the formula evaluates to NaN or Inf", C, T)
+    err = float(np.max(np.abs(cv - tv))) if tv.size else 0.0
+    Dm = C - T
     if err > 1e-9 * max(1.0, float(np.max(np.abs(tv)))):
         return _Outcome(FAILS, err, f"differs symbolically (e.g. entry difference {_first_nonzero(Dm)})", C, T)
     if not exact:
         return _Outcome(HOLDS, err, "", C, T)
-    simp = Dm.applyfunc(lambda e: sympy.expand(e))
-    if all(e == 0 for e in simp):
+    if all(_is_zero(e) for e in Dm):
         return _Outcome(HOLDS, 0.0, "", C, T)
-    simp = simp.applyfunc(sympy.simplify)
-    if all(e == 0 for e in simp):
-        return _Outcome(HOLDS, 0.0, "", C, T)
-    # numerically zero at two more random points but SymPy cannot simplify: report it
     more = [_numeric_substitution(d, [Dm], seed=s)[0] for s in (1, 2)]
-    if all(np.max(np.abs(m)) < 1e-12 for m in more):
+    if all(np.max(np.abs(m)) < 1e-10 for m in more):
         return _Outcome(HOLDS, 0.0, "equal at random points (SymPy could not simplify the difference to 0)", C, T)
     return _Outcome(FAILS, err, "differs symbolically", C, T)
 
@@ -1499,7 +1618,6 @@ def _reverse_theta_blocks(value, d: _InstanceData, target: str):
     n = value.shape[axis]
     if n != sum(sizes):
         raise ValueError(f"θ has {sum(sizes)} entries, the formula {n}")
-    offs = np.cumsum([0] + sizes)
     rev_sizes = sizes[::-1]
     # the claim's blocks are in the reversed order: block k of the claim has size rev_sizes[k]
     offs_c = np.cumsum([0] + rev_sizes)
@@ -1528,8 +1646,7 @@ def _evaluate(claim: Claim, d: _InstanceData, l, qc: _QCorrection, oc: _OutCorre
         return _Outcome(ILL_TYPED, np.inf, f"refers to a quantity the network lacks: {exc}")
     except (ValueError, TypeError, IndexError, ZeroDivisionError, ArithmeticError, AttributeError,
             KeyError, sympy.ShapeError, NotImplementedError, np.linalg.LinAlgError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else ""
-        return _Outcome(ILL_TYPED, np.inf, f"the formula raised {type(exc).__name__}: {msg}"[:300])
+        return _Outcome(ILL_TYPED, np.inf, _friendly(exc))
     except JacobianBPError as exc:
         return _Outcome(ILL_TYPED, np.inf, f"the formula raised {type(exc).__name__}: {exc}"[:300])
     except Exception as exc:  # noqa: BLE001 - a claim is arbitrary user code; never crash the checker
@@ -1538,15 +1655,52 @@ def _evaluate(claim: Claim, d: _InstanceData, l, qc: _QCorrection, oc: _OutCorre
         truth = _truth(d, target, None if l is None else l + claim.target_offset, claim.form)
     except MissingQuantity as exc:
         return _Outcome(ILL_TYPED, np.inf, f"the target does not exist: {exc}")
+    except Exception as exc:  # noqa: BLE001 - e.g. a layer index the target does not accept
+        return _Outcome(ILL_TYPED, np.inf, f"the target {target!r} cannot be evaluated at l = {l} "
+                                           f"({type(exc).__name__}: {exc})")
     if claim.kind == "shape":
         return _compare_shape(value, np.shape(truth) if not d.symbolic else tuple(sympy.Matrix(truth).shape))
-    try:
-        value = _apply_out(oc, value, d, target, l)
-    except Exception as exc:  # noqa: BLE001 - a correction that does not apply
-        return _Outcome(ILL_TYPED, np.inf, f"correction not applicable ({type(exc).__name__}: {exc})")
-    if d.symbolic:
-        return _compare_symbolic(d, value, truth, exact)
-    return _compare_numeric(value, truth)
+    variants = [oc]
+    if oc.row_perm == "any" or oc.col_perm == "any":  # the commutation matrix of this instance's shape
+        shape = tuple(sympy.Matrix(value).shape) if d.symbolic else np.shape(_as_numeric(value))
+        if len(shape) != 2:
+            return _Outcome(ILL_TYPED, np.inf, "correction not applicable (not a matrix)")
+        side = 0 if oc.row_perm == "any" else 1
+        variants = [_OutCorrection(factor=oc.factor, transpose=oc.transpose,
+                                   row_perm=pr if side == 0 else None, col_perm=pr if side == 1 else None)
+                    for pr in _divisor_pairs(shape[side])]
+        if not variants:
+            return _Outcome(ILL_TYPED, np.inf, "correction not applicable (no nontrivial factorization)")
+    out = None
+    for v in variants:
+        try:
+            val = _apply_out(v, value, d, target, l)
+        except Exception as exc:  # noqa: BLE001 - a correction that does not apply
+            out = _Outcome(ILL_TYPED, np.inf, f"correction not applicable ({type(exc).__name__}: {exc})")
+            continue
+        out = _compare_symbolic(d, val, truth, exact) if d.symbolic else _compare_numeric(val, truth)
+        if out.status == HOLDS:
+            return out
+    return out
+
+
+def _friendly(exc: Exception) -> str:
+    """A one-line reason for an exception raised by a formula (NumPy's shape errors made readable)."""
+    import re
+
+    msg = str(exc).splitlines()[0] if str(exc) else ""
+    m = re.search(r"matmul: .*size (\d+) is different from (\d+)", msg)
+    if m:
+        return f"ill-typed matrix product: inner dimensions {m.group(2)} and {m.group(1)} differ"
+    m = re.search(r"along dimension (\d+), the array at index (\d+) has size (\d+) and the array at index (\d+) "
+                  r"has size (\d+)", msg)
+    if m:
+        return (f"blocks of incompatible sizes stacked: block {int(m.group(2)) + 1} has {m.group(3)}, block "
+                f"{int(m.group(4)) + 1} has {m.group(5)} along axis {m.group(1)}")
+    m = re.search(r"operands could not be broadcast together with shapes (\S+) (\S+)", msg)
+    if m:
+        return f"elementwise operation on incompatible shapes {m.group(1)} and {m.group(2)}"
+    return f"the formula raised {type(exc).__name__}: {msg}"[:300]
 
 
 def _compare_shape(value, truth_shape) -> _Outcome:
@@ -1633,21 +1787,14 @@ def _out_candidates(claim: Claim, runs_outcomes: list) -> list[tuple[_OutCorrect
                     for how in ("sum", "mean"):
                         cands.append((_OutCorrection(reduce_axis=(ax, how)), Mistake.REDUCTION,
                                       f"the batch axis {ax} left unreduced: {how} over it"))
-    # commutation permutations (same shape only)
-    perms = set()
-    for cs, ts, _ in shapes:
-        if cs == ts and len(cs) == 2:
-            for pr in _divisor_pairs(cs[0]):
-                perms.add(("row", pr))
-            for pc in _divisor_pairs(cs[1]):
-                perms.add(("col", pc))
-    for side, pr in sorted(perms):
-        if side == "row":
-            cands.append((_OutCorrection(row_perm=pr), Mistake.KRONECKER,
-                          f"rows permuted by the commutation matrix K_{{{pr[0]},{pr[1]}}} (Kronecker factors or vec order swapped)"))
-        else:
-            cands.append((_OutCorrection(col_perm=pr), Mistake.KRONECKER,
-                          f"columns permuted by the commutation matrix K_{{{pr[0]},{pr[1]}}} (Kronecker factors or vec order swapped)"))
+    # commutation permutations (same shape only; the K_{p,r} of each instance's shape)
+    same = [(cs, ts) for cs, ts, _ in shapes if cs == ts and len(cs) == 2]
+    if any(_divisor_pairs(cs[0]) for cs, _ in same):
+        cands.append((_OutCorrection(row_perm="any"), Mistake.KRONECKER,
+                      "rows permuted by a commutation matrix K_{p,r} (Kronecker factors or vec order swapped)"))
+    if any(_divisor_pairs(cs[1]) for cs, _ in same):
+        cands.append((_OutCorrection(col_perm="any"), Mistake.KRONECKER,
+                      "columns permuted by a commutation matrix K_{p,r} (Kronecker factors or vec order swapped)"))
     return cands
 
 
@@ -1748,10 +1895,10 @@ def _diagnose(claim: Claim, instances: list, base: _Run, logs: list, max_pairs: 
         return []
     # instances ordered: failing ones first, for quick rejection
     order = list(dict.fromkeys([d for d, _ in failing] + list(instances)))
+    order.sort(key=lambda d: (d.symbolic, d not in {f for f, _ in failing}))  # cheap numeric rejections first
     qcs = _q_candidates(claim, logs)
     ocs = _out_candidates(claim, base.outcomes)
     found: list[Explanation] = []
-    fixed_by = set()
 
     def works(qc, oc) -> bool:
         return _run(claim, order, qc, oc, stop_early=True, exact=False).verdict == HOLDS
@@ -1787,12 +1934,42 @@ def _diagnose(claim: Claim, instances: list, base: _Run, logs: list, max_pairs: 
 
 
 def _dedupe(found: list[Explanation]) -> list[Explanation]:
-    out, seen = [], set()
+    """Drop repeated explanations, and index shifts that only re-anchor one already found
+    (``a[l]`` → ``a[l-1]`` and ``a[2]`` → ``a[1]`` describe the same access)."""
+    out, seen, shifted = [], set(), set()
     for e in found:
-        if e.description not in seen:
-            seen.add(e.description)
-            out.append(e)
+        if e.description in seen:
+            continue
+        seen.add(e.description)
+        if e.kind == Mistake.INDEX_SHIFT and " used where " in e.description and ", and " not in e.description:
+            old, new = e.description.split(" used where ")
+            fam = old.split("[")[0]
+            key = (fam, _shift_sign(old, new))
+            if key in shifted:
+                continue
+            shifted.add(key)
+        out.append(e)
     return out
+
+
+def _shift_sign(old: str, new: str) -> str:
+    """'+' or '-' (or '?') from two index texts such as ``a[l]`` and ``a[l-1]``."""
+    import re
+
+    def val(t):
+        m = re.search(r"\[([^\]]*)\]", t)
+        inner = m.group(1) if m else t
+        m2 = re.match(r"^[lL]?([+-]\d+)?$|^(\d+)$", inner.replace(" ", ""))
+        if not m2:
+            return None
+        if m2.group(2) is not None:
+            return int(m2.group(2))
+        return int(m2.group(1) or 0)
+
+    a, b = val(old), val(new)
+    if a is None or b is None:
+        return "?"
+    return "+" if b > a else "-"
 
 
 # =========================================================================== check
@@ -1836,17 +2013,17 @@ def check(claim, diagnose: bool = True) -> CheckResult:
         raise TypeError(f"check: expected a Claim, ExpressionClaim or ListingClaim, received {type(claim).__name__}")
     setting = claim.setting
     instances = build_instances(setting)
-    if not instances:
+    if not instances and not setting.symbolic:
         raise SpecError(f"claim {claim.name!r}: no architecture with at least {setting.min_depth} layers")
     logs: list = []
     run = _run(claim, instances, logs=logs)
-    method = "numeric"
+    method = "numeric" if instances else "symbolic"
     sym_instances = []
     if setting.symbolic and claim.kind == "value":
-        sym_instances = [_SymbolicData(setting, tuple(setting.symbolic))]
+        sym_instances = [_cached_symbolic(setting, tuple(setting.symbolic))]
         slogs: list = []
         srun = _run(claim, sym_instances, logs=slogs)
-        method = "symbolic+numeric"
+        method = "symbolic+numeric" if instances else "symbolic"
         if _RANK[srun.verdict] > _RANK[run.verdict]:
             run = _Run(srun.verdict, srun.outcomes + run.outcomes, max(run.max_error, srun.max_error))
         else:
@@ -1911,32 +2088,50 @@ def _expr_compare(claim: ExpressionClaim, formula, case) -> tuple[str, str, floa
             return FAILS, "evaluates to NaN or Inf", np.inf, C, T
         err = float(np.max(np.abs(cv - tv)))
         if err > 1e-9 * max(1.0, float(np.max(np.abs(tv)))):
-            pt = ", ".join(f"{k}={v}" for k, v in list(vals.items())[:4])
-            where = f"at {pt}{', …' if len(vals) > 4 else ''}" if vals else ""
-            return FAILS, f"differs {where}: claimed {_fmt_small(cv)} vs true {_fmt_small(tv)}", err, C, T
-    if all(sympy.simplify(e) == 0 for e in Dm):
+            i, j = np.unravel_index(int(np.argmax(np.abs(cv - tv))), cv.shape)
+            ce, te = C[i, j], T[i, j]
+            if sympy.count_ops(ce) < 150:
+                ce = sympy.simplify(ce)
+            if sympy.count_ops(te) < 150:
+                te = sympy.simplify(te)
+            ce, te = _short(ce), _short(te)
+            pt = ", ".join(f"{k}={float(v):.3g}" for k, v in list(vals.items())[:3])
+            where = f" (e.g. at {pt}{', …' if len(vals) > 3 else ''}: {cv[i, j]:.4g} vs {tv[i, j]:.4g})" if vals else ""
+            return FAILS, f"entry ({i + 1}, {j + 1}) is {ce}, the true entry is {te}{where}", err, C, T
+    if all(_is_zero(e) for e in Dm):
         return HOLDS, "", 0.0, C, T
     return HOLDS, "equal at random points (SymPy could not simplify the difference to 0)", 0.0, C, T
 
 
-def _expr_candidates(C, T) -> list[tuple[Callable, Mistake, str]]:
-    cands: list = []
+def _short(e, n: int = 70) -> str:
+    t = str(e)
+    return t if len(t) <= n else t[: n - 1] + "…"
+
+
+def _expr_fixes(C, T) -> dict:
+    """Generic corrections that turn ``C`` into ``T`` for one case: {(kind, text): detail}."""
+    out: dict = {}
+    if C is None or T is None:
+        return out
+
+    def same(M) -> bool:
+        return M.shape == T.shape and all(sympy.expand(e) == 0 for e in (M - T))
+
     for c, txt, kind in _FACTORS:
-        if not isinstance(c, tuple):
-            cands.append((lambda M, c=c: M * sympy.nsimplify(c), kind, txt))
-    if C is not None and T is not None and C.shape[::-1] == T.shape and C.shape != T.shape or (
-            C is not None and C.shape[0] == C.shape[1]):
-        cands.append((lambda M: M.T, Mistake.TRANSPOSE, "corrected formula Cᵀ"))
-    if C is not None:
+        if not isinstance(c, tuple) and same(C * sympy.nsimplify(c)):
+            out[(kind, txt)] = ""
+    if C.shape[::-1] == T.shape and same(C.T):
+        out[(Mistake.TRANSPOSE, "corrected formula Cᵀ")] = ""
+    if C.shape == T.shape:
         for pr in _divisor_pairs(C.shape[0]):
-            P = sympy.Matrix(_perm_matrix(*pr).astype(int))
-            cands.append((lambda M, P=P: P * M, Mistake.KRONECKER,
-                          f"rows permuted by the commutation matrix K_{{{pr[0]},{pr[1]}}} (Kronecker factors swapped)"))
+            if same(sympy.Matrix(_perm_matrix(*pr).astype(int)) * C):
+                out.setdefault((Mistake.KRONECKER, "rows permuted by a commutation matrix (Kronecker factors swapped)"),
+                               f"K_{{{pr[0]},{pr[1]}}}")
         for pc in _divisor_pairs(C.shape[1]):
-            P = sympy.Matrix(_perm_matrix(*pc).astype(int))
-            cands.append((lambda M, P=P: M * P.T, Mistake.KRONECKER,
-                          f"columns permuted by the commutation matrix K_{{{pc[0]},{pc[1]}}} (Kronecker factors swapped)"))
-    return cands
+            if same(C * sympy.Matrix(_perm_matrix(*pc).astype(int)).T):
+                out.setdefault((Mistake.KRONECKER, "columns permuted by a commutation matrix (Kronecker factors swapped)"),
+                               f"K_{{{pc[0]},{pc[1]}}}")
+    return out
 
 
 def _check_expression(claim: ExpressionClaim) -> CheckResult:
@@ -1957,24 +2152,13 @@ def _check_expression(claim: ExpressionClaim) -> CheckResult:
                       details=[(str(c), None, st, rs) for c, st, rs, _, _ in outcomes])
     if worst != HOLDS:
         res.counterexample = Counterexample((), 0, 1, firstbad, reason)
-        # generic candidates: must make every case hold
-        ref = next(o for o in outcomes if o[1] != HOLDS)
-        for fn, kind, txt in _expr_candidates(ref[3], ref[4]):
-            ok = True
-            for case, st, rs, C, T in outcomes:
-                if C is None or T is None:
-                    ok = False
-                    break
-                try:
-                    M = fn(C)
-                except Exception:  # noqa: BLE001 - a candidate that does not apply
-                    ok = False
-                    break
-                if M.shape != T.shape or any(sympy.expand(e) != 0 for e in (M - T)):
-                    ok = False
-                    break
-            if ok:
-                res.diagnosis.append(Explanation(kind, txt))
+        # generic corrections: must make every case hold
+        per_case = [_expr_fixes(C, T) for case, st, rs, C, T in outcomes]
+        for key in per_case[0] if per_case else {}:
+            if all(key in fx for fx in per_case):
+                details = sorted({fx[key] for fx in per_case if fx[key]})
+                txt = key[1] + (f": {', '.join(details)}" if details else "")
+                res.diagnosis.append(Explanation(key[0], txt))
     for corr in claim.corrections:
         cst = HOLDS
         for case in _expr_cases(claim):
@@ -2051,11 +2235,11 @@ def _one_edit_apart(a: str, b: str) -> bool:
     if a == b:
         return False
     short, long_ = sorted((a, b), key=len)
-    if len(long_) - len(short) > 3:
+    if len(long_) - len(short) > 4:
         return False
     # prefix + suffix of the longer equal the shorter
     for i in range(len(short) + 1):
-        for extra in range(1, 4):
+        for extra in range(1, 5):
             if long_[:i] + long_[i + extra:] == short:
                 return True
     return False

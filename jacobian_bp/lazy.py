@@ -52,7 +52,7 @@ from .operators import Operator
 if TYPE_CHECKING:  # pragma: no cover
     from .network import Cache, Network
 
-__all__ = ["vjp_sweep", "jvp", "BatchJacobianOperator", "TransposedOperator", "Linearization", "linearize"]
+__all__ = ["vjp_sweep", "jvp", "theta_view", "BatchJacobianOperator", "TransposedOperator", "Linearization", "linearize"]
 
 
 # ---------------------------------------------------------------------------- the linearization point
@@ -121,19 +121,43 @@ def linearize(network: "Network", X, params, Y=None, numeric_only: bool = True) 
 
 
 # ---------------------------------------------------------------------------- reverse mode
-def _dense_weight_vjp(G: np.ndarray, A: np.ndarray) -> np.ndarray:
-    r""":math:`\sum_i \mathbf g_i\mathbf a_i^\top = \mathbf G^\top\mathbf A` (``n_out × n_in``).
+def theta_view(block: np.ndarray, lead: tuple[int, ...], e) -> np.ndarray:
+    """View of ``block`` (shape ``lead + (e.size,)``, one parameter entry's θ coordinates)
+    shaped ``lead + e.canonical_shape``, so that writing the canonical array into it writes θ.
+
+    The θ coordinates of an entry are its canonical array raveled in ``e.order``; for the
+    column-major order the view is the C reshape of the reversed shape, transposed
+    (not C-contiguous).
+    """
+    k = len(lead)
+    shape = tuple(e.canonical_shape)
+    if e.order == "C":
+        return np.reshape(block, lead + shape, copy=False)
+    v = np.reshape(block, lead + shape[::-1], copy=False)
+    return v.transpose(tuple(range(k)) + tuple(range(k + len(shape) - 1, k - 1, -1)))
+
+
+def _dense_weight_vjp(G: np.ndarray, A: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    r""":math:`\sum_i \mathbf g_i\mathbf a_i^\top = \mathbf G^\top\mathbf A` (``n_out × n_in``), into ``out`` when given.
 
     For one sample this is the outer product :math:`\mathbf g\mathbf a^\top`, formed by
     ``einsum``: a BLAS ``gemm`` with inner dimension 1 is several times slower, and the two
-    give the same floating-point numbers (one product per entry, no sums).
+    give the same floating-point numbers (one product per entry, no sums).  ``out`` must be
+    C-contiguous (the result is then bit-for-bit the one without ``out``).
     """
-    if G.shape[0] == 1 and G.dtype != object and A.dtype != object:
-        return np.einsum("i,j->ij", G[0], A[0])
-    return G.T @ A
+    if G.dtype == object or A.dtype == object:
+        R = G.T @ A
+        if out is None:
+            return R
+        out[...] = R
+        return out
+    if G.shape[0] == 1:
+        return np.einsum("i,j->ij", G[0], A[0], out=out)
+    return np.matmul(G.T, A, out=out)
 
 
-def vjp_sweep(network: "Network", cache: "Cache", canon: dict, D: np.ndarray) -> dict[str, np.ndarray]:
+def vjp_sweep(network: "Network", cache: "Cache", canon: dict, D: np.ndarray,
+              out: np.ndarray | None = None) -> dict[str, np.ndarray]:
     r"""Reverse-mode product :math:`\sum_i (\mathbf J_\theta\mathbf z_i^{[L]})^\top\mathbf d_i` by one batched sweep.
 
     Parameters
@@ -146,6 +170,10 @@ def vjp_sweep(network: "Network", cache: "Cache", canon: dict, D: np.ndarray) ->
     D : ndarray, shape (N, n_L)
         Row ``i`` is the cotangent :math:`\mathbf d_i` of :math:`\mathbf z_i^{[L]}` (for the
         gradient: the reduced :math:`\nabla_{\mathbf z^{[L]}}\ell`).
+    out : ndarray, shape (|θ|,), optional
+        A θ-vector buffer: every block is written into its place in θ (convention order and
+        vec), and the returned arrays are views of it.  This avoids allocating the blocks and
+        then copying them into θ (on a 2 MB gradient the fresh pages cost more than the copy).
 
     Returns
     -------
@@ -161,8 +189,22 @@ def vjp_sweep(network: "Network", cache: "Cache", canon: dict, D: np.ndarray) ->
         raise ShapeError(
             f"vjp_sweep: expected cotangents of z[{network.L}] of shape {(N, network.n_out)}, received {D.shape}"
         )
+    views = None
+    if out is not None:
+        if not isinstance(out, np.ndarray) or out.shape != (network.n_params,):
+            raise ShapeError(f"vjp_sweep: out must be a θ vector of shape ({network.n_params},), "
+                             f"received {getattr(out, 'shape', type(out).__name__)}")
+        views = {e.name: theta_view(out[e.slice], (), e) for e in network.entries}
+    grads: dict[str, np.ndarray] = {}
+
+    def put(name: str, value) -> None:
+        if views is None:
+            grads[name] = value
+        else:
+            views[name][...] = value
+            grads[name] = views[name]
+
     G = D
-    out: dict[str, np.ndarray] = {}
     for l in range(network.L, 0, -1):
         st = network.stages[l - 1]
         layer = st.layer
@@ -170,12 +212,16 @@ def vjp_sweep(network: "Network", cache: "Cache", canon: dict, D: np.ndarray) ->
         A = cache.a[l - 1]
         shapes = layer.param_shapes()
         if type(layer) is Dense:  # exact type: a subclass may change vjp_params
-            out[f"W{l}"] = _dense_weight_vjp(G, A)
+            target = None if views is None else views[f"W{l}"]
+            if target is not None and target.flags.c_contiguous:
+                grads[f"W{l}"] = _dense_weight_vjp(G, A, out=target)
+            else:
+                put(f"W{l}", _dense_weight_vjp(G, A))
             if layer.bias:
-                out[f"b{l}"] = G.sum(axis=0)
+                put(f"b{l}", G.sum(axis=0))
         else:
             for k, v in layer.vjp_params(A, cache.z[l], G, p).items():
-                out[f"{k}{l}"] = np.asarray(v).reshape(shapes[k])
+                put(f"{k}{l}", np.asarray(v).reshape(shapes[k]))
         if l == 1:
             break
         G = layer.vjp_input(A, cache.z[l], G, p)
@@ -185,7 +231,7 @@ def vjp_sweep(network: "Network", cache: "Cache", canon: dict, D: np.ndarray) ->
         for post, Ain, Oout in reversed(list(zip(prev.post, ins, outs))):
             G = post.vjp_input(Ain, Oout, G.reshape(Oout.shape[0], -1), {})
         G = G.reshape(G.shape[0], -1)
-    return out
+    return grads
 
 
 # ---------------------------------------------------------------------------- forward mode

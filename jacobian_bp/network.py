@@ -118,11 +118,13 @@ class ValidatedParams(dict):
 class Gradient:
     """A gradient under a convention: ``vector`` (θ order) and named ``params`` (user layout)."""
 
-    def __init__(self, network: "Network", canonical: dict[str, np.ndarray]):
+    def __init__(self, network: "Network", canonical: dict[str, np.ndarray], *, vector: np.ndarray | None = None):
+        # ``vector``: θ already packed, with ``canonical`` holding views of it (written in place by
+        # the operator-mode sweep, which saves allocating and copying a second |θ| array)
         self.network = network
         self.canonical = canonical
         self.params = network.user_params(canonical)
-        self.vector = network.pack_canonical(canonical)
+        self.vector = network.pack_canonical(canonical) if vector is None else vector
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.params[name]
@@ -581,6 +583,8 @@ class Network:
             st = self.stages[k - 1]
             op = st.layer.jac_input(cache.a[k - 1][0], cache.z[k][0], self._stage_params(canon, k))
             factors.append(Jacobian(op, self.z_space(k), self.a_space(k - 1)))
+            if k == 1:  # a[0] = x: no activation below the first layer
+                break
             prev = self.stages[k - 2]
             ins = cache.post[k - 1]
             outs = ins[1:] + [cache.a[k - 1]]
@@ -671,6 +675,11 @@ class Network:
                     total[e.name] = total[e.name] + blocks[e.name].rmatvec(D[i])
             canon_grad = {e.name: np.asarray(total[e.name]).reshape(e.canonical_shape, order=e.order) for e in self.entries}
         elif method == "operator":
+            from .lazy import vjp_sweep
+
+            if D.dtype != object and all(np.asarray(v).dtype != object for v in canon.values()):
+                theta = np.empty(self.n_params)
+                return Gradient(self, vjp_sweep(self, cache, canon, D, out=theta), vector=theta)
             canon_grad = self._vjp_sweep(cache, canon, D)
         else:
             raise ValueError(f"gradient: method must be 'chain' or 'operator', received {method!r}")

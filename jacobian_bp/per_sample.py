@@ -25,7 +25,7 @@ on each one-sample batch.
    \mathbf J_{\mathbf b^{[l]}}\mathbf z_i^{[L]} = \mathbf P_{l,i},
 
 with :math:`\mathbf P_{l,i} = \mathbf J_{\mathbf z^{[l]}}\mathbf z^{[L]}` of sample ``i`` from the
-batched left products (reverse mode) -- again one broadcast product per Dense stage,
+batched left products (reverse mode) -- again one einsum per Dense stage,
 ``"nki,nj->nkij"``, and the layer's own structured ``jac_params`` per sample otherwise.
 The column order and vec (rows or columns of ``W`` stacked) follow the network's convention.
 """
@@ -36,26 +36,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .guard import check_bytes
-from .lazy import Linearization, linearize
+from .lazy import Linearization, linearize, theta_view
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .network import Network, ParamEntry
+    from .network import Network
 
 __all__ = ["per_sample_gradients", "batch_jacobian", "jacobian_from_linearization"]
-
-
-def _entry_view(block: np.ndarray, lead: tuple[int, ...], e: "ParamEntry") -> np.ndarray:
-    """View of ``block`` (``lead + (e.size,)``, the entry's columns) shaped ``lead + canonical_shape``.
-
-    The θ coordinates of an entry are its canonical array raveled in ``e.order``; for the
-    column-major order the view is the C reshape of the reversed shape, transposed.
-    """
-    k = len(lead)
-    shape = tuple(e.canonical_shape)
-    if e.order == "C":
-        return np.reshape(block, lead + shape, copy=False)
-    v = np.reshape(block, lead + shape[::-1], copy=False)
-    return v.transpose(tuple(range(k)) + tuple(range(k + len(shape) - 1, k - 1, -1)))
 
 
 def _dtype(lin: Linearization):
@@ -63,6 +49,14 @@ def _dtype(lin: Linearization):
     symbolic = lin.cache.a[0].dtype == object or any(
         isinstance(v, np.ndarray) and v.dtype == object for v in lin.canon.values())
     return object if symbolic else np.float64
+
+
+def _outer_into(P: np.ndarray, A: np.ndarray, out: np.ndarray, spec: str) -> None:
+    """Batched outer products ``einsum(spec, P, A)`` written into the view ``out`` (numeric or SymPy)."""
+    if out.dtype == object or P.dtype == object or A.dtype == object:
+        out[...] = P[..., None] * A.reshape(A.shape[:1] + (1,) * (P.ndim - 1) + A.shape[1:])
+    else:
+        np.einsum(spec, P, A, out=out)
 
 
 def _dense_stage(layer) -> bool:
@@ -107,7 +101,7 @@ def per_sample_gradients(network: "Network", X, Y, params) -> np.ndarray:
             for e in entries:
                 if e.local == "W":
                     # einsum "ni,nj->nij": δ_i a_iᵀ for every sample, written in place
-                    np.multiply(G[:, :, None], A[:, None, :], out=_entry_view(out[:, e.slice], (N,), e))
+                    _outer_into(G, A, theta_view(out[:, e.slice], (N,), e), "ni,nj->nij")
                 else:
                     out[:, e.slice] = G
         else:  # generic per-sample path: the layer's own vjp on each one-sample batch
@@ -142,7 +136,7 @@ def jacobian_from_linearization(lin: Linearization) -> np.ndarray:
         if _dense_stage(layer):
             if e.local == "W":
                 # einsum "nki,nj->nkij": P_{l,i} ⊗ a_iᵀ for every sample, written in place
-                np.multiply(Pl[:, :, :, None], A[:, None, None, :], out=_entry_view(out[:, :, e.slice], (N, nL), e))
+                _outer_into(Pl, A, theta_view(out[:, :, e.slice], (N, nL), e), "nki,nj->nkij")
             else:
                 out[:, :, e.slice] = Pl
         else:  # the layer's structured Jacobian, multiplied from the left per sample

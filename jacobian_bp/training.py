@@ -222,9 +222,13 @@ def train(network: Network, data: Dataset, epochs: int, lr: float, batch_size: i
             order = rng.permutation(N)
             batches = [order[k:k + batch_size] for k in range(0, N, batch_size)]
         for idx in batches:
+            if not np.all(np.isfinite(theta)):
+                break
             p = network.unpack(theta)
             g = explicit_gradient(network, _to_layout(network, Xtr[idx]), _to_layout(network, Ytr[idx]), p, method)
             theta = theta - lr * g
+        if not np.all(np.isfinite(theta)):
+            raise DataError(f"train: the parameters overflowed at epoch {epoch}: the iteration diverged (lr {lr} too large?)")
         params = network.unpack(theta)
         train_loss.append(_mean_loss(network, Xtr, Ytr, params))
         test_loss.append(_mean_loss(network, Xte, Yte, params))

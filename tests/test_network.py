@@ -154,3 +154,13 @@ def test_relu_at_zero_is_the_stated_choice():
         assert r.df(np.array([0.0]))[0] == h0
     net = jb.Network([jb.Dense(2), jb.ReLU(), jb.Dense(1)], "mse", 2, "park")
     assert net.stages[0].post[0].at_zero == 1.0
+
+
+def test_chain_factors_down_to_the_input():
+    net = _net(jb.Tanh, jb.Softmax, "cross_entropy", "damadi")
+    p = net.init_params(0)
+    x = np.linspace(-1, 1, 4)
+    f = net.chain_factors(x, p, 0)
+    assert [j.input.name for j in f] == ["a[1]", "z[1]", "x"]
+    prod = f[0] @ f[1] @ f[2]
+    np.testing.assert_allclose(prod.to_dense(), net.jacobian_input(x, p).to_dense(), atol=1e-14)

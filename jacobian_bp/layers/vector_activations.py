@@ -60,12 +60,32 @@ class RadialSigmoid(Layer):
     kind = "radial_sigmoid"
 
     def forward(self, A, params):
+        if isinstance(A, np.ndarray) and A.dtype == object:  # SymPy entries: exact formula per sample
+            out = np.empty_like(A)
+            for i in range(A.shape[0]):
+                r = self._sympy_norm(A[i])
+                s = 1 / (1 + sympy.exp(-r))
+                out[i] = [s * v / r for v in A[i]]
+            return out
         r = np.linalg.norm(A, axis=-1, keepdims=True)
         if np.any(r == 0):
             raise DataError(f"{self._name()}: radial sigmoid is undefined at z = 0 (|z| = 0)")
         return expit(r) * A / r
 
+    def _sympy_norm(self, z) -> sympy.Expr:
+        r = sympy.sqrt(sum(v ** 2 for v in np.ravel(z)))
+        if r == 0:
+            raise DataError(f"{self._name()}: radial sigmoid is not differentiable at z = 0")
+        return r
+
     def jacobian_matrix(self, z):
+        if isinstance(z, np.ndarray) and z.dtype == object:  # exact SymPy matrix, same formula
+            r = self._sympy_norm(z)
+            u = np.array([v / r for v in np.ravel(z)], dtype=object)
+            s = 1 / (1 + sympy.exp(-r))
+            uu = np.outer(u, u)
+            eye = np.eye(u.size, dtype=np.int64).astype(object)
+            return s * (1 - s) * uu + (s / r) * (eye - uu)
         z = np.asarray(z, dtype=float)
         r = np.linalg.norm(z)
         if r == 0:

@@ -34,7 +34,7 @@ import sympy
 from ..errors import ShapeError, SpecError
 from .intermediates import NamedForward, named_forward, substitute_definitions
 from .loss_expressions import closed_form_delta, loss_expression
-from .networks import SymbolicNetwork, as_sympy_entry, symbol_array
+from .networks import SymbolicNetwork, as_sympy_entry, require_symbolic_network, symbol_array
 from .printing import latex as paper_latex
 
 __all__ = ["NamedGradient", "named_gradient", "chain_gradient", "expanded_delta", "DELTA_NAME"]
@@ -190,8 +190,7 @@ def named_gradient(snet: SymbolicNetwork, delta: str = "auto", assume_distributi
     -------
     NamedGradient
     """
-    if not isinstance(snet, SymbolicNetwork):
-        raise TypeError(f"named_gradient: expected a SymbolicNetwork, received {type(snet).__name__}")
+    require_symbolic_network(snet, "named_gradient")
     if delta not in ("auto", "closed", "chain"):
         raise ValueError(f"named_gradient: delta must be 'auto', 'closed' or 'chain', received {delta!r}")
     net = snet.network
@@ -248,6 +247,9 @@ def expanded_or_named_delta(nf: NamedForward, form: str, assume_distribution: bo
 
 def expanded_delta(snet: SymbolicNetwork, form: str = "closed", assume_distribution: bool = True) -> np.ndarray:
     r""":math:`\nabla_{\mathbf z^{[L]}}\ell` fully expanded in x, y, θ (``form`` as in :func:`named_gradient`)."""
+    require_symbolic_network(snet, "expanded_delta")
+    if form not in ("closed", "chain"):
+        raise ValueError(f"expanded_delta: form must be 'closed' or 'chain', received {form!r}")
     nf = named_forward(snet)
     if form == "closed" and not snet.network.matched:
         raise SpecError(f"expanded_delta: network {snet.network.name!r} has no matched last activation; use form='chain'")
@@ -268,7 +270,7 @@ def chain_gradient(snet: SymbolicNetwork, delta_L=None) -> np.ndarray:
         pairs) or chain form.  Any vector is allowed -- e.g. free symbols, to prove an identity
         that is linear in it.
     """
-    n = snet.network.n_out
+    n = require_symbolic_network(snet, "chain_gradient").network.n_out
     if delta_L is None:
         delta_L = expanded_delta(snet, "closed" if snet.network.matched else "chain")
     d = np.asarray(delta_L, dtype=object).ravel()

@@ -24,7 +24,7 @@ import sympy
 
 from ..jacobian import Jacobian, hstack
 from ..operators import Identity, Product
-from .networks import SymbolicNetwork, as_sympy_entry, symbol_array
+from .networks import SymbolicNetwork, as_sympy_entry, require_symbolic_network, symbol_array
 
 __all__ = ["NamedForward", "named_forward", "substitute_definitions", "OUTPUT_NAME"]
 
@@ -105,8 +105,7 @@ class NamedForward:
 
 def named_forward(snet: SymbolicNetwork) -> NamedForward:
     """Run the engine's layers on named symbols and record the definitions (see the module docstring)."""
-    if not isinstance(snet, SymbolicNetwork):
-        raise TypeError(f"named_forward: expected a SymbolicNetwork, received {type(snet).__name__}")
+    require_symbolic_network(snet, "named_forward")
     net = snet.network
     nf = NamedForward(snet, canonical=snet.canonical_params())
     nf.a[0] = snet.x

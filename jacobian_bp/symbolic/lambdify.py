@@ -32,7 +32,7 @@ from sympy.core.function import AppliedUndef
 from ..errors import ShapeError
 from .errors import UndefinedSymbolError
 from .gradients import NamedGradient, named_gradient
-from .networks import SymbolicNetwork
+from .networks import SymbolicNetwork, as_sympy_entry, require_symbolic_network
 
 __all__ = ["LambdifiedGradient", "LambdifiedMatrix", "lambdify_gradient", "lambdify_matrix",
            "symbol_values", "cross_check_gradient", "cross_check_jacobian"]
@@ -87,7 +87,7 @@ def symbol_values(snet: SymbolicNetwork, x, y=None, params: Mapping[str, Any] | 
     (dict[Symbol, float or ndarray], bool)
         The values and whether the input was a single sample.
     """
-    net = snet.network
+    net = require_symbolic_network(snet, "symbol_values").network
     Xb, Yb, single = net.as_batch(x, y)
     flat = {"x": Xb.reshape(Xb.shape[0], -1)}
     if Yb is not None:
@@ -142,7 +142,7 @@ class LambdifiedGradient:
         rename = _safe_names(self.symbols, "p")
         rename.update(_safe_names(named, "t"))
         defs = [(rename[s], e.xreplace(rename)) for s, e in gradient.definitions]
-        outs = [sympy.sympify(e).xreplace(rename) if isinstance(e, sympy.Basic) else sympy.Float(e) for e in gradient.vector]
+        outs = [as_sympy_entry(e, "gradient entry").xreplace(rename) for e in gradient.vector]
         args = [rename[s] for s in self.symbols]
         self._fn = sympy.lambdify(args, outs, modules="numpy", cse=lambda exprs: (defs, list(exprs)), docstring_limit=0)
         self.source = self._fn.__doc__ or ""
@@ -194,8 +194,8 @@ class LambdifiedMatrix:
         The arguments, in order.
     sparse : bool or "auto"
         Return a :class:`scipy.sparse.csr_array` with the structural pattern (entries that
-        are not identically zero).  ``"auto"``: sparse when at most 30% of the entries are
-        structurally non-zero.
+        are not identically zero).  ``"auto"``: sparse when at most half of the entries are
+        structurally non-zero (CSR then needs less memory than the dense array).
     definitions : list of (Symbol, Expr), optional
         Named intermediates used by the entries, in evaluation order (e.g. a
         :class:`NamedGradient`'s definitions); they become local variables.
@@ -218,7 +218,7 @@ class LambdifiedMatrix:
                 raise TypeError(f"lambdify_matrix: arguments must be SymPy symbols, received {s!r}")
         named = [s for s, _ in definitions]
         allowed = set(self.symbols) | set(named)
-        free = set().union(*(sympy.sympify(e).free_symbols for e in matrix)) if matrix.shape[0] * matrix.shape[1] else set()
+        free = set().union(*(as_sympy_entry(e, "matrix entry").free_symbols for e in matrix)) if len(matrix) else set()
         undefined = free - allowed
         if undefined:
             raise UndefinedSymbolError(
@@ -233,12 +233,12 @@ class LambdifiedMatrix:
                 entries.append(e)
         self.nnz = len(entries)
         total = self.shape[0] * self.shape[1]
-        self.sparse = bool(sparse) if sparse != "auto" else (self.nnz <= 0.3 * total)
+        self.sparse = bool(sparse) if sparse != "auto" else (2 * self.nnz <= total)
         self._rows, self._cols = np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64)
         rename = _safe_names(self.symbols, "p")
         rename.update(_safe_names(named, "t"))
-        defs = [(rename[s], sympy.sympify(e).xreplace(rename)) for s, e in definitions]
-        outs = [sympy.sympify(e).xreplace(rename) for e in entries]
+        defs = [(rename[s], as_sympy_entry(e, f"definition of {s}").xreplace(rename)) for s, e in definitions]
+        outs = [as_sympy_entry(e, "matrix entry").xreplace(rename) for e in entries]
         self._fn = sympy.lambdify([rename[s] for s in self.symbols], outs, modules="numpy",
                                   cse=lambda exprs: (defs, list(exprs)), docstring_limit=0)
 
@@ -295,7 +295,7 @@ def cross_check_jacobian(snet: SymbolicNetwork, x, params, sparse: "bool | str" 
 
 
 def _check_substituted_agree(snet: SymbolicNetwork, x, y, params) -> None:
-    net = snet.network
+    net = require_symbolic_network(snet, "cross-check").network
     Xb, Yb, _ = net.as_batch(x, y)
     given = {"x": Xb}
     if y is not None:

@@ -44,7 +44,7 @@ from ..jacobian import Jacobian
 from ..network import Cache, Network
 from .errors import UndefinedSymbolError
 
-__all__ = ["SymbolicNetwork", "symbol_array", "symbol_name", "as_sympy_entry"]
+__all__ = ["SymbolicNetwork", "symbol_array", "symbol_name", "as_sympy_entry", "require_symbolic_network"]
 
 
 def symbol_name(base: str, index: tuple[int, ...], shape: tuple[int, ...], layer: int | None = None) -> str:
@@ -317,3 +317,10 @@ def check_symbol_values(snet: SymbolicNetwork, values: Mapping[sympy.Symbol, Any
     if missing:
         raise UndefinedSymbolError(f"{where}: no value for {len(missing)} free symbol(s), e.g. {missing[0]}")
 
+
+def require_symbolic_network(obj: Any, who: str) -> SymbolicNetwork:
+    """Return ``obj`` if it is a :class:`SymbolicNetwork`, else raise a ``TypeError`` naming ``who``."""
+    if not isinstance(obj, SymbolicNetwork):
+        hint = " (wrap it: SymbolicNetwork(network))" if isinstance(obj, Network) else ""
+        raise TypeError(f"{who}: expected a SymbolicNetwork, received {type(obj).__name__}{hint}")
+    return obj
