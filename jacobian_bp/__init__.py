@@ -17,6 +17,11 @@ from .losses import BCE, MSE, CrossEntropy, make_loss
 from .network import Gradient, Network
 from .verify import VerificationReport, verify
 
+from . import (claims, convert, curvature, datasets, derivation, errata, latex, lazy, per_sample,  # noqa: E402
+               reference, spec, symbolic, toeplitz, training)
+from .curvature import empirical_ntk, gauss_newton  # noqa: E402
+from .per_sample import per_sample_gradients  # noqa: E402
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -25,5 +30,7 @@ __all__ = [
     "Softplus", "ELU", "GenericActivation", "Softmax", "RadialSigmoid", "layer_class", "MSE", "BCE",
     "CrossEntropy", "make_loss", "verify", "VerificationReport", "set_memory_budget", "get_memory_budget",
     "memory_budget", "JacobianBPError", "ShapeError", "SpaceMismatchError", "MemoryBudgetError", "SpecError",
-    "DataError",
+    "DataError", "gauss_newton", "empirical_ntk", "per_sample_gradients", "claims", "convert", "curvature",
+    "datasets", "derivation", "errata", "latex", "lazy", "per_sample", "reference", "spec", "symbolic", "toeplitz",
+    "training",
 ]

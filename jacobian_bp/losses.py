@@ -142,7 +142,7 @@ class CrossEntropy(Loss):
     def check_targets(self, Y, Yhat_shape):
         super().check_targets(Y, Yhat_shape)
         Y = np.asarray(Y)
-        if np.any(Y < 0) or not np.allclose(Y.sum(axis=-1), 1.0, rtol=0, atol=1e-9):
+        if np.any(Y < 0) or np.max(np.abs(Y.sum(axis=-1) - 1.0)) > 1e-9:
             raise DataError(
                 "cross_entropy loss: each target must be one-hot or a probability distribution "
                 "(non-negative, summing to 1)"

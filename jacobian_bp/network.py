@@ -499,8 +499,12 @@ class Network:
         P[self.L] = cur
         for l in range(self.L, 0 if need_input else 1, -1):
             st = self.stages[l - 1]
-            # J_{a[l-1]} z[l]
-            cur = st.layer.left_jac_input(cache.a[l - 1], cache.z[l], cur, self._stage_params(canon, l))
+            # J_{a[l-1]} z[l]; while P is the identity, a dense layer's factor is W itself
+            if l == self.L and not symbolic and st.layer.kind == "dense":
+                W = canon[f"W{l}"]
+                cur = np.broadcast_to(W, (N,) + W.shape)
+            else:
+                cur = st.layer.left_jac_input(cache.a[l - 1], cache.z[l], cur, self._stage_params(canon, l))
             if l - 1 >= 1:
                 prev = self.stages[l - 2]
                 ins = cache.post[l - 1]

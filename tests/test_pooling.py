@@ -287,3 +287,24 @@ def test_flatten_is_row_major_with_identity_jacobian():
     assert layer.describe() == "flatten 2x3x4->24"
     with pytest.raises(ShapeError, match=r"flatten: expected an input batch of shape \(N, 2, 3, 4\), received \(2, 24\)"):
         layer.forward(X.reshape(2, -1), {})
+
+
+def test_symbolic_pooling_exact_average_and_clear_max_error():
+    import sympy
+
+    from jacobian_bp.layers import AvgPool2d, MaxPool2d
+
+    a = AvgPool2d(2, stride=1, padding=1)
+    a.build((1, 3, 3))
+    X = np.array(sympy.symbols("x1:10", real=True), dtype=object).reshape(1, 1, 3, 3)
+    out = a.forward(X, {})
+    num = np.random.default_rng(0).standard_normal((1, 1, 3, 3))
+    f = sympy.lambdify(list(X.ravel()), list(out.ravel()))
+    np.testing.assert_allclose(f(*num.ravel()), a.forward(num, {}).ravel(), atol=1e-15)
+    # exact coefficients: the corner window (padding) sees x1 only, with weight 1/4
+    assert out[0, 0, 0, 0] == X[0, 0, 0, 0] / 4
+    assert sympy.expand(out[0, 0, 1, 1]).coeff(X[0, 0, 0, 0]) == sympy.Rational(1, 4)
+    m = MaxPool2d(2)
+    m.build((1, 3, 3))
+    with pytest.raises(TypeError, match="max pooling of symbolic entries is undefined"):
+        m.forward(X, {})

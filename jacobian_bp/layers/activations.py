@@ -125,7 +125,11 @@ class ReLU(ElementwiseActivation):
         return np.maximum(z, 0.0)
 
     def df(self, z):
-        return np.where(z > 0, 1.0, np.where(z < 0, 0.0, self._h0()))
+        d = np.array(z > 0, dtype=float)
+        h0 = self._h0()
+        if h0 != 0.0:
+            np.putmask(d, np.asarray(z) == 0, h0)
+        return d
 
     def sympy_f(self, t):
         return t * sympy.Heaviside(t, sympy.nsimplify(self._h0()))

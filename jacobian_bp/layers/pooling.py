@@ -118,6 +118,11 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, A, params):
         A = self._check_batch(A)
+        if A.dtype == object:
+            raise TypeError(
+                f"{self._name()}: max pooling of symbolic entries is undefined (the position of the maximum "
+                "depends on the values); substitute numbers first or use avgpool2d"
+            )
         return self._patches(A).max(axis=2)
 
     def argmax_index(self, A) -> np.ndarray:
@@ -193,6 +198,13 @@ class AvgPool2d(_Pool2d):
     def forward(self, A, params):
         A = self._check_batch(A)
         k = self.kernel_size[0] * self.kernel_size[1]
+        if A.dtype == object:  # exact: the 0/1 window-incidence matrix times the entries, divided by k
+            import sympy
+
+            M = np.rint(self.jac_input(None, None, {}).M.toarray() * k).astype(np.int64).astype(object)
+            flat = A.reshape(A.shape[0], -1)
+            out = (flat @ M.T) * sympy.Rational(1, k)
+            return out.reshape((A.shape[0],) + self.out_shape)
         return self._patches(A).sum(axis=2) / k
 
     def jac_input(self, a, o, params) -> Operator:

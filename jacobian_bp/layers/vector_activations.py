@@ -38,7 +38,8 @@ class Softmax(Layer):
                 tot = sum(e)
                 out[i] = [v / tot for v in e]
             return out
-        return _softmax(A, axis=-1)
+        E = np.exp(A - A.max(axis=-1, keepdims=True))
+        return E / E.sum(axis=-1, keepdims=True)
 
     def jacobian_matrix(self, s):
         s = np.asarray(s)
