@@ -464,6 +464,19 @@ class Network:
         cache = self._forward(Xb, self.canonical_params(params))
         return float(np.sum(self._per_sample_loss(cache, Yb)) * self._reduce_factor(Xb.shape[0]))
 
+    def post_steps(self, cache: Cache, l: int) -> list[tuple[Layer, np.ndarray, np.ndarray]]:
+        """The parameter-free layers of stage ``l`` as ``(layer, input, output)`` from a[l] back to z[l]
+        (reverse order): the factors of :math:`\mathbf J_{\mathbf z^{[l]}}\mathbf a^{[l]}` read right to left."""
+        ins = cache.post[l]
+        outs = ins[1:] + [cache.a[l]]
+        return list(reversed(list(zip(self.stages[l - 1].post, ins, outs))))
+
+    def post_vjp(self, cache: Cache, l: int, G: np.ndarray) -> np.ndarray:
+        r""":math:`(\mathbf J_{\mathbf z^{[l]}}\mathbf a^{[l]})^\top` applied to each row of ``G`` (``(N, size a[l])`` → ``(N, size z[l])``)."""
+        for layer, A, O in self.post_steps(cache, l):
+            G = layer.vjp_input(A, O, G.reshape(O.shape[0], -1), {})
+        return G.reshape(G.shape[0], -1)
+
     def _delta(self, cache: Cache, Yb) -> np.ndarray:
         r"""Per-sample :math:`\nabla_{\mathbf z^{[L]}}\ell` (unreduced), ``(N, n_L)``.
 
@@ -472,12 +485,7 @@ class Network:
         """
         if self.matched:
             return self.loss.delta(Yb, cache.z[-1])
-        G = self.loss.grad_yhat(Yb, cache.a[-1])
-        st = self.stages[-1]
-        outs = cache.post[-1][1:] + [cache.a[-1]]
-        for layer, A, O in reversed(list(zip(st.post, cache.post[-1], outs))):
-            G = layer.vjp_input(A.reshape(A.shape[0], -1) if False else A, O, G.reshape(O.shape[0], -1), {})
-        return G.reshape(G.shape[0], -1)
+        return self.post_vjp(cache, self.L, self.loss.grad_yhat(Yb, cache.a[-1]))
 
     def delta(self, X, Y, params) -> np.ndarray:
         """:math:`\\nabla_{\\mathbf z^{[L]}}\\ell` per sample, batch-first ``(N, n_L)`` (single sample: ``(n_L,)``)."""
@@ -506,10 +514,7 @@ class Network:
             else:
                 cur = st.layer.left_jac_input(cache.a[l - 1], cache.z[l], cur, self._stage_params(canon, l))
             if l - 1 >= 1:
-                prev = self.stages[l - 2]
-                ins = cache.post[l - 1]
-                outs = ins[1:] + [cache.a[l - 1]]
-                for layer, A, O in reversed(list(zip(prev.post, ins, outs))):
+                for layer, A, O in self.post_steps(cache, l - 1):
                     cur = layer.left_jac_input(A, O, cur, {})
             P[l - 1] = cur
         return P
@@ -670,7 +675,18 @@ class Network:
         canon = self.canonical_params(params)
         cache = self._forward(Xb, canon)
         D = self._delta(cache, Yb) * self._reduce_factor(Xb.shape[0])
-        if method == "chain":
+        symbolic = Xb.dtype == object or D.dtype == object or any(np.asarray(v).dtype == object for v in canon.values())
+        if method == "chain" and not symbolic:
+            # Alg. 1 for the whole batch at once: the explicit chain P_l = J_{z[l]} z[L] (one n_L x n_l
+            # matrix per sample), then the transposed local block (J_{θ_l} z[l])^T (e.g. (I ⊗ a^T)^T g = g ⊗ a)
+            P = self._left_products(cache, canon)
+            canon_grad = {}
+            for st in self.stages:
+                l = st.index
+                Gl = D if l == self.L else np.einsum("nk,nkj->nj", D, P[l])
+                for k, v in st.layer.vjp_params(cache.a[l - 1], cache.z[l], Gl, self._stage_params(canon, l)).items():
+                    canon_grad[f"{k}{l}"] = np.asarray(v).reshape(st.layer.param_shapes()[k])
+        elif method == "chain":
             P = self._left_products(cache, canon)
             total = {e.name: 0.0 for e in self.entries}
             for i in range(Xb.shape[0]):

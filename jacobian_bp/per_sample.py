@@ -111,13 +111,7 @@ def per_sample_gradients(network: "Network", X, Y, params) -> np.ndarray:
                     out[i, e.slice] = np.asarray(grads[e.local]).reshape(e.canonical_shape).ravel(order=e.order)
         if l == 1:
             break
-        G = layer.vjp_input(A, cache.z[l], G, p)
-        prev = network.stages[l - 2]
-        ins = cache.post[l - 1]
-        outs = ins[1:] + [cache.a[l - 1]]
-        for post, Ain, Oout in reversed(list(zip(prev.post, ins, outs))):
-            G = post.vjp_input(Ain, Oout, G.reshape(Oout.shape[0], -1), {})
-        G = G.reshape(G.shape[0], -1)
+        G = network.post_vjp(cache, l - 1, layer.vjp_input(A, cache.z[l], G, p))
     return out
 
 

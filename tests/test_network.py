@@ -164,3 +164,16 @@ def test_chain_factors_down_to_the_input():
     assert [j.input.name for j in f] == ["a[1]", "z[1]", "x"]
     prod = f[0] @ f[1] @ f[2]
     np.testing.assert_allclose(prod.to_dense(), net.jacobian_input(x, p).to_dense(), atol=1e-14)
+
+
+@pytest.mark.parametrize("conv", PRESETS)
+def test_gradient_is_materialized_jacobian_transpose_times_delta(conv):
+    """Alg. 1 line 8 with the materialized J_θ z[L], sample by sample: Σ_i J_iᵀ δ_i (× 1/N for mean)."""
+    net = _net(jb.ReLU, jb.Softmax, "cross_entropy", conv)
+    p = net.init_params(4)
+    X, Y = make_data(net, 3, 4)
+    Xb, Yb, _ = net.as_batch(X, Y)
+    D = net.delta(X, Y, p)
+    scale = 1 / 3 if net.convention.reduction == "mean" else 1.0
+    g = sum(net.jacobian_theta(Xb[i], p).to_dense().T @ D[i] for i in range(3)) * scale
+    assert rel_err(net.gradient(X, Y, p).vector, g) <= 1e-13
