@@ -279,6 +279,8 @@ class Network:
             entries.append(ParamEntry(name, l, local, cshape, ushape, o, dense_w, off, space))
             off += prod(cshape)
         self.entries: list[ParamEntry] = entries
+        self._stage_entries = {st.index: [e for e in entries if e.stage == st.index] for st in self.stages}
+        self._zL_space = self.z_space(self.L)
         self.n_params = off
         self.theta_space = Space.concat([e.space for e in entries])
 
@@ -521,24 +523,23 @@ class Network:
 
     def _param_blocks(self, cache: Cache, canon: dict, i: int, P: list, symbolic: bool = False) -> dict[str, Jacobian]:
         """Per-parameter Jacobian blocks J_{θ_p} z[L] of sample ``i`` (structured products)."""
-        zL = self.z_space(self.L)
+        zL = self._zL_space
         blocks: dict[str, Jacobian] = {}
         for st in self.stages:
             l = st.index
             params = self._stage_params(canon, l)
-            orders = {e.local: e.order for e in self.entries if e.stage == l}
+            stage_entries = self._stage_entries[l]
             a_prev = cache.a[l - 1][i]
             z_l = cache.z[l][i]
-            # one call per distinct order (weights and biases may differ only for conv in theory)
+            # one call per distinct vec order among the stage's parameters
             local_ops = {}
-            for order in set(orders.values()):
+            for order in {e.order for e in stage_entries}:
+                wanted = {e.local for e in stage_entries if e.order == order}
                 for k, op in st.layer.jac_params(a_prev, z_l, params, order).items():
-                    if orders.get(k) == order:
+                    if k in wanted:
                         local_ops[k] = op
             Pl = P[l][i]
-            for e in self.entries:
-                if e.stage != l:
-                    continue
+            for e in stage_entries:
                 op = local_ops[e.local]
                 full = op if l == self.L else Product([DenseOp(Pl), op])
                 blocks[e.name] = Jacobian(full, zL, e.space)

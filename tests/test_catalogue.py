@@ -121,6 +121,8 @@ def test_every_document_and_kind_is_covered(results):
 
 
 def test_citations_point_into_the_seed_texts():
+    if not all((SEEDS / d.seed_file).exists() for d in DOCUMENTS.values()):
+        pytest.skip(f"the source documents are not beside this checkout ({SEEDS})")
     lengths = {k: len((SEEDS / d.seed_file).read_text(encoding="utf-8").splitlines()) for k, d in DOCUMENTS.items()}
     for e in catalogue():
         nums = [int(n) for n in re.findall(r"l\. (\d+)", e.location)]
