@@ -34,3 +34,38 @@ def fd_gradient(net: jb.Network, X, Y, params, h: float = 1e-6) -> np.ndarray:
 def rel_err(a, b) -> float:
     a, b = np.asarray(a, float), np.asarray(b, float)
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+NOTEBOOKS = __import__("pathlib").Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def execute_notebook(name: str, timeout: int = 600):
+    """Read ``notebooks/NAME``, check it is stored without outputs, execute it headless
+    (nbclient, kernel python3, cwd = notebooks/) and return the executed notebook."""
+    import pytest
+
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    path = NOTEBOOKS / name
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code, f"{name} has no code cells"
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), \
+        f"commit {name} without outputs"
+    nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}}).execute()
+    return nb
+
+
+def notebook_outputs(nb, kind: str = "stream") -> list[str]:
+    """Texts of the executed notebook's outputs: ``"stream"`` for printed text, or a MIME type."""
+    out = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if kind == "stream":
+                if o.get("output_type") == "stream":
+                    out.append(o.get("text", ""))
+            elif kind in o.get("data", {}):
+                out.append(o["data"][kind])
+    return out

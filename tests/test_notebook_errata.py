@@ -1,14 +1,7 @@
 """notebooks/errata_walkthrough.ipynb executes headless and shows the computed findings."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "errata_walkthrough.ipynb"
+from conftest import execute_notebook
 
 
 def _text(nb) -> str:
@@ -23,10 +16,7 @@ def _text(nb) -> str:
 
 
 def test_errata_notebook_executes():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    nb = execute_notebook("errata_walkthrough.ipynb")
     text = _text(nb)
     assert "ERROR" not in text
     assert "Damadi Table 2 simple linear regression gradient: fails" in text and "sign flip" in text

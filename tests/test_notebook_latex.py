@@ -1,31 +1,12 @@
 """notebooks/latex_rendering.ipynb executes headless and displays the block and entries levels."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "latex_rendering.ipynb"
-
-
-def _outputs(nb, mime):
-    out = []
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            data = o.get("data", {})
-            if mime in data:
-                out.append(data[mime])
-    return out
+from conftest import execute_notebook, notebook_outputs
 
 
 def test_latex_notebook_executes():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-    latex = "\n".join(_outputs(nb, "text/latex"))
+    nb = execute_notebook("latex_rendering.ipynb")
+    latex = "\n".join(notebook_outputs(nb, "text/latex"))
     # block level (Jacobian._repr_latex_) of Damadi's one-layer network
     assert r"[\mathbf{I}_3 \otimes \mathbf{x}^\top \; \mathbf{I}_3] \in \mathbb{R}^{3\times 15}" in latex
     # entries level, symbolic and elided
@@ -36,5 +17,5 @@ def test_latex_notebook_executes():
     assert r"\mathrm{Jac}_1" in latex and r"\boldsymbol{z}[1]" in latex
     # gradient and verification report display themselves
     assert r"\nabla_{\mathbf{W}^{[2]}}" in latex and "verdict: PASS" in latex
-    markdown = "\n".join(_outputs(nb, "text/markdown"))
+    markdown = "\n".join(notebook_outputs(nb, "text/markdown"))
     assert "Damadi §3.2" in markdown and "Printed" in markdown and "Ganev Prop. 3.1" in markdown

@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 import jacobian_bp as jb
 from jacobian_bp.per_sample import batch_jacobian, per_sample_gradients
 from jacobian_bp.spec import load_spec
+from jacobian_bp.torch_oracle import _act
 from conftest import make_data
 
 PRESETS = ["damadi", "ganev", "park", "mml", "pytorch"]
@@ -39,29 +40,6 @@ def sample(net, X, Y, i):
 
 
 # ---------------------------------------------------------------------------- torch helpers (shared with other tests)
-def _torch_act(torch, layer, A):
-    F = torch.nn.functional
-    k = layer.kind
-    if k == "relu":
-        return F.relu(A)
-    if k == "tanh":
-        return torch.tanh(A)
-    if k == "sigmoid":
-        return torch.sigmoid(A)
-    if k == "softmax":
-        return torch.softmax(A, dim=-1)
-    if k == "radial_sigmoid":
-        r = torch.linalg.vector_norm(A, dim=-1, keepdim=True)
-        return torch.sigmoid(r) * A / r
-    if k == "maxpool2d":
-        return F.max_pool2d(A, layer.kernel_size, layer.stride, layer.padding)
-    if k == "avgpool2d":
-        return F.avg_pool2d(A, layer.kernel_size, layer.stride, layer.padding, count_include_pad=True)
-    if k == "flatten":
-        return A.reshape(A.shape[0], -1)
-    raise NotImplementedError(k)
-
-
 def torch_logits(net, tp: dict, A):
     """z[L] of a batch-first torch batch, from canonical torch parameters ``tp`` (W is out x in)."""
     import torch
@@ -83,7 +61,7 @@ def torch_logits(net, tp: dict, A):
             return Z
         A = Z
         for post in stg.post:
-            A = _torch_act(torch, post, A)
+            A = _act(torch, post, A)
 
 
 def torch_per_sample_loss(net, tp, x, y):
