@@ -505,14 +505,14 @@ class Network:
         symbolic = cache.a[0].dtype == object or any(np.asarray(v).dtype == object for v in canon.values())
         # exact integer identity for SymPy entries (a float eye would put 1.0 factors into exact Jacobians)
         eye = np.eye(nL, dtype=np.int64).astype(object) if symbolic else np.eye(nL)
-        cur = np.broadcast_to(eye, (N, nL, nL))
+        cur = eye[None] if N == 1 else np.broadcast_to(eye, (N, nL, nL))
         P[self.L] = cur
         for l in range(self.L, 0 if need_input else 1, -1):
             st = self.stages[l - 1]
             # J_{a[l-1]} z[l]; while P is the identity, a dense layer's factor is W itself
             if l == self.L and not symbolic and st.layer.kind == "dense":
                 W = canon[f"W{l}"]
-                cur = np.broadcast_to(W, (N,) + W.shape)
+                cur = W[None] if N == 1 else np.broadcast_to(W, (N,) + W.shape)
             else:
                 cur = st.layer.left_jac_input(cache.a[l - 1], cache.z[l], cur, self._stage_params(canon, l))
             if l - 1 >= 1:
