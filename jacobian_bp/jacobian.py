@@ -61,10 +61,11 @@ class Space:
             raise ValueError(f"Space {self.name!r}: order must be 'C', 'F' or '-', got {self.order!r}")
         if not self.latex:
             object.__setattr__(self, "latex", _escape_plain(self.name))
+        object.__setattr__(self, "_size", prod(self.shape) if self.shape else 1)
 
     @property
     def size(self) -> int:
-        return prod(self.shape) if self.shape else 1
+        return self._size
 
     @staticmethod
     def concat(parts: Sequence["Space"], name: str = "theta", latex: str = r"\boldsymbol{\theta}") -> "Space":

@@ -280,6 +280,8 @@ class Network:
             off += prod(cshape)
         self.entries: list[ParamEntry] = entries
         self._stage_entries = {st.index: [e for e in entries if e.stage == st.index] for st in self.stages}
+        self._stage_names = {st.index: [(local, f"{local}{st.index}") for local in st.layer.param_shapes()]
+                             for st in self.stages}
         self._zL_space = self.z_space(self.L)
         self.n_params = off
         self.theta_space = Space.concat([e.space for e in entries])
@@ -357,8 +359,7 @@ class Network:
         return canon
 
     def _stage_params(self, canon: dict, l: int) -> dict[str, np.ndarray]:
-        st = self.stages[l - 1]
-        return {local: canon[f"{local}{l}"] for local in st.layer.param_shapes()}
+        return {local: canon[name] for local, name in self._stage_names[l]}
 
     def pack_canonical(self, canonical: dict[str, np.ndarray]) -> np.ndarray:
         """θ vector (convention order and vec) from canonical parameters."""

@@ -24,6 +24,7 @@ both); products and materialization to SymPy are exact in the latter case.
 from __future__ import annotations
 
 from functools import reduce
+from itertools import accumulate
 from typing import Sequence
 
 import numpy as np
@@ -507,7 +508,7 @@ class HStack(_Stack):
                 "HStack: all blocks must have the same number of rows, received shapes "
                 + ", ".join(str(b.shape) for b in self.blocks)
             )
-        self.offsets = np.cumsum([0] + [b.shape[1] for b in self.blocks])
+        self.offsets = list(accumulate([b.shape[1] for b in self.blocks], initial=0))
         self.shape = (rows.pop(), int(self.offsets[-1]))
 
     def matmat(self, X):
@@ -558,7 +559,7 @@ class VStack(_Stack):
                 "VStack: all blocks must have the same number of columns, received shapes "
                 + ", ".join(str(b.shape) for b in self.blocks)
             )
-        self.offsets = np.cumsum([0] + [b.shape[0] for b in self.blocks])
+        self.offsets = list(accumulate([b.shape[0] for b in self.blocks], initial=0))
         self.shape = (int(self.offsets[-1]), cols.pop())
 
     def matmat(self, X):
@@ -603,8 +604,8 @@ class BlockDiag(_Stack):
 
     def __init__(self, blocks):
         super().__init__(blocks)
-        self.row_off = np.cumsum([0] + [b.shape[0] for b in self.blocks])
-        self.col_off = np.cumsum([0] + [b.shape[1] for b in self.blocks])
+        self.row_off = list(accumulate([b.shape[0] for b in self.blocks], initial=0))
+        self.col_off = list(accumulate([b.shape[1] for b in self.blocks], initial=0))
         self.shape = (int(self.row_off[-1]), int(self.col_off[-1]))
 
     def matmat(self, X):
