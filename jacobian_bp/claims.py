@@ -91,6 +91,7 @@ import sympy
 
 from .conventions import Convention, commutation_matrix, get_convention
 from .errors import JacobianBPError, SpecError
+from .operators import sympy_scalar
 
 __all__ = [
     "HOLDS", "FAILS", "ILL_TYPED", "VERDICTS", "MissingQuantity", "Mistake", "Explanation", "Correction",
@@ -1384,7 +1385,7 @@ def _sym_matrix(v):
     if isinstance(v, sympy.MatrixBase):
         return sympy.Matrix(v)
     if isinstance(v, sympy.Basic) or isinstance(v, (int, float, Fraction)):
-        return sympy.Matrix([[sympy.sympify(v)]])
+        return sympy.Matrix([[v if isinstance(v, sympy.Basic) else sympy.Rational(v.numerator, v.denominator) if isinstance(v, Fraction) else sympy_scalar(v)]])
     a = np.asarray(v, dtype=object)
     if a.ndim == 0:
         return sympy.Matrix([[a.item()]])

@@ -48,6 +48,7 @@ from math import prod
 from typing import Sequence
 
 import numpy as np
+import sympy
 
 from .conventions import Convention, get_convention
 from .errors import DataError, ShapeError, SpecError
@@ -353,7 +354,13 @@ class Network:
                     f"layer {e.stage} ({self.stages[e.stage - 1].layer.kind}): parameter {e.name} expected shape "
                     f"{e.user_shape} under convention {self.convention.name!r}, received {v.shape}"
                 )
-            if v.dtype != object and not np.all(np.isfinite(v)):
+            if v.dtype == object:
+                bad = [t for t in v.ravel() if not isinstance(t, (sympy.Basic, int, float, np.integer, np.floating))
+                       or isinstance(t, (bool, np.bool_))]
+                if bad:
+                    raise DataError(f"layer {e.stage}: parameter {e.name} holds {type(bad[0]).__name__} {bad[0]!r}; "
+                                    "symbolic parameters must be SymPy expressions or numbers (strings are never parsed)")
+            elif not np.all(np.isfinite(v)):
                 raise DataError(f"layer {e.stage}: parameter {e.name} contains NaN or Inf")
             canon[e.name] = self.convention.from_user(v, e.is_dense_weight)
         return canon

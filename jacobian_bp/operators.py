@@ -42,6 +42,15 @@ __all__ = [
 _ITEM = 8  # float64
 
 
+def sympy_scalar(v) -> sympy.Basic:
+    """A SymPy scalar from a SymPy expression or a number; strings are refused (never parsed)."""
+    if isinstance(v, sympy.Basic):
+        return v
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"expected a SymPy expression or a real number as a matrix entry, received {type(v).__name__} {v!r}")
+    return sympy.Integer(int(v)) if isinstance(v, (int, np.integer)) else sympy.Float(float(v))
+
+
 def _is_sym(x) -> bool:
     return isinstance(x, (sympy.MatrixBase, sympy.Basic)) or (
         isinstance(x, np.ndarray) and x.dtype == object
@@ -291,7 +300,7 @@ class Diagonal(Operator):
         return sp.diags_array(self.d.astype(float), format="csr")
 
     def _sympy(self):
-        return sympy.diag(*[sympy.sympify(v) for v in self.d]) if len(self.d) else sympy.zeros(0, 0)
+        return sympy.diag(*[sympy_scalar(v) for v in self.d]) if len(self.d) else sympy.zeros(0, 0)
 
 
 class Dense(Operator):

@@ -59,6 +59,7 @@ import scipy.sparse as sp
 import sympy
 
 from .errors import ShapeError, SpecError
+from .operators import sympy_scalar
 
 __all__ = [
     "as_pair", "output_size", "ConvGeometry", "window_grid", "extract_patches", "conv_entries",
@@ -420,7 +421,7 @@ def toeplitz_sympy(K, in_shape: Sequence[int], stride=1, padding=0, dilation=1, 
     flat = K.ravel()
     M = sympy.zeros(geom.out_size, geom.in_size)
     for r, c, k in zip(rows.tolist(), cols.tolist(), kidx.tolist()):
-        M[r, c] = sympy.sympify(flat[k])
+        M[r, c] = sympy_scalar(flat[k])
     return M
 
 

@@ -89,3 +89,14 @@ def test_spec_roundtrip_json(tmp_path):
     f = tmp_path / "net.json"
     f.write_text(json.dumps(EXAMPLES["damadi-2layer"]))
     assert load_spec(str(f)).network.n_params == 43
+
+
+def test_symbolic_entries_are_never_parsed_from_strings():
+    net = jb.Network([jb.Dense(2), jb.Sigmoid()], "bce", 2)
+    p = net.init_params(0)
+    p["W1"] = np.array([['__import__("os").system("true")', 1], [1, 1]], dtype=object)
+    with pytest.raises(DataError, match="strings are never parsed"):
+        net.gradient(np.ones(2), np.array([0.0, 1.0]), p)
+    from jacobian_bp.operators import Diagonal
+    with pytest.raises(TypeError, match="received str"):
+        Diagonal(np.array(["x + 1"], dtype=object)).to_sympy()
