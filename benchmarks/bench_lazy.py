@@ -35,28 +35,10 @@ from jacobian_bp.curvature import empirical_ntk, gauss_newton  # noqa: E402
 from jacobian_bp.per_sample import batch_jacobian, per_sample_gradients  # noqa: E402
 from jacobian_bp.spec import load_spec  # noqa: E402
 
+from baselines import closed_form_backprop  # noqa: E402
+
 
 # ---------------------------------------------------------------------------- baselines
-def closed_form_backprop(Ws, bs, X, Y):
-    """NumPy closed-form backprop (Ganev Prop. 4.1 / Alg. 5, batch first, sum), ReLU hidden layers,
-    softmax + cross entropy: forward pass, then ``D_L = S - Y``, ``grad_W = Dᵀ A``, ``grad_b = Dᵀ1``,
-    ``D_{l-1} = (D_l W_l) ⊙ [Z_{l-1} > 0]``."""
-    A, Zs, As = X, [], [X]
-    for l, (W, b) in enumerate(zip(Ws, bs)):
-        Z = A @ W.T + b
-        Zs.append(Z)
-        A = np.maximum(Z, 0) if l < len(Ws) - 1 else Z
-        As.append(A)
-    S = np.exp(Zs[-1] - Zs[-1].max(1, keepdims=True))
-    S /= S.sum(1, keepdims=True)
-    D = S - Y
-    gW, gb = [None] * len(Ws), [None] * len(Ws)
-    for l in range(len(Ws) - 1, -1, -1):
-        gW[l] = D.T @ As[l]
-        gb[l] = D.sum(0)
-        if l:
-            D = (D @ Ws[l]) * (Zs[l - 1] > 0)
-    return gW, gb
 
 
 #: CPU time of this process: on a shared machine it excludes the time the process waits for a

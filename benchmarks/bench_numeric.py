@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from baselines import closed_form_backprop as _closed_form
+
 SETUP = r"""
 import numpy as np, jacobian_bp as jb
 from jacobian_bp.spec import load_spec
@@ -57,22 +59,9 @@ CASES = {
 
 
 def closed_form_backprop(canon, X, Y):
-    """NumPy closed-form backprop (Ganev Alg. 5, batch first, sum), the baseline."""
-    W1, b1, W2, b2, W3, b3 = (canon[k] for k in ("W1", "b1", "W2", "b2", "W3", "b3"))
-    Z1 = X @ W1.T + b1
-    A1 = np.maximum(Z1, 0)
-    Z2 = A1 @ W2.T + b2
-    A2 = np.maximum(Z2, 0)
-    Z3 = A2 @ W3.T + b3
-    S = np.exp(Z3 - Z3.max(1, keepdims=True))
-    S /= S.sum(1, keepdims=True)
-    D3 = S - Y
-    g = {"W3": D3.T @ A2, "b3": D3.sum(0)}
-    D2 = (D3 @ W3) * (Z2 > 0)
-    g["W2"], g["b2"] = D2.T @ A1, D2.sum(0)
-    D1 = (D2 @ W2) * (Z1 > 0)
-    g["W1"], g["b1"] = D1.T @ X, D1.sum(0)
-    return g
+    """The shared NumPy closed-form baseline (benchmarks/baselines.py), keyed like jacobian_bp's gradient."""
+    gW, gb = _closed_form([canon[f"W{l}"] for l in (1, 2, 3)], [canon[f"b{l}"] for l in (1, 2, 3)], X, Y)
+    return {**{f"W{l + 1}": g for l, g in enumerate(gW)}, **{f"b{l + 1}": g for l, g in enumerate(gb)}}
 
 
 def best_of(fn, repeats):

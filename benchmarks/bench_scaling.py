@@ -43,6 +43,8 @@ import numpy as np  # noqa: E402
 
 import jacobian_bp as jb  # noqa: E402
 
+from baselines import closed_form_backprop  # noqa: E402
+
 WIDTHS = [32, 64, 128, 256, 512, 1024]
 DEPTHS = [2, 3, 4, 5, 6, 7, 8]
 DEPTH_WIDTH = 256
@@ -70,24 +72,6 @@ def make_case(n: int, L: int):
     return net, P, X, Y, Ws, bs
 
 
-def closed_form_backprop(Ws, bs, X, Y):
-    """Ganev Prop. 4.1 (batch first): forward, ``D = S - Y``, ``grad_W = Dᵀ A``, ``D ← (D W) ⊙ [Z > 0]``."""
-    A, Zs, As = X, [], [X]
-    for l, (W, b) in enumerate(zip(Ws, bs)):
-        Z = A @ W.T + b
-        Zs.append(Z)
-        A = np.maximum(Z, 0) if l < len(Ws) - 1 else Z
-        As.append(A)
-    S = np.exp(Zs[-1] - Zs[-1].max(1, keepdims=True))
-    S /= S.sum(1, keepdims=True)
-    D = (S - Y) / X.shape[0]
-    gW, gb = [None] * len(Ws), [None] * len(Ws)
-    for l in range(len(Ws) - 1, -1, -1):
-        gW[l] = D.T @ As[l]
-        gb[l] = D.sum(0)
-        if l:
-            D = (D @ Ws[l]) * (Zs[l - 1] > 0)
-    return gW, gb
 
 
 def sparse_gradient(net, P, X, Y):
@@ -121,7 +105,7 @@ def methods(net, P, X, Y, Ws, bs, with_torch: bool) -> dict:
     fns = {
         "operator": lambda: net.gradient(X, Y, P, method="operator"),
         "sparse": lambda: sparse_gradient(net, P, X, Y),
-        "closed": lambda: closed_form_backprop(Ws, bs, X, Y),
+        "closed": lambda: closed_form_backprop(Ws, bs, X, Y, mean=True),
     }
     if with_torch:
         fns["torch"] = torch_setup(Ws, bs, X, Y)
@@ -132,7 +116,7 @@ def check(net, P, X, Y, Ws, bs) -> float:
     """Max |Δ| between the operator, sparse and closed-form gradients (θ order of the pytorch preset)."""
     g_op = net.gradient(X, Y, P, method="operator").vector
     g_sp = sparse_gradient(net, P, X, Y)
-    gW, gb = closed_form_backprop(Ws, bs, X, Y)
+    gW, gb = closed_form_backprop(Ws, bs, X, Y, mean=True)
     g_cf = np.concatenate([a for l in range(len(Ws)) for a in (gW[l].ravel(), gb[l])])
     return float(max(np.max(np.abs(g_op - g_cf)), np.max(np.abs(g_sp - g_cf))))
 

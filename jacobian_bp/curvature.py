@@ -63,7 +63,19 @@ def loss_hessians(network: "Network", lin: Linearization) -> np.ndarray:
     return H * network._reduce_factor(lin.N)
 
 
-class GaussNewtonOperator(Operator):
+class _SymmetricOperator(Operator):
+    """A symmetric operator: its transpose is itself."""
+
+    def rmatmat(self, X):
+        X = self._check_mat(X, self.shape[0], "rmatmat")
+        return self.matmat(X)
+
+    @property
+    def T(self) -> Operator:
+        return self
+
+
+class GaussNewtonOperator(_SymmetricOperator):
     r"""Lazy GGN :math:`\mathbf G = r\sum_i\mathbf J_i^\top\mathbf H_i\mathbf J_i`, ``|θ| × |θ|``, symmetric PSD.
 
     ``matvec(v)`` is :math:`\mathbf J^\top(\mathbf H(\mathbf J\mathbf v))`: one forward-mode pass
@@ -98,14 +110,6 @@ class GaussNewtonOperator(Operator):
             out[:, j] = net.pack_canonical(vjp_sweep(net, lin.cache, lin.canon, HT))
         return out
 
-    def rmatmat(self, X):
-        X = self._check_mat(X, self.shape[0], "rmatmat")
-        return self.matmat(X)
-
-    @property
-    def T(self) -> Operator:
-        return self
-
     def _dense(self):
         N, nL, P = self.lin.N, self.network.n_out, self.network.n_params
         check_bytes(2 * N * nL * P * 8 + P * P * 8,
@@ -119,7 +123,7 @@ class GaussNewtonOperator(Operator):
         return f"GaussNewtonOperator({self.shape[0]}x{self.shape[1]}, N={self.lin.N}, loss={self.network.loss.kind})"
 
 
-class EmpiricalNTKOperator(Operator):
+class EmpiricalNTKOperator(_SymmetricOperator):
     r"""Lazy empirical NTK :math:`\boldsymbol\Theta = \mathbf J\mathbf J^\top`, ``(N·n_L) × (N·n_L)``, symmetric PSD.
 
     ``matvec(u)`` is :math:`\mathbf J(\mathbf J^\top\mathbf u)`: one reverse sweep summing
@@ -150,14 +154,6 @@ class EmpiricalNTKOperator(Operator):
             g = vjp_sweep(net, lin.cache, lin.canon, np.asarray(X[:, j], dtype=float).reshape(lin.N, net.n_out))
             out[:, j] = jvp(net, lin.cache, lin.canon, g).ravel()
         return out
-
-    def rmatmat(self, X):
-        X = self._check_mat(X, self.shape[0], "rmatmat")
-        return self.matmat(X)
-
-    @property
-    def T(self) -> Operator:
-        return self
 
     def _dense(self):
         r"""Assemble :math:`\boldsymbol\Theta = \sum_l \mathbf J_{\theta_l}\mathbf J_{\theta_l}^\top` stage by stage.

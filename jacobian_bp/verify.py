@@ -128,31 +128,23 @@ def _closed_forms(net: Network, Xb, Yb, canon) -> dict[str, dict]:
     bs = [canon[f"b{l}"] for l in range(1, net.L + 1)]
     N = Xb.shape[0]
     scale = 1.0 / N if net.convention.reduction == "mean" else 1.0
-    out = {}
+    # For a matched pair the references stop at z[L] and start from the exact delta (no division by
+    # ŷ(1-ŷ) in BCE/CE): the output activation is dropped and ∇_{z[L]}ℓ is fed in; otherwise ∇_ŷ ℓ.
+    from_logits = net.matched and acts[-1] is not None
+    acts_ref = list(acts[:-1]) + [None] if from_logits else acts
 
-    def grad_C(A):  # ∇_ŷ of the reduced loss, batch-first
-        return net.loss.grad_yhat(Yb, A) * scale
+    def grad_out(A):  # ∇ of the reduced loss at the references' output, batch first
+        return (net.loss.delta(Yb, A) if from_logits else net.loss.grad_yhat(Yb, A)) * scale
 
-    # Ganev Alg. 5 needs ∇_ŷ C; for matched pairs the output-layer Jacobian times it is the delta.
-    if net.matched and acts[-1] is not None:
-        # use the exact delta at the output to avoid dividing by ŷ(1-ŷ) in BCE/CE
-        acts_g = list(acts[:-1]) + [None]
+    def named(dW, db):
+        return {**{f"W{l + 1}": dW[l] for l in range(net.L)}, **{f"b{l + 1}": db[l] for l in range(net.L)}}
 
-        def grad_C(A, _Z=None):  # noqa: F811 - A is z[L] here (identity output)
-            return net.loss.delta(Yb, A) * scale
+    if N == 1:  # Ganev Alg. 4 (one sample)
+        out = {"closed form": named(*reference.ganev_backprop(Ws, bs, acts_ref, Xb[0], lambda a: grad_out(a[None])[0]))}
     else:
-        acts_g = acts
-    dW, db = reference.ganev_batch_backprop(Ws, bs, acts_g, Xb, grad_C)
-    name = "Ganev Alg. 5" if N > 1 else "closed form"
-    out[name] = {**{f"W{l + 1}": dW[l] for l in range(net.L)}, **{f"b{l + 1}": db[l] for l in range(net.L)}}
-    if N == 1:
-        dW1, db1 = reference.ganev_backprop(Ws, bs, acts_g, Xb[0], lambda a: grad_C(a[None])[0])
-        out["closed form"] = {**{f"W{l + 1}": dW1[l] for l in range(net.L)}, **{f"b{l + 1}": db1[l] for l in range(net.L)}}
-    if net.matched and all(a is None or getattr(a, "elementwise", False) or a.kind in ("softmax", "radial_sigmoid") for a in acts[:-1]):
-        def dZL(ZL, AL):
-            return (net.loss.delta(Yb, ZL.T) * scale).T
-        dWp, dbp = reference.park_backprop(Ws, bs, acts_g, Xb.T, dZL)
-        out["Park Thm. 5.4"] = {**{f"W{l + 1}": dWp[l] for l in range(net.L)}, **{f"b{l + 1}": dbp[l] for l in range(net.L)}}
+        out = {"Ganev Alg. 5": named(*reference.ganev_batch_backprop(Ws, bs, acts_ref, Xb, grad_out))}
+    if net.matched:
+        out["Park Thm. 5.4"] = named(*reference.park_backprop(Ws, bs, acts_ref, Xb.T, lambda ZL, AL: grad_out(ZL.T).T))
     return out
 
 

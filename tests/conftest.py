@@ -69,3 +69,47 @@ def notebook_outputs(nb, kind: str = "stream") -> list[str]:
             elif kind in o.get("data", {}):
                 out.append(o["data"][kind])
     return out
+
+
+def fd_jacobian(f, x, eps: float = 1e-6) -> np.ndarray:
+    """Central finite differences (float64) of a vector function of the array ``x`` (any shape):
+    column ``t`` is the derivative along the ``t``-th entry of ``x`` in row-major order."""
+    x = np.asarray(x, dtype=np.float64)
+    cols = []
+    for t in range(x.size):
+        e = np.zeros(x.size)
+        e[t] = eps
+        e = e.reshape(x.shape)
+        cols.append((np.ravel(f(x + e)) - np.ravel(f(x - e))) / (2 * eps))
+    return np.stack(cols, axis=1)
+
+
+def dense_net(preset="pytorch", act=jb.Tanh, last=jb.Softmax, loss="cross_entropy", widths=(5, 4), n_in=3, n_out=3):
+    """A dense network ``n_in -> widths... -> n_out`` with activation ``act`` and output ``last``."""
+    layers = []
+    for w in widths:
+        layers += [jb.Dense(w), act()]
+    layers += [jb.Dense(n_out)] + ([last()] if last else [])
+    return jb.Network(layers, loss, n_in, preset)
+
+
+def _have_pdflatex() -> bool:
+    import shutil
+
+    return shutil.which("pdflatex") is not None
+
+
+def needs_pdflatex(test):
+    """Skip a test when pdflatex is not installed (CI installs texlive-latex-base)."""
+    import pytest
+
+    return pytest.mark.skipif(not _have_pdflatex(), reason="pdflatex is not installed (CI installs texlive-latex-base)")(test)
+
+
+def example(name):
+    """``(network, params, x, y)`` of a built-in example spec."""
+    from jacobian_bp.spec import load_spec
+
+    sp = load_spec(name)
+    x, y = sp.data()
+    return sp.network, sp.network.init_params(0), x, y

@@ -21,6 +21,7 @@ from jacobian_bp.errors import ShapeError, SpecError
 from jacobian_bp.layers import layer_class
 from jacobian_bp.layers.conv import Conv2d
 from jacobian_bp.operators import Kron, Sparse
+from conftest import fd_jacobian
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -47,16 +48,6 @@ def scipy_conv(x, K, stride=1, padding=0, dilation=1, mode="correlation"):
     return np.stack(out)
 
 
-def fd_jacobian(f, x, eps=1e-6):
-    """Central finite differences of a vector function of the array ``x`` (any shape), float64."""
-    x = np.asarray(x, dtype=np.float64)
-    cols = []
-    for t in range(x.size):
-        e = np.zeros(x.size)
-        e[t] = eps
-        e = e.reshape(x.shape)
-        cols.append((np.ravel(f(x + e)) - np.ravel(f(x - e))) / (2 * eps))
-    return np.stack(cols, axis=1)
 
 
 def make(cfg, mode="correlation", bias="tied", seed=0):

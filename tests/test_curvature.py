@@ -11,17 +11,17 @@ import jacobian_bp as jb
 from jacobian_bp.curvature import EmpiricalNTKOperator, GaussNewtonOperator, empirical_ntk, gauss_newton
 from jacobian_bp.operators import Product
 from jacobian_bp.spec import load_spec
-from conftest import make_data
+from conftest import make_data, dense_net as _dense_net
+
+
+def dense_net(*args, widths=(4,), **kwargs):
+    """The shared dense network, one hidden layer by default (curvature matrices stay small)."""
+    return _dense_net(*args, widths=widths, **kwargs)
+
 
 PRESETS = ["damadi", "ganev", "park", "mml", "pytorch"]
 
 
-def dense_net(preset="pytorch", act=jb.Tanh, last=jb.Softmax, loss="cross_entropy", widths=(4,), n_in=3, n_out=3):
-    layers = []
-    for w in widths:
-        layers += [jb.Dense(w), act()]
-    layers += [jb.Dense(n_out)] + ([last()] if last else [])
-    return jb.Network(layers, loss, n_in, preset)
 
 
 def cnn_net(preset="pytorch"):

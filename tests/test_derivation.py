@@ -15,19 +15,12 @@ from jacobian_bp.cli import main
 from jacobian_bp.derivation import LatexCompileError, PdflatexNotFoundError, compile_pdf, derivation_document
 from jacobian_bp.latex import format_number
 from jacobian_bp.notation import get_notation
-from jacobian_bp.spec import generate_data, load_spec
+from jacobian_bp.spec import generate_data
 
 from test_latex_escape import _normalize
-
-needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None,
-                                    reason="pdflatex is not installed (CI installs texlive-latex-base)")
+from conftest import needs_pdflatex, example
 
 
-def spec(name):
-    sp = load_spec(name)
-    net = sp.network
-    x, y = sp.data()
-    return net, net.init_params(0), x, y
 
 
 def pdf_text(pdf) -> str:
@@ -45,7 +38,7 @@ def write_and_compile(tmp_path, tex, name="doc"):
 @needs_pdflatex
 @pytest.mark.parametrize("name", ["damadi-1layer", "damadi-2layer", "damadi-3layer", "lenet-300-100", "small-cnn"])
 def test_examples_compile(tmp_path, name):
-    net, p, x, y = spec(name)
+    net, p, x, y = example(name)
     rep = jb.verify(net, x, y, p, use_torch=False)
     tex = derivation_document(net, p, x, y, report=rep)
     for section in ("The network", "Forward pass", "The Jacobians of each layer", "The chain for every parameter block",
@@ -125,7 +118,7 @@ def test_compile_errors_carry_the_log(tmp_path):
 
 
 def test_bad_arguments():
-    net, p, x, y = spec("damadi-1layer")
+    net, p, x, y = example("damadi-1layer")
     with pytest.raises(TypeError):
         derivation_document("not a network", p, x, y)
     with pytest.raises(TypeError):

@@ -7,7 +7,6 @@ pdflatex (every rendered string compiles)."""
 from __future__ import annotations
 
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -21,9 +20,7 @@ from jacobian_bp.latex import (Eye, HCat, Kron, NetworkLatex, Prod, Sym, VCat, f
                                jacobian_block_expr, jacobian_equation_latex, matrix_latex, product_latex, render,
                                verification_table_latex)
 from jacobian_bp.spec import generate_data, load_spec
-
-needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None,
-                                    reason="pdflatex is not installed (CI installs texlive-latex-base)")
+from conftest import needs_pdflatex
 
 
 # ------------------------------------------------------------------ oracles

@@ -14,9 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 from jacobian_bp.derivation import compile_pdf
 from jacobian_bp.latex_escape import escape_latex, escape_mathjax, escape_text
-
-needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None,
-                                    reason="pdflatex is not installed (CI installs texlive-latex-base)")
+from conftest import needs_pdflatex
 
 HOSTILE = [
     "}", "{", r"\input{/etc/passwd}", r"\end{document}", "100%", "$x^2$", "#1", "a_b", "x^y", "a & b", "~home",

@@ -4,7 +4,6 @@ forward pass and of the loss; pdflatex for the rendered sections."""
 from __future__ import annotations
 
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -13,19 +12,12 @@ import jacobian_bp as jb
 from jacobian_bp.derivation import compile_pdf
 from jacobian_bp.errors import SpecError
 from jacobian_bp.paper_equations import damadi_algorithm1, damadi_displayed_equations, ganev_prop31
-from jacobian_bp.spec import generate_data, load_spec
+from jacobian_bp.spec import generate_data
 
 from test_latex import fd_delta, fd_gradient, fd_jacobian_theta
-
-needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None,
-                                    reason="pdflatex is not installed (CI installs texlive-latex-base)")
+from conftest import needs_pdflatex, example
 
 
-def spec(name):
-    sp = load_spec(name)
-    net = sp.network
-    x, y = sp.data()
-    return net, net.init_params(0), x, y
 
 
 def truth(net, p, x, y):
@@ -43,7 +35,7 @@ def matches_any(value, candidates, tol=1e-6):
 
 @pytest.mark.parametrize("name", ["damadi-1layer", "damadi-2layer", "damadi-3layer"])
 def test_damadi_displayed_equations_are_correct_and_printed_ones_are_not(name):
-    net, p, x, y = spec(name)
+    net, p, x, y = example(name)
     J, g, cols = truth(net, p, x, y)
     candidates = [J, g[:, None]] + [J[:, cols[l]] for l in cols]
     eqs = damadi_displayed_equations(net, p, x, y)
@@ -61,7 +53,7 @@ def test_damadi_displayed_equations_are_correct_and_printed_ones_are_not(name):
 
 
 def test_damadi_one_layer_golden():
-    net, p, x, y = spec("damadi-1layer")
+    net, p, x, y = example("damadi-1layer")
     eqs = damadi_displayed_equations(net, p, x, y)
     assert r"= [\mathbf{I}_3 \otimes \mathbf{x}^\top \; \mathbf{I}_3] \in \mathbb{R}^{3\times 15}" in eqs[0].latex
     assert r"(\mathbf{W}_{\bullet 1})^\top\mathbf{x} + b_{1}" in eqs[0].latex
@@ -74,7 +66,7 @@ def test_damadi_one_layer_golden():
 
 @pytest.mark.parametrize("name", ["damadi-1layer", "damadi-2layer", "damadi-3layer"])
 def test_algorithm1_lines(name):
-    net, p, x, y = spec(name)
+    net, p, x, y = example(name)
     J, g, cols = truth(net, p, x, y)
     eqs = damadi_algorithm1(net, p, x, y)
     by = {e.source: e for e in eqs}
@@ -99,7 +91,7 @@ def test_algorithm1_lines(name):
 
 def test_algorithm1_same_width_layers_differ_by_value():
     # 4 -> 5 -> 5 -> 3: at l = 2 the printed (a^[2])^T has the width of (a^[1])^T; only the values tell
-    net, p, x, y = spec("damadi-3layer")
+    net, p, x, y = example("damadi-3layer")
     J, _, cols = truth(net, p, x, y)
     e = next(e for e in damadi_algorithm1(net, p, x, y) if "$l = 2$" in e.source)
     v = e.printed_expr.evaluate()
@@ -134,7 +126,7 @@ def test_ganev_prop31(conv, loss, acts):
 
 
 def test_non_dense_networks_are_refused():
-    net, p, x, y = spec("small-cnn")
+    net, p, x, y = example("small-cnn")
     for f in (damadi_displayed_equations, damadi_algorithm1, ganev_prop31):
         with pytest.raises(SpecError, match="dense"):
             f(net, p, x, y)
@@ -147,7 +139,7 @@ def test_non_dense_networks_are_refused():
 def test_paper_sections_compile(tmp_path):
     parts = []
     for name in ["damadi-1layer", "damadi-2layer", "damadi-3layer", "lenet-300-100"]:
-        net, p, x, y = spec(name)
+        net, p, x, y = example(name)
         bind = name != "lenet-300-100"  # LeNet: block level only, no values
         args = (net, p, x, y) if bind else (net,)
         for f in (damadi_displayed_equations, damadi_algorithm1, ganev_prop31):

@@ -4,13 +4,12 @@ import pytest
 import sympy
 
 import jacobian_bp as jb
+from conftest import fd_jacobian
 
 ELEMENTWISE = [jb.IdentityActivation(), jb.ReLU(), jb.LeakyReLU(0.2), jb.Sigmoid(), jb.Tanh(), jb.Arctan(),
                jb.Softplus(), jb.ELU(), jb.ELU(0.3)]
 
 
-def _fd_jac(fun, x, h=1e-6):
-    return np.stack([(fun(x + h * e) - fun(x - h * e)) / (2 * h) for e in np.eye(x.size)], axis=1)
 
 
 @pytest.mark.parametrize("act", ELEMENTWISE + [jb.Softmax(), jb.RadialSigmoid()], ids=lambda a: a.kind)
@@ -18,7 +17,7 @@ def test_activation_jacobian_vs_fd(act):
     act.build((6,), jb.get_convention("pytorch"))
     z = np.array([-2.0, -0.7, -0.1, 0.3, 1.1, 2.5])
     J = act.jac_input(z, act.forward(z[None], {})[0], {}).to_dense()
-    np.testing.assert_allclose(J, _fd_jac(lambda t: act.forward(t[None], {})[0], z), atol=1e-8)
+    np.testing.assert_allclose(J, fd_jacobian(lambda t: act.forward(t[None], {})[0], z), atol=1e-8)
     if act.kind == "softmax":
         s = act.forward(z[None], {})[0]
         np.testing.assert_allclose(J, np.diag(s) - np.outer(s, s), atol=1e-15)
@@ -59,7 +58,7 @@ def test_dense_jacobians_vs_fd_both_vec_orders():
 
         def z_of(w, order=order):
             return layer.forward(a[None], {"W": w.reshape(3, 4, order=order), "b": b})[0]
-        np.testing.assert_allclose(Jw, _fd_jac(z_of, W.ravel(order=order)), atol=1e-9)
+        np.testing.assert_allclose(Jw, fd_jacobian(z_of, W.ravel(order=order)), atol=1e-9)
     np.testing.assert_allclose(layer.jac_input(a, None, p).to_dense(), W)
     np.testing.assert_array_equal(layer.jac_params(a, None, p)["b"].to_dense(), np.eye(3))
 
@@ -82,12 +81,12 @@ def test_matched_delta_is_chain_of_loss_and_activation(loss, pair):
     yhat = pair.forward(z, {})
     chained = pair.vjp_input(z, yhat, loss.grad_yhat(y, yhat), {})
     np.testing.assert_allclose(loss.delta(y, z), chained, atol=1e-12)
-    fd = _fd_jac(lambda t: np.atleast_1d(loss.value(y, pair.forward(t[None], {}))), z[0])[0]
+    fd = fd_jacobian(lambda t: np.atleast_1d(loss.value(y, pair.forward(t[None], {}))), z[0])[0]
     np.testing.assert_allclose(loss.delta(y, z)[0], fd, atol=1e-8)
     np.testing.assert_allclose(loss.value_from_logits(y, z), loss.value(y, yhat), rtol=1e-13)
     # Hessian w.r.t. z (Gauss–Newton's H) against FD of the delta
     H = loss.hessian_z(y, z)[0]
-    np.testing.assert_allclose(H, _fd_jac(lambda t: loss.delta(y, t[None])[0], z[0]), atol=1e-7)
+    np.testing.assert_allclose(H, fd_jacobian(lambda t: loss.delta(y, t[None])[0], z[0]), atol=1e-7)
 
 
 def test_stable_losses_from_logits():

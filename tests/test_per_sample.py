@@ -9,17 +9,11 @@ import jacobian_bp as jb
 from jacobian_bp.per_sample import batch_jacobian, per_sample_gradients
 from jacobian_bp.spec import load_spec
 from jacobian_bp.torch_oracle import _act
-from conftest import make_data
+from conftest import make_data, dense_net
 
 PRESETS = ["damadi", "ganev", "park", "mml", "pytorch"]
 
 
-def dense_net(preset="pytorch", act=jb.Tanh, last=jb.Softmax, loss="cross_entropy", widths=(5, 4), n_in=3, n_out=3):
-    layers = []
-    for w in widths:
-        layers += [jb.Dense(w), act()]
-    layers += [jb.Dense(n_out)] + ([last()] if last else [])
-    return jb.Network(layers, loss, n_in, preset)
 
 
 def cnn_net(preset="pytorch"):

@@ -15,20 +15,11 @@ from jacobian_bp.layers import layer_class
 from jacobian_bp.layers.flatten import Flatten
 from jacobian_bp.layers.pooling import AvgPool2d, MaxPool2d
 from jacobian_bp.operators import Identity, Sparse
+from conftest import fd_jacobian
 
 POOLS = {"max": MaxPool2d, "avg": AvgPool2d}
 
 
-def fd_jacobian(f, x, eps=1e-6):
-    """Central finite differences of a vector function of the array ``x`` (float64)."""
-    x = np.asarray(x, dtype=np.float64)
-    cols = []
-    for t in range(x.size):
-        e = np.zeros(x.size)
-        e[t] = eps
-        e = e.reshape(x.shape)
-        cols.append((np.ravel(f(x + e)) - np.ravel(f(x - e))) / (2 * eps))
-    return np.stack(cols, axis=1)
 
 
 def torch_pool(kind, x, k, s, p, count_include_pad=True):
