@@ -10,6 +10,7 @@ from .conventions import PRESETS, Convention, commutation_matrix, get_convention
 from .errors import (DataError, JacobianBPError, MemoryBudgetError, ShapeError, SpaceMismatchError,
                      SpecError)
 from .guard import get_memory_budget, memory_budget, set_memory_budget
+from .parallel import get_num_threads, num_threads, set_num_threads
 from .jacobian import Jacobian, Space, hstack, vstack
 from .layers import (ELU, Arctan, Dense, GenericActivation, IdentityActivation, LeakyReLU, RadialSigmoid,
                      ReLU, Sigmoid, Softmax, Softplus, Tanh, layer_class)
@@ -29,7 +30,7 @@ __all__ = [
     "Network", "Gradient", "Dense", "IdentityActivation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Arctan",
     "Softplus", "ELU", "GenericActivation", "Softmax", "RadialSigmoid", "layer_class", "MSE", "BCE",
     "CrossEntropy", "make_loss", "verify", "VerificationReport", "set_memory_budget", "get_memory_budget",
-    "memory_budget", "JacobianBPError", "ShapeError", "SpaceMismatchError", "MemoryBudgetError", "SpecError",
+    "memory_budget", "get_num_threads", "set_num_threads", "num_threads", "JacobianBPError", "ShapeError", "SpaceMismatchError", "MemoryBudgetError", "SpecError",
     "DataError", "gauss_newton", "empirical_ntk", "per_sample_gradients", "claims", "convert", "curvature",
     "datasets", "derivation", "errata", "latex", "lazy", "per_sample", "reference", "spec", "symbolic", "toeplitz",
     "training",

@@ -187,21 +187,32 @@ class Jacobian:
         return "$" + jacobian_equation_latex(self) + "$"
 
 
-def hstack(jacobians: Sequence[Jacobian], name: str = "theta", latex: str = r"\boldsymbol{\theta}") -> Jacobian:
+def hstack(jacobians: Sequence[Jacobian], name: str = "theta", latex: str = r"\boldsymbol{\theta}",
+           space: Space | None = None) -> Jacobian:
     r"""Stack Jacobians of one output side by side: :math:`[\mathbf J_{\theta_1} z\ \cdots\ \mathbf J_{\theta_k} z]`.
 
-    This is Damadi Alg. 1 line 7.  All blocks must share the output space.
+    This is Damadi Alg. 1 line 7.  All blocks must share the output space.  ``space`` is
+    the concatenated input space when the caller already has it (its parts must be the
+    blocks' input spaces, in order); otherwise it is built from ``name`` and ``latex``.
     """
     jacobians = list(jacobians)
     if not jacobians:
         raise ShapeError("hstack: needs at least one Jacobian")
     out = jacobians[0].output
     for j in jacobians[1:]:
-        if j.output != out:
+        if j.output is not out and j.output != out:
             raise SpaceMismatchError(
                 f"hstack: blocks have different output spaces: {out.describe()} vs {j.output.describe()}"
             )
-    space = Space.concat([j.input for j in jacobians], name, latex)
+    if space is None:
+        space = Space.concat([j.input for j in jacobians], name, latex)
+    elif len(space.parts) != len(jacobians) or any(
+        p is not j.input and p != j.input for p, j in zip(space.parts, jacobians)
+    ):
+        raise SpaceMismatchError(
+            f"hstack: the space {space.describe()} does not concatenate the blocks' input spaces "
+            + ", ".join(j.input.describe() for j in jacobians)
+        )
     return Jacobian(HStack([j.op for j in jacobians]), out, space,
                     rf"\mathbf{{J}}_{{{latex}}} {out.latex}", blocks=jacobians)
 

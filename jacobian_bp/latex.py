@@ -43,6 +43,7 @@ from .errors import JacobianBPError, ShapeError
 from .latex_escape import escape_mathjax, escape_text
 from .notation import Notation, get_notation, sub
 from . import operators as ops
+from .chain import LeftChain
 
 __all__ = [
     "format_number", "matrix_latex", "operator_entries", "MatExpr", "Sym", "Eye", "Zeros", "Ones",
@@ -670,7 +671,7 @@ def _infer(op, out_name: str, in_name: str, nt: Notation, symbol: str) -> MatExp
             row = _row_values(op.A)
             if row is not None:
                 return Kron(Sym(a_lat, (row.shape[1], 1), value=row.T).T, Eye(op.B.n))
-    if isinstance(op, ops.Product) and len(op.factors) == 2 and isinstance(op.factors[0], ops.Dense) \
+    if isinstance(op, ops.Product) and len(op.factors) == 2 and isinstance(op.factors[0], (ops.Dense, LeftChain)) \
             and okind == "z" and ikind in ("vec W", "b") and il is not None and ol is not None and il < ol:
         P = op.factors[0]
         chain = Sym(nt.jac(nt.z(ol), nt.z(il)), P.shape, value=_dense_value(P), atomic=False)

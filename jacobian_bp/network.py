@@ -434,15 +434,22 @@ class Network:
         return Xb, Yb, single
 
     # ------------------------------------------------------------------ forward
-    def _forward(self, Xb: np.ndarray, canon: dict) -> Cache:
+    def _forward(self, Xb: np.ndarray, canon: dict, need_output: bool = True) -> Cache:
+        """Forward pass over a batch-first array.  With ``need_output=False`` the post layers of
+        the last stage are skipped and ``a[L]`` is None (J_θ z[L] and J_x z[L] never read it)."""
         z: list = [None]
         a: list = [Xb]
         post: list = [[]]
         cur = Xb
+        last = self.stages[-1]
         for st in self.stages:
             cur = st.layer.forward(cur, self._stage_params(canon, st.index))
             z.append(cur)
             ins = []
+            if st is last and not need_output:
+                post.append(ins)
+                a.append(None)
+                break
             for layer in st.post:
                 ins.append(cur)
                 cur = layer.forward(cur, {})
@@ -475,7 +482,7 @@ class Network:
         return float(np.sum(self._per_sample_loss(cache, Yb)) * self._reduce_factor(Xb.shape[0]))
 
     def post_steps(self, cache: Cache, l: int) -> list[tuple[Layer, np.ndarray, np.ndarray]]:
-        """The parameter-free layers of stage ``l`` as ``(layer, input, output)`` from a[l] back to z[l]
+        r"""The parameter-free layers of stage ``l`` as ``(layer, input, output)`` from a[l] back to z[l]
         (reverse order): the factors of :math:`\mathbf J_{\mathbf z^{[l]}}\mathbf a^{[l]}` read right to left."""
         ins = cache.post[l]
         outs = ins[1:] + [cache.a[l]]
@@ -529,9 +536,26 @@ class Network:
             P[l - 1] = cur
         return P
 
-    def _param_blocks(self, cache: Cache, canon: dict, i: int, P: list, symbolic: bool = False) -> dict[str, Jacobian]:
-        """Per-parameter Jacobian blocks J_{θ_p} z[L] of sample ``i`` (structured products)."""
+    def _left_chains(self, cache: Cache, i: int, canon: dict, symbolic: bool, P: list | None = None) -> list:
+        """The left factors P[l] = J_{z[l]} z[L] of sample ``i`` as :class:`~jacobian_bp.chain.LeftChain`
+        links (P[L] = identity is ``None``); nothing is multiplied until a block needs it, unless the
+        batched products ``P`` of :meth:`_left_products` are given."""
+        from .chain import LeftChain
+
+        chains: list = [None] * (self.L + 1)
+        s = slice(i, i + 1)
+        for l in range(self.L - 1, 0, -1):
+            nxt = self.stages[l]  # stage l + 1: J_{a[l]} z[l+1], then J_{z[l]} a[l] back through stage l's activations
+            steps = [(nxt.layer, cache.a[l][s], cache.z[l + 1][s], self._stage_params(canon, l + 1))]
+            steps += [(layer, A[s], O[s], {}) for layer, A, O in self.post_steps(cache, l)]
+            chains[l] = LeftChain(chains[l + 1], steps, self.n_out, symbolic, None if P is None else P[l][i])
+        return chains
+
+    def _param_blocks(self, cache: Cache, canon: dict, i: int, symbolic: bool = False,
+                      P: list | None = None) -> dict[str, Jacobian]:
+        """Per-parameter Jacobian blocks J_{θ_p} z[L] = P_l J_{θ_p} z[l] of sample ``i`` (structured products)."""
         zL = self._zL_space
+        chains = self._left_chains(cache, i, canon, symbolic, P)
         blocks: dict[str, Jacobian] = {}
         for st in self.stages:
             l = st.index
@@ -546,12 +570,15 @@ class Network:
                 for k, op in st.layer.jac_params(a_prev, z_l, params, order).items():
                     if k in wanted:
                         local_ops[k] = op
-            Pl = P[l][i]
+            Pl = chains[l]
             for e in stage_entries:
                 op = local_ops[e.local]
-                full = op if l == self.L else Product([DenseOp(Pl), op])
+                full = op if Pl is None else Product([Pl, op])
                 blocks[e.name] = Jacobian(full, zL, e.space)
         return blocks
+
+    def _is_symbolic(self, Xb: np.ndarray, canon: dict) -> bool:
+        return Xb.dtype == object or any(np.asarray(v).dtype == object for v in canon.values())
 
     def jacobian_theta(self, x, params) -> Jacobian:
         r""":math:`\mathbf J_\theta\mathbf z^{[L]}` of one sample, ``n_L × |θ|``, blocks in θ order (Alg. 1 line 7).
@@ -564,10 +591,9 @@ class Network:
         if not single:
             raise ShapeError(f"jacobian_theta: expected one sample of shape {self.input_shape}, received a batch {np.shape(x)}; use batch_jacobian_theta")
         canon = self.canonical_params(params)
-        cache = self._forward(Xb, canon)
-        P = self._left_products(cache, canon)
-        blocks = self._param_blocks(cache, canon, 0, P)
-        return hstack([blocks[e.name] for e in self.entries])
+        cache = self._forward(Xb, canon, need_output=False)
+        blocks = self._param_blocks(cache, canon, 0, self._is_symbolic(Xb, canon))
+        return hstack([blocks[e.name] for e in self.entries], space=self.theta_space)
 
     def layer_jacobian(self, x, params, l: int) -> Jacobian:
         r"""Damadi's :math:`\mathbf J_{\mathbf W^{[l]},\mathbf b^{[l]}}\mathbf z^{[L]}` (all parameters of stage ``l``)."""
@@ -630,12 +656,14 @@ class Network:
         r""":math:`\mathbf J_\theta \mathbf Z^{[L]}` of a batch: per-sample Jacobians stacked (sample-major rows)."""
         Xb, _, _ = self.as_batch(X)
         canon = self.canonical_params(params)
-        cache = self._forward(Xb, canon)
-        P = self._left_products(cache, canon)
+        cache = self._forward(Xb, canon, need_output=False)
+        symbolic = self._is_symbolic(Xb, canon)
+        # the left products of all samples at once (batched BLAS), handed to each sample's chain
+        P = self._left_products(cache, canon) if Xb.shape[0] > 1 else None
         rows = []
         for i in range(Xb.shape[0]):
-            blocks = self._param_blocks(cache, canon, i, P)
-            rows.append(hstack([blocks[e.name] for e in self.entries]))
+            blocks = self._param_blocks(cache, canon, i, symbolic, P)
+            rows.append(hstack([blocks[e.name] for e in self.entries], space=self.theta_space))
         rows = [Jacobian(r.op, Space(f"z[{self.L}]_{i + 1}", r.output.shape, rf"\mathbf{{z}}^{{[{self.L}]}}_{{{i + 1}}}"), r.input, blocks=r.blocks)
                 for i, r in enumerate(rows)]
         return vstack(rows, name=f"Z[{self.L}]", latex=rf"\mathbf{{Z}}^{{[{self.L}]}}")
@@ -696,10 +724,9 @@ class Network:
                 for k, v in st.layer.vjp_params(cache.a[l - 1], cache.z[l], Gl, self._stage_params(canon, l)).items():
                     canon_grad[f"{k}{l}"] = np.asarray(v).reshape(st.layer.param_shapes()[k])
         elif method == "chain":
-            P = self._left_products(cache, canon)
             total = {e.name: 0.0 for e in self.entries}
             for i in range(Xb.shape[0]):
-                blocks = self._param_blocks(cache, canon, i, P)
+                blocks = self._param_blocks(cache, canon, i, True)
                 for e in self.entries:
                     total[e.name] = total[e.name] + blocks[e.name].rmatvec(D[i])
             canon_grad = {e.name: np.asarray(total[e.name]).reshape(e.canonical_shape, order=e.order) for e in self.entries}

@@ -23,7 +23,7 @@ both); products and materialization to SymPy are exact in the latter case.
 """
 from __future__ import annotations
 
-from functools import reduce
+from functools import partial, reduce
 from itertools import accumulate
 from typing import Sequence
 
@@ -33,6 +33,8 @@ import sympy
 
 from .errors import ShapeError
 from .guard import check_bytes
+from .kernels import outer_into
+from .parallel import run_tasks
 
 __all__ = [
     "Operator", "Identity", "Zero", "Diagonal", "Dense", "Sparse", "Kron", "HStack",
@@ -119,7 +121,9 @@ class Operator:
         if self.symbolic:
             return self._dense()
         out = np.empty(self.shape)
-        self._dense_into(out)
+        # every block of the result is one or more independent writes into ``out``; large
+        # materializations run them on several threads (see jacobian_bp.parallel)
+        run_tasks(self._dense_tasks(out))
         return out
 
     def to_sparse(self) -> sp.csr_array:
@@ -140,6 +144,15 @@ class Operator:
     def _left_matmat_into(self, M: np.ndarray, out: np.ndarray) -> None:
         """Write ``M @ self`` into ``out``."""
         out[...] = self.left_matmat(M)
+
+    def _dense_tasks(self, out: np.ndarray) -> list:
+        """The writes that fill ``out`` with the dense matrix, as ``(entries, callable)`` pairs that
+        touch disjoint parts of ``out`` (run by :func:`jacobian_bp.parallel.run_tasks`)."""
+        return [(out.size, partial(self._dense_into, out))]
+
+    def _left_matmat_tasks(self, M: np.ndarray, out: np.ndarray) -> list:
+        """Like :meth:`_dense_tasks` for ``M @ self``."""
+        return [(out.size, partial(self._left_matmat_into, M, out))]
 
     def _sparse(self):
         return sp.csr_array(self._dense())
@@ -449,17 +462,44 @@ class Kron(Operator):
         T = self.A.left_matmat(T).reshape(m, s, q).transpose(0, 2, 1)
         return T.reshape(m, q * s)
 
-    def _left_matmat_into(self, M, out):
+    def _outer_parts(self, M, out):
+        """For ``M (I (x) b^T) = M (x) b^T`` (the largest write of Alg. 1, e.g. P_1 (x) x^T): the 3-D
+        view of ``out``, the row ``b`` and the parts (row of M, slice of its columns), each one
+        contiguous slab of the result; None when the fast path does not apply."""
         p, q = self.A.shape
         r, s = self.B.shape
+        M = np.asarray(M)
+        if not (isinstance(self.A, Identity) and r == 1 and not self.symbolic and M.ndim == 2
+                and M.shape[1] == p and M.dtype != object):
+            return None
         m = M.shape[0]
-        if isinstance(self.A, Identity) and r == 1 and not self.symbolic and M.ndim == 2 and M.shape[1] == p:
-            out3 = out.reshape(m, q, s)
-            if np.shares_memory(out3, out):
-                b = self.B._dense()[0]
-                np.multiply(M[:, :, None], b[None, None, :], out=out3)
-                return
-        out[...] = self.left_matmat(M)
+        out3 = out.reshape(m, q, s)
+        if not np.shares_memory(out3, out):
+            return None
+        b = np.ascontiguousarray(self.B._dense()[0], dtype=float)
+        Mf = np.asarray(M, dtype=float)
+        if m >= 2:
+            parts = [(i, slice(None)) for i in range(m)]
+        else:
+            step = max(1, -(-q // 16))
+            parts = [(0, slice(j, min(j + step, q))) for j in range(0, q, step)]
+        return out3, b, Mf, parts
+
+    def _left_matmat_into(self, M, out):
+        fast = self._outer_parts(M, out)
+        if fast is None:
+            out[...] = self.left_matmat(M)
+            return
+        out3, b, Mf, parts = fast
+        for i, c in parts:
+            outer_into(out3[i, c], Mf[i, c], b)
+
+    def _left_matmat_tasks(self, M, out):
+        fast = self._outer_parts(M, out)
+        if fast is None:
+            return super()._left_matmat_tasks(M, out)
+        out3, b, Mf, parts = fast
+        return [(out3[i, c].size, partial(outer_into, out3[i, c], Mf[i, c], b)) for i, c in parts]
 
     def _dense_into(self, out):
         if isinstance(self.A, Identity) and self.B.shape[0] == 1 and not self.symbolic:
@@ -548,6 +588,10 @@ class HStack(_Stack):
         for b, o0, o1 in zip(self.blocks, self.offsets[:-1], self.offsets[1:]):
             b._dense_into(out[:, o0:o1])
 
+    def _dense_tasks(self, out):
+        return [t for b, o0, o1 in zip(self.blocks, self.offsets[:-1], self.offsets[1:])
+                for t in b._dense_tasks(out[:, o0:o1])]
+
     def _sparse(self):
         return sp.hstack([b._sparse() for b in self.blocks], format="csr")
 
@@ -598,6 +642,10 @@ class VStack(_Stack):
     def _dense_into(self, out):
         for b, o0, o1 in zip(self.blocks, self.offsets[:-1], self.offsets[1:]):
             b._dense_into(out[o0:o1, :])
+
+    def _dense_tasks(self, out):
+        return [t for b, o0, o1 in zip(self.blocks, self.offsets[:-1], self.offsets[1:])
+                for t in b._dense_tasks(out[o0:o1, :])]
 
     def _sparse(self):
         return sp.vstack([b._sparse() for b in self.blocks], format="csr")
@@ -699,15 +747,26 @@ class Product(Operator):
             M = f.left_matmat(M)
         return M
 
+    def _left_factor(self):
+        """The product of all factors but the last, dense (the left-to-right order of Alg. 1)."""
+        first, mid = self.factors[0], self.factors[1:-1]
+        M = first.M if isinstance(first, Dense) and not first.symbolic else first._dense()
+        for f in mid:
+            M = f.left_matmat(M)
+        return M
+
     def _dense_into(self, out):
         if len(self.factors) == 1:
             self.factors[0]._dense_into(out)
             return
-        first, mid, last = self.factors[0], self.factors[1:-1], self.factors[-1]
-        M = first.M if isinstance(first, Dense) and not first.symbolic else first._dense()
-        for f in mid:
-            M = f.left_matmat(M)
-        last._left_matmat_into(M, out)
+        self.factors[-1]._left_matmat_into(self._left_factor(), out)
+
+    def _dense_tasks(self, out):
+        if len(self.factors) == 1:
+            return self.factors[0]._dense_tasks(out)
+        # the small left product is formed now; the large write of its product with the last
+        # factor is what the tasks do
+        return self.factors[-1]._left_matmat_tasks(self._left_factor(), out)
 
     def _sparse(self):
         from .guard import check_bytes as _check

@@ -79,7 +79,9 @@ class Dense(Layer):
         return p
 
     def forward(self, A, params):
-        Z = A @ params["W"].T
+        W = params["W"]
+        # one sample: a matrix-vector product (BLAS gemv) is faster than a 1-row gemm
+        Z = (W @ A[0])[None] if A.shape[0] == 1 and A.ndim == 2 else A @ W.T
         if self.bias:
             Z = Z + params["b"]
         return Z
