@@ -21,7 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["outer_into", "blas_single_threaded", "GER_MIN_SIZE"]
+__all__ = ["outer_into", "blas_single_threaded", "blas_threads_controllable", "GER_MIN_SIZE"]
 
 GER_MIN_SIZE = 16384
 """Slabs with fewer entries than this are written by NumPy (the BLAS call overhead dominates)."""
@@ -48,14 +48,34 @@ def outer_into(out: np.ndarray, p: np.ndarray, a: np.ndarray) -> None:
     if out.shape != (p.shape[0], a.shape[0]):
         raise ValueError(f"outer_into: expected out of shape {(p.shape[0], a.shape[0])}, received {out.shape}")
     if out.size >= GER_MIN_SIZE and out.flags.c_contiguous and out.dtype == np.float64 \
-            and p.dtype == np.float64 and a.dtype == np.float64:
+            and p.dtype == np.float64 and a.dtype == np.float64 and blas_threads_controllable():
         slab = out.T  # Fortran-ordered (len(a) × len(p)): dger updates it in place
         slab.fill(0.0)
         res = _get_ger()(1.0, a, p, a=slab, overwrite_a=True)
-        if not np.shares_memory(res, slab):  # pragma: no cover - a BLAS wrapper that copied
+        if res is not slab and not np.shares_memory(res, slab):  # pragma: no cover - a wrapper that copied
             slab[...] = res
         return
     np.multiply(p[:, None], a[None, :], out=out)
+
+
+_controllable: bool | None = None
+
+
+def blas_threads_controllable() -> bool:
+    """Whether ``threadpoolctl`` is installed, so that BLAS can be kept off our threads' cores.
+
+    Without it the outer-product kernel stays in NumPy: a multi-threaded BLAS call made from
+    each of several threads would oversubscribe the cores.
+    """
+    global _controllable
+    if _controllable is None:
+        try:
+            import threadpoolctl  # noqa: F401
+        except ImportError:
+            _controllable = False
+        else:
+            _controllable = True
+    return _controllable
 
 
 @contextlib.contextmanager

@@ -40,6 +40,10 @@ The products are formed from the left (reverse mode): :math:`\mathbf P_L = \math
 :math:`\mathbf P_{k-1} = \mathbf P_k\,\mathbf J_{\mathbf a^{[k-1]}}\mathbf z^{[k]}\,\mathbf J_{\mathbf z^{[k-1]}}\mathbf a^{[k-1]}`,
 each an ``n_L × n_{k-1}`` matrix, and the block is kept as the structured product
 :math:`\mathbf P_l(\mathbf I\otimes\mathbf a^\top) = \mathbf P_l\otimes\mathbf a^\top`.
+In :meth:`Network.jacobian_theta` each :math:`\mathbf P_l` is a
+:class:`~jacobian_bp.chain.LeftChain`: the chain of layer Jacobians itself, shared by the
+blocks of stage :math:`l` and linked to :math:`\mathbf P_{l+1}`, multiplied out once, the
+first time a block is materialized or applied.
 """
 from __future__ import annotations
 

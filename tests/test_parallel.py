@@ -49,6 +49,19 @@ def test_outer_into_equals_the_broadcast_product_bitwise(rows, cols):
     assert np.array_equal(out, p[:, None] * a[None, :])
 
 
+def test_outer_into_without_threadpoolctl_stays_in_numpy(monkeypatch):
+    from jacobian_bp import kernels
+
+    calls = []
+    monkeypatch.setattr(kernels, "_controllable", False)
+    monkeypatch.setattr(kernels, "_ger", lambda *a, **k: calls.append(1))
+    rng = np.random.default_rng(2)
+    p, a = rng.standard_normal(30), rng.standard_normal(784)
+    out = np.empty((30, 784))
+    outer_into(out, p, a)
+    assert calls == [] and np.array_equal(out, p[:, None] * a)
+
+
 def test_outer_into_on_a_strided_view_and_bad_shape():
     rng = np.random.default_rng(1)
     p, a = rng.standard_normal(40), rng.standard_normal(600)
