@@ -11,7 +11,7 @@ import pytest
 
 import jacobian_bp as jb
 from jacobian_bp import operators as ops
-from jacobian_bp.kernels import GER_MIN_SIZE, outer_into
+from jacobian_bp.kernels import KERNEL_MIN_SIZE as GER_MIN_SIZE, outer_into
 from jacobian_bp.parallel import MIN_PARALLEL_BYTES, parallel_for, run_tasks
 
 from conftest import example
@@ -49,10 +49,39 @@ def test_outer_into_equals_the_broadcast_product_bitwise(rows, cols):
     assert np.array_equal(out, p[:, None] * a[None, :])
 
 
+@pytest.mark.parametrize("kernel", ["jit", "ger", "numpy"])
+def test_every_outer_product_kernel_writes_the_same_bits(monkeypatch, kernel):
+    from jacobian_bp import kernels
+
+    if kernel == "jit":
+        pytest.importorskip("numba")
+        monkeypatch.setattr(kernels, "_jit_outer", None)
+        assert kernels.jit_kernel_available()
+    else:
+        monkeypatch.setattr(kernels, "_jit_outer", False)
+        monkeypatch.setattr(kernels, "_controllable", kernel == "ger")
+        if kernel == "ger":
+            pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(7)
+    p, a = rng.standard_normal(300), rng.standard_normal(784)
+    big = np.full((2, 300, 784), np.nan)
+    outer_into(big[1], p, a)
+    assert np.array_equal(big[1], p[:, None] * a[None, :]) and np.all(np.isnan(big[0]))
+
+
+def test_jit_kernel_can_be_switched_off(monkeypatch):
+    from jacobian_bp import kernels
+
+    monkeypatch.setattr(kernels, "_jit_outer", None)
+    monkeypatch.setenv("JACOBIAN_BP_JIT", "0")
+    assert not kernels.jit_kernel_available()
+
+
 def test_outer_into_without_threadpoolctl_stays_in_numpy(monkeypatch):
     from jacobian_bp import kernels
 
     calls = []
+    monkeypatch.setattr(kernels, "_jit_outer", False)
     monkeypatch.setattr(kernels, "_controllable", False)
     monkeypatch.setattr(kernels, "_ger", lambda *a, **k: calls.append(1))
     rng = np.random.default_rng(2)
