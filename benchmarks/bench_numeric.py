@@ -75,7 +75,7 @@ def closed_form_backprop(canon, X, Y):
     return {**{f"W{l + 1}": g for l, g in enumerate(gW)}, **{f"b{l + 1}": g for l, g in enumerate(gb)}}
 
 
-def interleaved(fns: dict, repeats: int, rounds: int = 8) -> dict:
+def interleaved(fns: dict, repeats: int, rounds: int = 8, cleanup=None) -> dict:
     """Best and median wall time of each callable, timed in ``rounds`` interleaved rounds.
 
     Each callable is first warmed up for 0.1 s; then every round runs each callable
@@ -88,6 +88,8 @@ def interleaved(fns: dict, repeats: int, rounds: int = 8) -> dict:
         fn()
         while time.perf_counter() < t_end:
             fn()
+        if cleanup is not None:
+            cleanup()
     per_round = max(1, math.ceil(repeats / rounds))
     samples: dict = {k: [] for k in fns}
     for _ in range(rounds if repeats >= rounds else repeats):
@@ -97,6 +99,8 @@ def interleaved(fns: dict, repeats: int, rounds: int = 8) -> dict:
                 t0 = time.perf_counter()
                 fn()
                 samples[name].append(time.perf_counter() - t0)
+                if cleanup is not None:
+                    cleanup()  # drop the result before the next call (not timed, the same for all)
     return {k: (min(v), float(np.median(v))) for k, v in samples.items()}
 
 
@@ -197,7 +201,7 @@ def main() -> None:
     for group in ("N=1", "N=64"):
         members = {k: v for k, v in contenders.items() if k.endswith(group) or (group == "N=1" and "N=1," in k)}
         reps = args.repeats if group == "N=1" else max(3, args.repeats // 6)
-        results.update(interleaved(members, reps))
+        results.update(interleaved(members, reps, cleanup=lambda: [ns.pop(k, None) for k in ("M", "J")]))
     print(f"\n{'J_θ z[L]':<26} {'best ms':>10} {'median ms':>10} {'peak MB':>10}")
     for name, (best, med) in results.items():
         mem = float("nan")
