@@ -230,7 +230,7 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
     # ------------------------------------------------------------------ 2. forward pass
     out.append(r"\section{Forward pass}")
     out.append(("One sample" if N == 1 else rf"Sample 1 of the batch of $N = {N}$")
-               + rf" (the Jacobians below are those of this sample):" + r"\[" + _vec_row(nt, nt.x, x0, precision, max_cols) + r"\]")
+               + r" (the Jacobians below are those of this sample):" + r"\[" + _vec_row(nt, nt.x, x0, precision, max_cols) + r"\]")
     lines = []
     for st in network.stages:
         l = st.index

@@ -59,7 +59,7 @@ from .errors import DataError, ShapeError, SpecError
 from .jacobian import Jacobian, Space, block_diag, hstack, vstack
 from .layers.base import Layer
 from .losses import Loss, make_loss
-from .operators import Dense as DenseOp, HStack, Identity, Product
+from .operators import Dense as DenseOp, Identity, Product
 
 __all__ = ["Network", "Stage", "ParamEntry", "Cache", "Gradient"]
 
@@ -605,7 +605,6 @@ class Network:
             raise ValueError(f"layer_jacobian: l must be in 1..{self.L}, received {l}")
         J = self.jacobian_theta(x, params)
         bl = [b for b in J.blocks if any(e.stage == l and e.space == b.input for e in self.entries)]
-        names = ",".join(b.input.name for b in bl)
         return hstack(bl, name=f"theta[{l}]", latex=",".join(b.input.latex for b in bl)) if bl else None
 
     def jacobian_input(self, x, params) -> Jacobian:

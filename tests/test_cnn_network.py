@@ -8,7 +8,6 @@ import pytest
 import jacobian_bp as jb
 from jacobian_bp.cli import main
 from jacobian_bp.spec import generate_data, load_spec
-from conftest import rel_err
 
 CONVS = [
     dict(out_channels=2, kernel_size=3),

@@ -1,5 +1,4 @@
 """Hypothesis: random architectures (depth 1–4, widths 1–8), conventions, losses and batch sizes."""
-import numpy as np
 from hypothesis import given, settings, strategies as st
 
 import jacobian_bp as jb

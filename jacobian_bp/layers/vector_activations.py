@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import sympy
-from scipy.special import expit, softmax as _softmax
+from scipy.special import expit
 
 from ..errors import DataError
 from ..operators import Dense as DenseOp
