@@ -144,6 +144,10 @@ class LeftChain(Operator):
     def _dense_into(self, out: np.ndarray) -> None:
         out[...] = self._dense()
 
+    def _dense_tasks(self, out: np.ndarray) -> list:
+        self._dense()  # formed now, copied by the task
+        return [(out.size, lambda: self._dense_into(out), False)]
+
     def _sympy(self) -> sympy.Matrix:
         return self._as_dense()._sympy()
 

@@ -33,7 +33,7 @@ import sympy
 
 from .errors import ShapeError
 from .guard import check_bytes
-from .kernels import outer_into
+from .kernels import KERNEL_MIN_SIZE, jit_kernel_available, outer_into
 from .parallel import run_tasks
 
 __all__ = [
@@ -148,11 +148,12 @@ class Operator:
     def _dense_tasks(self, out: np.ndarray) -> list:
         """The writes that fill ``out`` with the dense matrix, as ``(entries, callable)`` pairs that
         touch disjoint parts of ``out`` (run by :func:`jacobian_bp.parallel.run_tasks`)."""
-        return [(out.size, partial(self._dense_into, out))]
+        return [(out.size, partial(self._dense_into, out), True)]
 
     def _left_matmat_tasks(self, M: np.ndarray, out: np.ndarray) -> list:
-        """Like :meth:`_dense_tasks` for ``M @ self``."""
-        return [(out.size, partial(self._left_matmat_into, M, out))]
+        """Like :meth:`_dense_tasks` for ``M @ self``.  The third field of a task says whether it
+        may call BLAS (then BLAS is kept single-threaded while our threads run)."""
+        return [(out.size, partial(self._left_matmat_into, M, out), True)]
 
     def _sparse(self):
         return sp.csr_array(self._dense())
@@ -230,6 +231,12 @@ class Identity(Operator):
 
     def _sparse(self):
         return sp.eye_array(self.n, format="csr")
+
+    def _dense_tasks(self, out):
+        return [(out.size, partial(self._dense_into, out), False)]
+
+    def _left_matmat_tasks(self, M, out):
+        return [(out.size, partial(self._left_matmat_into, M, out), False)]
 
     def _sympy(self):
         return sympy.eye(self.n)
@@ -499,7 +506,15 @@ class Kron(Operator):
         if fast is None:
             return super()._left_matmat_tasks(M, out)
         out3, b, Mf, parts = fast
-        return [(out3[i, c].size, partial(outer_into, out3[i, c], Mf[i, c], b)) for i, c in parts]
+        # large slabs go to the compiled kernel (no BLAS) or to dger (BLAS); small ones to NumPy
+        large = any(out3[i, c].size >= KERNEL_MIN_SIZE for i, c in parts)
+        blas = large and not jit_kernel_available()
+        return [(out3[i, c].size, partial(outer_into, out3[i, c], Mf[i, c], b), blas) for i, c in parts]
+
+    def _dense_tasks(self, out):
+        if isinstance(self.A, Identity) and self.B.shape[0] == 1 and not self.symbolic:
+            return [(out.size, partial(self._dense_into, out), False)]  # copies only
+        return super()._dense_tasks(out)
 
     def _dense_into(self, out):
         if isinstance(self.A, Identity) and self.B.shape[0] == 1 and not self.symbolic:

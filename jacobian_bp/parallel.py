@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import queue
 from typing import Callable, Iterator, Sequence, TypeVar
 
 __all__ = ["get_num_threads", "set_num_threads", "num_threads", "parallel_for", "run_tasks", "MIN_PARALLEL_BYTES"]
@@ -35,7 +35,8 @@ MIN_PARALLEL_BYTES = 2 * 1024**2
 _MAX_DEFAULT = 8
 _state = threading.local()
 _lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
+_region_lock = threading.Lock()  # one parallel region at a time uses the workers
+_pool: "_Workers | None" = None
 _pool_size = 0
 _num_threads: int | None = None
 
@@ -84,14 +85,33 @@ def num_threads(n: int) -> Iterator[None]:
         set_num_threads(old)
 
 
-def _get_pool(workers: int) -> ThreadPoolExecutor:
+class _Workers:
+    """Persistent daemon threads fed through queues: a hand-off costs one queue put and one get
+    (about half the latency of ``concurrent.futures``, which matters for millisecond writes)."""
+
+    def __init__(self, n: int):
+        self.inbox = [queue.SimpleQueue() for _ in range(n)]
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        for k in range(n):
+            threading.Thread(target=self._loop, args=(k,), name=f"jacobian_bp-{k}", daemon=True).start()
+
+    def _loop(self, k: int) -> None:
+        inbox = self.inbox[k]
+        while True:
+            fn, arg = inbox.get()
+            try:
+                fn(arg)
+                self.outbox.put(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                self.outbox.put(exc)
+
+
+def _get_workers(n: int) -> _Workers:
     global _pool, _pool_size
     with _lock:
-        if _pool is None or _pool_size < workers:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="jacobian_bp")
-            _pool_size = workers
+        if _pool is None or _pool_size < n:
+            _pool = _Workers(n)  # a smaller earlier set stays idle (daemon threads)
+            _pool_size = n
         return _pool
 
 
@@ -106,7 +126,7 @@ def _run_serial(fn: Callable[[T], None], items: Sequence[T]) -> None:
 
 
 def parallel_for(fn: Callable[[T], None], items: Sequence[T], nbytes: int,
-                 bounds: Sequence[int] | None = None) -> None:
+                 bounds: Sequence[int] | None = None, blas: bool = True) -> None:
     """Call ``fn(item)`` for every item, split into contiguous chunks over the thread pool.
 
     Parameters
@@ -120,6 +140,8 @@ def parallel_for(fn: Callable[[T], None], items: Sequence[T], nbytes: int,
     bounds : sequence of int, optional
         The number of items in each chunk (one chunk per thread); by default the items are
         split into chunks of equal count.
+    blas : bool
+        Whether ``fn`` may call BLAS; if so, BLAS is kept single-threaded meanwhile.
 
     The calling thread takes the first chunk itself; an exception in any chunk is raised
     here after every chunk has finished.
@@ -145,40 +167,46 @@ def parallel_for(fn: Callable[[T], None], items: Sequence[T], nbytes: int,
         return
     from .kernels import blas_single_threaded
 
-    pool = _get_pool(n - 1)
+    workers = _get_workers(n - 1)
     # BLAS calls inside the chunks run single-threaded: our threads already use the cores
-    with blas_single_threaded():
-        futures = [pool.submit(_run_serial, fn, c) for c in chunks[1:]]
-        try:
-            _run_serial(fn, chunks[0])
-        finally:
-            errors = []
-            for f in futures:
-                try:
-                    f.result()
-                except BaseException as exc:  # noqa: BLE001 - re-raised below
-                    errors.append(exc)
+    with blas_single_threaded() if blas else contextlib.nullcontext():
+        with _region_lock:
+            for k, c in enumerate(chunks[1:]):
+                workers.inbox[k].put((lambda chunk: _run_serial(fn, chunk), c))
+            try:
+                _run_serial(fn, chunks[0])
+            finally:
+                errors = [workers.outbox.get() for _ in chunks[1:]]
+    errors = [e for e in errors if e is not None]
     if errors:
         raise errors[0]
 
 
-def run_tasks(tasks: Sequence[tuple[int, Callable[[], None]]]) -> None:
-    """Run independent write tasks ``(entries, fn)``, split over the threads by their entry counts.
+def run_tasks(tasks: Sequence[tuple]) -> None:
+    """Run independent write tasks ``(entries, fn)`` or ``(entries, fn, uses_blas)``, split over the
+    threads by their entry counts.
 
     The tasks are cut into contiguous runs of about equal total size (neighbouring tasks
-    write neighbouring memory), one run per thread; small totals run serially.
+    write neighbouring memory), one run per thread; small totals run serially.  A task
+    without the third field is assumed to call BLAS.
     """
-    tasks = list(tasks)
-    total = sum(int(c) for c, _ in tasks)
+    tasks = [t if len(t) == 3 else (t[0], t[1], True) for t in tasks]
+    total = sum(int(t[0]) for t in tasks)
     n = min(get_num_threads(), len(tasks))
     if n <= 1 or total * 8 < MIN_PARALLEL_BYTES:
-        _run_serial(lambda t: t[1](), tasks)
+        _run_serial(_call_task, tasks)
         return
     runs: list[list] = [[] for _ in range(n)]
     done, k = 0, 0
-    for c, fn in tasks:
+    for t in tasks:
+        c = t[0]
         # the task goes to the run whose share of the total its midpoint falls in
         k = max(k, min(n - 1, int((done + c / 2) * n // total)))
-        runs[k].append((c, fn))
+        runs[k].append(t)
         done += c
-    parallel_for(lambda t: t[1](), [t for run in runs for t in run], total * 8, bounds=[len(r) for r in runs])
+    parallel_for(_call_task, [t for run in runs for t in run], total * 8, bounds=[len(r) for r in runs],
+                 blas=any(t[2] for t in tasks))
+
+
+def _call_task(task) -> None:
+    task[1]()
