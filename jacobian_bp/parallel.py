@@ -1,16 +1,18 @@
 r"""Thread-parallel writes for large materializations.
 
-Materializing :math:`\mathbf J_\theta\mathbf z^{[L]}` is a bandwidth-bound write: for
-LeNet-300-100 the block :math:`\mathbf P_1(\mathbf I_{300}\otimes\mathbf x^\top)` alone is
-an 18.8 MB outer product per sample.  One core cannot saturate the memory bus, and
-NumPy releases the GIL inside its loops, so splitting such writes over a few threads
-that each fill disjoint rows of the preallocated result is close to a linear speed-up
-(measured in ``benchmarks/bench_numeric.py``).
+Materializing :math:`\mathbf J_\theta\mathbf z^{[L]}` is one large write: for LeNet-300-100
+the block :math:`\mathbf P_1(\mathbf I_{300}\otimes\mathbf x^\top)` alone is an 18.8 MB
+outer product per sample.  Every block of the result is a set of independent *tasks*
+(``(entries, fn, uses_blas)``) that write disjoint parts of the preallocated array;
+:func:`run_tasks` cuts them into one contiguous run per thread.  NumPy, BLAS and the
+compiled kernels of :mod:`jacobian_bp.kernels` release the GIL, so the runs proceed in
+parallel; how much that gains depends on whether one core already saturates the
+machine's memory bandwidth (``benchmarks/bench_numeric.py`` prints both).
 
-Only writes of at least :data:`MIN_PARALLEL_BYTES` are split; smaller ones run in the
-calling thread, because a hand-off costs tens of microseconds.  A call made from inside a
-parallel region runs serially, so nested structures (a batch of per-sample Jacobians,
-each with Kronecker blocks) never wait on the pool they run in.
+The workers are persistent daemon threads fed through queues (a hand-off costs some tens
+of microseconds), so only writes of at least :data:`MIN_PARALLEL_BYTES` are split.  A call
+made from inside a parallel region runs serially, so nested structures never wait on the
+workers they run in, and one parallel region runs at a time.
 
 The thread count is ``JACOBIAN_BP_NUM_THREADS`` when set, else the number of cores this
 process may run on (at most 8); change it with :func:`set_num_threads` or for a block of
@@ -37,7 +39,6 @@ _state = threading.local()
 _lock = threading.Lock()
 _region_lock = threading.Lock()  # one parallel region at a time uses the workers
 _pool: "_Workers | None" = None
-_pool_size = 0
 _num_threads: int | None = None
 
 
@@ -89,10 +90,14 @@ class _Workers:
     """Persistent daemon threads fed through queues: a hand-off costs one queue put and one get
     (about half the latency of ``concurrent.futures``, which matters for millisecond writes)."""
 
-    def __init__(self, n: int):
-        self.inbox = [queue.SimpleQueue() for _ in range(n)]
+    def __init__(self):
+        self.inbox: list[queue.SimpleQueue] = []
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
-        for k in range(n):
+
+    def grow(self, n: int) -> None:
+        """Start threads until there are ``n``."""
+        for k in range(len(self.inbox), n):
+            self.inbox.append(queue.SimpleQueue())
             threading.Thread(target=self._loop, args=(k,), name=f"jacobian_bp-{k}", daemon=True).start()
 
     def _loop(self, k: int) -> None:
@@ -107,11 +112,11 @@ class _Workers:
 
 
 def _get_workers(n: int) -> _Workers:
-    global _pool, _pool_size
+    global _pool
     with _lock:
-        if _pool is None or _pool_size < n:
-            _pool = _Workers(n)  # a smaller earlier set stays idle (daemon threads)
-            _pool_size = n
+        if _pool is None:
+            _pool = _Workers()
+        _pool.grow(n)
         return _pool
 
 

@@ -119,6 +119,10 @@ def test_parallel_for_runs_every_item_once_and_raises_worker_errors():
 
     with jb.num_threads(2), pytest.raises(RuntimeError, match="item 40 failed"):
         parallel_for(boom, range(50), MIN_PARALLEL_BYTES)
+    seen.clear()
+    with jb.num_threads(2):  # the worker that raised still serves later regions
+        parallel_for(record, range(10), MIN_PARALLEL_BYTES)
+    assert sorted(seen) == list(range(10))
     with pytest.raises(ValueError, match="do not add up"):
         with jb.num_threads(2):
             parallel_for(record, range(5), MIN_PARALLEL_BYTES, bounds=[2, 2])
@@ -212,3 +216,14 @@ def test_lenet_jacobian_matches_torch_jacrev():
         if e.order == "F":
             ref = blk.permute(0, 2, 1).reshape(10, -1).numpy() if blk.ndim == 3 else ref
         np.testing.assert_allclose(J[:, e.offset:e.offset + e.size], ref, rtol=1e-12, atol=1e-13)
+
+
+def test_more_threads_than_before_grow_the_workers_and_agree(monkeypatch):
+    from jacobian_bp import parallel
+
+    net, p, _, _ = example("damadi-3layer")
+    X = np.random.default_rng(4).standard_normal((25, net.input_shape[0]))
+    serial = _dense_with(1, net.batch_jacobian_theta(X, p))
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)
+    for n in (2, 3, 5):
+        assert np.array_equal(_dense_with(n, net.batch_jacobian_theta(X, p)), serial)
