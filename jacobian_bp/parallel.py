@@ -106,9 +106,14 @@ class _Workers:
             fn, arg = inbox.get()
             try:
                 fn(arg)
-                self.outbox.put(None)
+                result = None
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                self.outbox.put(exc)
+                result = exc
+            # drop the task (it holds views of the result) before reporting: an idle worker
+            # must not keep the caller's arrays alive
+            del fn, arg
+            self.outbox.put(result)
+            del result
 
 
 def _get_workers(n: int) -> _Workers:

@@ -227,3 +227,20 @@ def test_more_threads_than_before_grow_the_workers_and_agree(monkeypatch):
     monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)
     for n in (2, 3, 5):
         assert np.array_equal(_dense_with(n, net.batch_jacobian_theta(X, p)), serial)
+
+
+def test_idle_workers_do_not_keep_the_result_alive(monkeypatch):
+    import gc
+    import weakref
+
+    from jacobian_bp import parallel
+
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)
+    net, p, _, _ = example("damadi-2layer")
+    X = np.random.default_rng(6).standard_normal((12, 4))
+    with jb.num_threads(2):
+        M = net.batch_jacobian_theta(X, p).to_dense()
+    ref = weakref.ref(M)
+    del M
+    gc.collect()
+    assert ref() is None
