@@ -7,7 +7,8 @@ Prints, for one sample and for a batch of 64:
 * peak memory of each (measured in a fresh subprocess as the growth of the maximum RSS);
 * the gradient by the explicit chain and by operator mode vs NumPy closed-form backprop.
 
-Usage: ``python benchmarks/bench_numeric.py [--repeats 40] [--no-memory]``.  Ratios < 1 mean
+Usage: ``python benchmarks/bench_numeric.py [--repeats 40] [--no-memory]`` (``pip install -e
+".[torch,fast,bench]"`` first for the torch and jax baselines and the compiled kernel).  Ratios < 1 mean
 jacobian_bp is faster.  No assertions: this is a measurement, not a test.
 
 The contenders of one batch size are warmed up for 0.1 s each, then timed in eight
