@@ -30,7 +30,7 @@ Encoding rules
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Callable
 
 import numpy as np
@@ -228,28 +228,24 @@ _DEEP = ((4, 5, 3), (3, 6, 4, 2), (3, 3, 3, 3), (5, 4, 6, 3, 2))
 _BATCH = (3, 4)
 
 
-def _damadi(**kw) -> Setting:
-    base = dict(convention="damadi", hidden="tanh", output="softmax", loss="cross_entropy")
-    base.update(kw)
-    return Setting(**base)
+#: each document's default setting (its convention and the network its formulas are stated for)
+_DEFAULTS = {
+    "damadi": dict(hidden="tanh", output="softmax", loss="cross_entropy"),
+    "ganev": dict(hidden="tanh", output="sigmoid", loss="mse"),
+    "park": dict(hidden="tanh", output="softmax", loss="cross_entropy"),
+    "mml": dict(hidden="sigmoid", output="sigmoid", loss="mse"),
+}
 
 
-def _ganev(**kw) -> Setting:
-    base = dict(convention="ganev", hidden="tanh", output="sigmoid", loss="mse")
-    base.update(kw)
-    return Setting(**base)
+def _setting(convention: str, **kw) -> Setting:
+    """The document's default :class:`Setting` with ``kw`` overriding it."""
+    return Setting(**{"convention": convention, **_DEFAULTS[convention], **kw})
 
 
-def _park(**kw) -> Setting:
-    base = dict(convention="park", hidden="tanh", output="softmax", loss="cross_entropy")
-    base.update(kw)
-    return Setting(**base)
-
-
-def _mml(**kw) -> Setting:
-    base = dict(convention="mml", hidden="sigmoid", output="sigmoid", loss="mse")
-    base.update(kw)
-    return Setting(**base)
+_damadi = partial(_setting, "damadi")
+_ganev = partial(_setting, "ganev")
+_park = partial(_setting, "park")
+_mml = partial(_setting, "mml")
 
 
 # =========================================================================== conv helpers (Damadi §3.5)

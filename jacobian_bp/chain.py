@@ -21,6 +21,7 @@ every stage below, share one evaluation of each link -- the reverse-mode order o
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -146,7 +147,7 @@ class LeftChain(Operator):
 
     def _dense_tasks(self, out: np.ndarray) -> list:
         self._dense()  # formed now, copied by the task
-        return [(out.size, lambda: self._dense_into(out), False)]
+        return [(out.size, partial(self._dense_into, out), False)]
 
     def _sympy(self) -> sympy.Matrix:
         return self._as_dense()._sympy()

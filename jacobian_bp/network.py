@@ -521,7 +521,7 @@ class Network:
         N = cache.a[0].shape[0]
         nL = self.n_out
         P: list = [None] * (self.L + 1)
-        symbolic = cache.a[0].dtype == object or any(np.asarray(v).dtype == object for v in canon.values())
+        symbolic = self._is_symbolic(cache.a[0], canon)
         # exact integer identity for SymPy entries (a float eye would put 1.0 factors into exact Jacobians)
         eye = np.eye(nL, dtype=np.int64).astype(object) if symbolic else np.eye(nL)
         cur = eye[None] if N == 1 else np.broadcast_to(eye, (N, nL, nL))
@@ -715,7 +715,7 @@ class Network:
         canon = self.canonical_params(params)
         cache = self._forward(Xb, canon)
         D = self._delta(cache, Yb) * self._reduce_factor(Xb.shape[0])
-        symbolic = Xb.dtype == object or D.dtype == object or any(np.asarray(v).dtype == object for v in canon.values())
+        symbolic = D.dtype == object or self._is_symbolic(Xb, canon)
         if method == "chain" and not symbolic:
             # Alg. 1 for the whole batch at once: the explicit chain P_l = J_{z[l]} z[L] (one n_L x n_l
             # matrix per sample), then the transposed local block (J_{θ_l} z[l])^T (e.g. (I ⊗ a^T)^T g = g ⊗ a)

@@ -146,8 +146,9 @@ class Operator:
         out[...] = self.left_matmat(M)
 
     def _dense_tasks(self, out: np.ndarray) -> list:
-        """The writes that fill ``out`` with the dense matrix, as ``(entries, callable)`` pairs that
-        touch disjoint parts of ``out`` (run by :func:`jacobian_bp.parallel.run_tasks`)."""
+        """The writes that fill ``out`` with the dense matrix, as ``(entries, callable, uses_blas)``
+        tasks that touch disjoint parts of ``out`` (run by :func:`jacobian_bp.parallel.run_tasks`).
+        Composite operators return their blocks' tasks; this default is one task for the whole."""
         return [(out.size, partial(self._dense_into, out), True)]
 
     def _left_matmat_tasks(self, M: np.ndarray, out: np.ndarray) -> list:
@@ -469,15 +470,18 @@ class Kron(Operator):
         T = self.A.left_matmat(T).reshape(m, s, q).transpose(0, 2, 1)
         return T.reshape(m, q * s)
 
+    def _identity_row(self) -> bool:
+        r"""Numeric :math:`\mathbf I\otimes\mathbf b^\top` (a weight block of Alg. 1): the case with fast writes."""
+        return isinstance(self.A, Identity) and self.B.shape[0] == 1 and not self.symbolic
+
     def _outer_parts(self, M, out):
         """For ``M (I (x) b^T) = M (x) b^T`` (the largest write of Alg. 1, e.g. P_1 (x) x^T): the 3-D
         view of ``out``, the row ``b`` and the parts (row of M, slice of its columns), each one
         contiguous slab of the result; None when the fast path does not apply."""
         p, q = self.A.shape
-        r, s = self.B.shape
+        s = self.B.shape[1]
         M = np.asarray(M)
-        if not (isinstance(self.A, Identity) and r == 1 and not self.symbolic and M.ndim == 2
-                and M.shape[1] == p and M.dtype != object):
+        if not (self._identity_row() and M.ndim == 2 and M.shape[1] == p and M.dtype != object):
             return None
         m = M.shape[0]
         out3 = out.reshape(m, q, s)
@@ -492,15 +496,6 @@ class Kron(Operator):
             parts = [(0, slice(j, min(j + step, q))) for j in range(0, q, step)]
         return out3, b, Mf, parts
 
-    def _left_matmat_into(self, M, out):
-        fast = self._outer_parts(M, out)
-        if fast is None:
-            out[...] = self.left_matmat(M)
-            return
-        out3, b, Mf, parts = fast
-        for i, c in parts:
-            outer_into(out3[i, c], Mf[i, c], b)
-
     def _left_matmat_tasks(self, M, out):
         fast = self._outer_parts(M, out)
         if fast is None:
@@ -512,12 +507,12 @@ class Kron(Operator):
         return [(out3[i, c].size, partial(outer_into, out3[i, c], Mf[i, c], b), blas) for i, c in parts]
 
     def _dense_tasks(self, out):
-        if isinstance(self.A, Identity) and self.B.shape[0] == 1 and not self.symbolic:
+        if self._identity_row():
             return [(out.size, partial(self._dense_into, out), False)]  # copies only
         return super()._dense_tasks(out)
 
     def _dense_into(self, out):
-        if isinstance(self.A, Identity) and self.B.shape[0] == 1 and not self.symbolic:
+        if self._identity_row():
             out[...] = 0.0
             q, s = self.A.shape[1], self.B.shape[1]
             b = self.B._dense()[0]
@@ -599,10 +594,6 @@ class HStack(_Stack):
     def _dense(self):
         return np.concatenate([b._dense() for b in self.blocks], axis=1)
 
-    def _dense_into(self, out):
-        for b, o0, o1 in zip(self.blocks, self.offsets[:-1], self.offsets[1:]):
-            b._dense_into(out[:, o0:o1])
-
     def _dense_tasks(self, out):
         return [t for b, o0, o1 in zip(self.blocks, self.offsets[:-1], self.offsets[1:])
                 for t in b._dense_tasks(out[:, o0:o1])]
@@ -653,10 +644,6 @@ class VStack(_Stack):
 
     def _dense(self):
         return np.concatenate([b._dense() for b in self.blocks], axis=0)
-
-    def _dense_into(self, out):
-        for b, o0, o1 in zip(self.blocks, self.offsets[:-1], self.offsets[1:]):
-            b._dense_into(out[o0:o1, :])
 
     def _dense_tasks(self, out):
         return [t for b, o0, o1 in zip(self.blocks, self.offsets[:-1], self.offsets[1:])
@@ -769,12 +756,6 @@ class Product(Operator):
         for f in mid:
             M = f.left_matmat(M)
         return M
-
-    def _dense_into(self, out):
-        if len(self.factors) == 1:
-            self.factors[0]._dense_into(out)
-            return
-        self.factors[-1]._left_matmat_into(self._left_factor(), out)
 
     def _dense_tasks(self, out):
         if len(self.factors) == 1:
