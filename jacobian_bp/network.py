@@ -99,11 +99,13 @@ class ParamEntry:
 @dataclass
 class Cache:
     """Forward cache, batch-first: ``z[l]`` (``z[0]`` is None), ``a[l]`` (``a[0]`` = x) and
-    ``post[l]`` the inputs of each post layer of stage ``l`` followed by ``a[l]``."""
+    ``post[l]`` the inputs of each post layer of stage ``l`` followed by ``a[l]``; ``params[l]`` the
+    parameters stage ``l`` was run with (``params[0]`` is empty)."""
 
     z: list
     a: list
     post: list
+    params: list = field(default_factory=list)  # params[l]: stage l's canonical parameters, by local name
 
     @property
     def output(self) -> np.ndarray:
@@ -444,10 +446,11 @@ class Network:
         z: list = [None]
         a: list = [Xb]
         post: list = [[]]
+        params: list = [{}] + [self._stage_params(canon, st.index) for st in self.stages]
         cur = Xb
         last = self.stages[-1]
         for st in self.stages:
-            cur = st.layer.forward(cur, self._stage_params(canon, st.index))
+            cur = st.layer.forward(cur, params[st.index])
             z.append(cur)
             ins = []
             if st is last and not need_output:
@@ -459,7 +462,7 @@ class Network:
                 cur = layer.forward(cur, {})
             post.append(ins)
             a.append(cur)
-        return Cache(z, a, post)
+        return Cache(z, a, post, params)
 
     def forward(self, X, params) -> Cache:
         """Forward pass; returns the batch-first :class:`Cache` of z[l] and a[l]."""
@@ -533,14 +536,14 @@ class Network:
                 W = canon[f"W{l}"]
                 cur = W[None] if N == 1 else np.broadcast_to(W, (N,) + W.shape)
             else:
-                cur = st.layer.left_jac_input(cache.a[l - 1], cache.z[l], cur, self._stage_params(canon, l))
+                cur = st.layer.left_jac_input(cache.a[l - 1], cache.z[l], cur, cache.params[l])
             if l - 1 >= 1:
                 for layer, A, O in self.post_steps(cache, l - 1):
                     cur = layer.left_jac_input(A, O, cur, {})
             P[l - 1] = cur
         return P
 
-    def _left_chains(self, cache: Cache, i: int, canon: dict, symbolic: bool, P: list | None = None) -> list:
+    def _left_chains(self, cache: Cache, i: int, symbolic: bool, P: list | None = None) -> list:
         """The left factors P[l] = J_{z[l]} z[L] of sample ``i`` as :class:`~jacobian_bp.chain.LeftChain`
         links (P[L] = identity is ``None``); nothing is multiplied until a block needs it, unless the
         batched products ``P`` of :meth:`_left_products` are given."""
@@ -550,20 +553,20 @@ class Network:
         s = slice(i, i + 1)
         for l in range(self.L - 1, 0, -1):
             nxt = self.stages[l]  # stage l + 1: J_{a[l]} z[l+1], then J_{z[l]} a[l] back through stage l's activations
-            steps = [(nxt.layer, cache.a[l][s], cache.z[l + 1][s], self._stage_params(canon, l + 1))]
+            steps = [(nxt.layer, cache.a[l][s], cache.z[l + 1][s], cache.params[l + 1])]
             steps += [(layer, A[s], O[s], {}) for layer, A, O in self.post_steps(cache, l)]
             chains[l] = LeftChain(chains[l + 1], steps, self.n_out, symbolic, None if P is None else P[l][i])
         return chains
 
-    def _param_blocks(self, cache: Cache, canon: dict, i: int, symbolic: bool = False,
+    def _param_blocks(self, cache: Cache, i: int, symbolic: bool = False,
                       P: list | None = None) -> dict[str, Jacobian]:
         """Per-parameter Jacobian blocks J_{θ_p} z[L] = P_l J_{θ_p} z[l] of sample ``i`` (structured products)."""
         zL = self._zL_space
-        chains = self._left_chains(cache, i, canon, symbolic, P)
+        chains = self._left_chains(cache, i, symbolic, P)
         blocks: dict[str, Jacobian] = {}
         for st in self.stages:
             l = st.index
-            params = self._stage_params(canon, l)
+            params = cache.params[l]
             stage_entries = self._stage_entries[l]
             a_prev = cache.a[l - 1][i]
             z_l = cache.z[l][i]
@@ -596,7 +599,7 @@ class Network:
             raise ShapeError(f"jacobian_theta: expected one sample of shape {self.input_shape}, received a batch {np.shape(x)}; use batch_jacobian_theta")
         canon = self.canonical_params(params)
         cache = self._forward(Xb, canon, need_output=False)
-        blocks = self._param_blocks(cache, canon, 0, self._is_symbolic(Xb, canon))
+        blocks = self._param_blocks(cache, 0, self._is_symbolic(Xb, canon))
         return hstack([blocks[e.name] for e in self.entries], space=self.theta_space)
 
     def layer_jacobian(self, x, params, l: int) -> Jacobian:
@@ -628,7 +631,7 @@ class Network:
         factors = []
         for k in range(self.L, l, -1):
             st = self.stages[k - 1]
-            op = st.layer.jac_input(cache.a[k - 1][0], cache.z[k][0], self._stage_params(canon, k))
+            op = st.layer.jac_input(cache.a[k - 1][0], cache.z[k][0], cache.params[k])
             factors.append(Jacobian(op, self.z_space(k), self.a_space(k - 1)))
             if k == 1:  # a[0] = x: no activation below the first layer
                 break
@@ -649,7 +652,7 @@ class Network:
         blocks = []
         for e in self.entries:
             if e.stage == l:
-                op = st.layer.jac_params(cache.a[l - 1][0], cache.z[l][0], self._stage_params(canon, l), e.order)[e.local]
+                op = st.layer.jac_params(cache.a[l - 1][0], cache.z[l][0], cache.params[l], e.order)[e.local]
                 blocks.append(Jacobian(op, self.z_space(l), e.space))
         blocks.sort(key=lambda j: 0 if not j.input.name.startswith("b") else 1)
         return hstack(blocks, name=f"theta[{l}]", latex=",".join(b.input.latex for b in blocks))
@@ -665,7 +668,7 @@ class Network:
         P = self._left_products(cache, canon) if Xb.shape[0] > 1 else None
         rows = []
         for i in range(Xb.shape[0]):
-            blocks = self._param_blocks(cache, canon, i, symbolic, P)
+            blocks = self._param_blocks(cache, i, symbolic, P)
             rows.append(hstack([blocks[e.name] for e in self.entries], space=self.theta_space))
         rows = [Jacobian(r.op, Space(f"z[{self.L}]_{i + 1}", r.output.shape, rf"\mathbf{{z}}^{{[{self.L}]}}_{{{i + 1}}}"), r.input, blocks=r.blocks)
                 for i, r in enumerate(rows)]
@@ -724,12 +727,12 @@ class Network:
             for st in self.stages:
                 l = st.index
                 Gl = D if l == self.L else np.einsum("nk,nkj->nj", D, P[l])
-                for k, v in st.layer.vjp_params(cache.a[l - 1], cache.z[l], Gl, self._stage_params(canon, l)).items():
+                for k, v in st.layer.vjp_params(cache.a[l - 1], cache.z[l], Gl, cache.params[l]).items():
                     canon_grad[f"{k}{l}"] = np.asarray(v).reshape(st.layer.param_shapes()[k])
         elif method == "chain":
             total = {e.name: 0.0 for e in self.entries}
             for i in range(Xb.shape[0]):
-                blocks = self._param_blocks(cache, canon, i, True)
+                blocks = self._param_blocks(cache, i, True)
                 for e in self.entries:
                     total[e.name] = total[e.name] + blocks[e.name].rmatvec(D[i])
             canon_grad = {e.name: np.asarray(total[e.name]).reshape(e.canonical_shape, order=e.order) for e in self.entries}
