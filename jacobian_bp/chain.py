@@ -78,28 +78,42 @@ class LeftChain(Operator):
 
     # ------------------------------------------------------------------ evaluation
     def value(self) -> np.ndarray:
-        r"""The ``n_L × n_l`` matrix :math:`\mathbf P_l` (computed once, read-only)."""
+        r"""The ``n_L × n_l`` matrix :math:`\mathbf P_l` (computed once, read-only).
+
+        The links above that are not yet evaluated are evaluated first, top down, in a loop
+        (no recursion: a network of any depth works under Python's recursion limit).
+        """
         if self._value is None:
-            if self.parent is not None:
-                cur = self.parent.value()[None]
-                steps = self.steps
-            else:
-                layer, A, O, params = self.steps[0]
-                if not self.symbolic and layer.kind == "dense":
-                    # P_L = I, so the first factor J_{a[L-1]} z[L] = W[L] is the product itself
-                    cur = np.asarray(params["W"])[None]
-                    steps = self.steps[1:]
-                else:
-                    n = self.shape[0]
-                    eye = np.eye(n, dtype=np.int64).astype(object) if self.symbolic else np.eye(n)
-                    cur = eye[None]
-                    steps = self.steps
-            for layer, A, O, params in steps:
-                cur = layer.left_jac_input(A, O, cur, params)
-            val = np.asarray(cur[0]).reshape(self.shape)
-            val.flags.writeable = False
-            self._value = val
+            pending = []
+            link = self
+            while link is not None and link._value is None:
+                pending.append(link)
+                link = link.parent
+            for link in reversed(pending):
+                link._evaluate()
         return self._value
+
+    def _evaluate(self) -> None:
+        """Form this link's value from its parent's (which must be evaluated already)."""
+        if self.parent is not None:
+            cur = self.parent._value[None]
+            steps = self.steps
+        else:
+            layer, A, O, params = self.steps[0]
+            if not self.symbolic and layer.kind == "dense":
+                # P_L = I, so the first factor J_{a[L-1]} z[L] = W[L] is the product itself
+                cur = np.asarray(params["W"])[None]
+                steps = self.steps[1:]
+            else:
+                n = self.shape[0]
+                eye = np.eye(n, dtype=np.int64).astype(object) if self.symbolic else np.eye(n)
+                cur = eye[None]
+                steps = self.steps
+        for layer, A, O, params in steps:
+            cur = layer.left_jac_input(A, O, cur, params)
+        val = np.asarray(cur[0]).reshape(self.shape)
+        val.flags.writeable = False
+        self._value = val
 
     @property
     def evaluated(self) -> bool:
@@ -110,8 +124,14 @@ class LeftChain(Operator):
     def factors(self) -> list[Operator]:
         r"""The typed layer Jacobians :math:`\mathbf J_{\mathbf a^{[L-1]}}\mathbf z^{[L]}, \dots, \mathbf J_{\mathbf z^{[l]}}\mathbf a^{[l]}`, left to right."""
         if self._factors is None:
-            own = [layer.jac_input(A[0], O[0], params) for layer, A, O, params in self.steps]
-            self._factors = (self.parent.factors if self.parent is not None else []) + own
+            pending = []
+            link = self
+            while link is not None and link._factors is None:  # a loop, not recursion (any depth)
+                pending.append(link)
+                link = link.parent
+            for link in reversed(pending):
+                own = [layer.jac_input(A[0], O[0], params) for layer, A, O, params in link.steps]
+                link._factors = (link.parent._factors if link.parent is not None else []) + own
         return list(self._factors)
 
     def as_product(self) -> Product:

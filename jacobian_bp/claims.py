@@ -91,6 +91,7 @@ import sympy
 
 from .conventions import Convention, commutation_matrix, get_convention
 from .errors import JacobianBPError, SpecError
+from .exact import exact_number
 from .operators import sympy_scalar
 
 __all__ = [
@@ -1231,7 +1232,7 @@ class _SymbolicData(_InstanceData):
     def _loss(self, yhat):
         y = self.y
         if self.loss_kind == "mse":
-            c = sympy.nsimplify(self.conv.mse_scale)
+            c = exact_number(self.conv.mse_scale, f"convention {self.conv.name!r}: mse_scale")
             return c * sum((yhat[i] - y[i]) ** 2 for i in range(y.shape[0]))
         if self.loss_kind == "bce":
             return -sum(y[i] * sympy.log(yhat[i]) + (1 - y[i]) * sympy.log(1 - yhat[i]) for i in range(y.shape[0]))
@@ -1563,8 +1564,8 @@ _FACTORS = [
 def _factor_value(f, N: int):
     if isinstance(f, tuple):
         _, p, c = f
-        return (sympy.Integer(N) ** p) * sympy.nsimplify(c)
-    return sympy.nsimplify(f)
+        return (sympy.Integer(N) ** p) * exact_number(c)
+    return exact_number(f)
 
 
 def _perm_matrix(p: int, r: int) -> np.ndarray:
@@ -2119,7 +2120,7 @@ def _expr_fixes(C, T) -> dict:
         return M.shape == T.shape and all(sympy.expand(e) == 0 for e in (M - T))
 
     for c, txt, kind in _FACTORS:
-        if not isinstance(c, tuple) and same(C * sympy.nsimplify(c)):
+        if not isinstance(c, tuple) and same(C * exact_number(c)):
             out[(kind, txt)] = ""
     if C.shape[::-1] == T.shape and same(C.T):
         out[(Mistake.TRANSPOSE, "corrected formula Cᵀ")] = ""

@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import SpecError
+from .errors import DataError, SpecError
 
 _CHOICES = {
     "weight_layout": ("out_in", "in_out"),
@@ -94,6 +94,13 @@ class Convention:
     source: str = ""
 
     def __post_init__(self):
+        for field in ("name", "source"):
+            if not isinstance(getattr(self, field), str):
+                raise SpecError(f"convention: {field} must be a string, received {getattr(self, field)!r}")
+        for field in ("mse_scale", "relu_at_zero"):
+            v = getattr(self, field)
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise SpecError(f"convention {self.name!r}: {field} must be a real number, received {v!r}")
         for field, allowed in _CHOICES.items():
             v = getattr(self, field)
             if v not in allowed:
@@ -173,7 +180,7 @@ def commutation_matrix(m: int, n: int) -> sp.csr_array:
     ... in Jacobian form: :math:`\mathbf J_{\operatorname{vec}_r}= \mathbf J_{\operatorname{vec}_c}\mathbf K_{m,n}^\top`.
     """
     if m < 0 or n < 0:
-        raise ValueError(f"commutation_matrix: sizes must be >= 0, received ({m}, {n})")
+        raise DataError(f"commutation_matrix: sizes must be >= 0, received ({m}, {n})")
     idx = np.arange(m * n).reshape(m, n, order="F")  # idx[i, j] = position of A[i,j] in vec_c
     perm = idx.ravel(order="C")  # row r of K picks vec_c entry perm[r]
     return sp.csr_array((np.ones(m * n), (np.arange(m * n), perm)), shape=(m * n, m * n))

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import SpecError
+from .errors import DataError, SpecError
 from .guard import check_bytes
 from .lazy import Linearization, jvp, linearize, vjp_sweep
 from .operators import Operator
@@ -58,7 +58,7 @@ def loss_hessians(network: "Network", lin: Linearization) -> np.ndarray:
             f"(identity+mse, sigmoid+bce, softmax+cross_entropy); received {act}+{network.loss.kind}"
         )
     if lin.Yb is None:
-        raise ValueError("gauss_newton: targets Y are required (the loss Hessian depends on them)")
+        raise DataError("gauss_newton: targets Y are required (the loss Hessian depends on them)")
     H = np.asarray(network.loss.hessian_z(lin.Yb, lin.cache.z[-1]), dtype=float)
     return H * network._reduce_factor(lin.N)
 

@@ -15,13 +15,16 @@ r"""A whole derivation as a standalone LaTeX article, and its compilation with p
 
 and, for dense networks, Damadi's Algorithm 1 instantiated with the printed differences.
 The notation follows the network's convention preset (:mod:`jacobian_bp.notation`); every
-user-supplied string (title, network and convention names) is escaped
-(:mod:`jacobian_bp.latex_escape`).  Only packages of Debian's ``texlive-latex-base`` are used
-(``amsmath``, ``amssymb``, ``geometry``) and only OT1 Computer Modern fonts, so the document
-compiles with a minimal TeX installation.
+user-supplied text (title, network and convention names, layer descriptions) goes through
+:func:`jacobian_bp.latex_escape.escape_text`, and a custom notation's math symbols are
+validated against the whitelist of :func:`jacobian_bp.latex_escape.check_math`.  Only
+packages of Debian's ``texlive-latex-base`` are used (``amsmath``, ``amssymb``,
+``geometry``) and only OT1 Computer Modern fonts, so the document compiles with a
+minimal TeX installation.
 
 :func:`compile_pdf` runs ``pdflatex -halt-on-error -interaction=nonstopmode -no-shell-escape``
-in a temporary directory with kpathsea's paranoid file access (``openin_any=p``).
+in a temporary directory with kpathsea's paranoid file access (``openin_any=p``,
+``openout_any=p``) and a time limit, and writes the PDF atomically.
 """
 from __future__ import annotations
 
@@ -33,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import JacobianBPError
+from .atomic import atomic_write_bytes, check_writable
+from .errors import JacobianBPError, SpecError
 from .latex import NetworkLatex, matrix_latex, render, verification_table_latex
 from .latex_escape import escape_text
 from .notation import Notation
@@ -355,7 +359,6 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
     # ------------------------------------------------------------------ appendix: Algorithm 1 as printed
     if include_algorithm:
         from .paper_equations import damadi_algorithm1
-        from .errors import SpecError
 
         try:
             alg = damadi_algorithm1(network)
@@ -383,7 +386,20 @@ def compile_pdf(tex_path, timeout: float = 120.0, output: "str | Path | None" = 
 
     Runs ``pdflatex -halt-on-error -interaction=nonstopmode -no-shell-escape`` twice (for
     the title and any references) in a temporary directory, with kpathsea's paranoid file
-    access, and copies the PDF next to ``tex_path`` (or to ``output``).
+    access (``openin_any=p``, ``openout_any=p``: no absolute path, no ``..``, no dot file),
+    shell escape also disabled in the environment (``shell_escape=f``), standard input
+    closed and a time limit per run, and writes the PDF next to ``tex_path`` (or to
+    ``output``) atomically (a temporary file in the same folder, then :func:`os.replace`).
+
+    Parameters
+    ----------
+    tex_path : str or Path
+        The ``.tex`` file (it is copied into the temporary directory; pdflatex never runs
+        in the user's folder).
+    timeout : float
+        Seconds allowed for each of the two pdflatex runs.
+    output : str or Path, optional
+        Where to write the PDF (default: ``tex_path`` with suffix ``.pdf``).
 
     Raises
     ------
@@ -393,17 +409,21 @@ def compile_pdf(tex_path, timeout: float = 120.0, output: "str | Path | None" = 
         When pdflatex fails or times out; the message ends with the log tail.
     FileNotFoundError
         When ``tex_path`` does not exist.
+    DataError
+        When the output path cannot be written (checked before pdflatex runs).
     """
     tex_path = Path(tex_path)
     if not tex_path.is_file():
         raise FileNotFoundError(f"compile_pdf: {str(tex_path)!r} does not exist")
-    if not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ValueError(f"compile_pdf: timeout must be a positive number of seconds, received {timeout!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise SpecError(f"compile_pdf: timeout must be a positive number of seconds, received {timeout!r}")
     exe = shutil.which("pdflatex")
     if exe is None:
         raise PdflatexNotFoundError("compile_pdf: pdflatex is not installed or not on the PATH "
                                     "(Debian/Ubuntu: apt-get install texlive-latex-base)")
     dest = Path(output) if output is not None else tex_path.with_suffix(".pdf")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(dest)  # fail before running pdflatex
     with tempfile.TemporaryDirectory(prefix="jacobian_bp_tex_") as td:
         work = Path(td)
         shutil.copyfile(tex_path, work / "document.tex")
@@ -420,6 +440,6 @@ def compile_pdf(tex_path, timeout: float = 120.0, output: "str | Path | None" = 
             if proc.returncode != 0 or not (work / "document.pdf").exists():
                 raise LatexCompileError(f"compile_pdf: pdflatex failed on {str(tex_path)!r} (exit code {proc.returncode}); "
                                         f"log:\n{_log_tail(log)}")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(work / "document.pdf", dest)
+        # the PDF appears complete or not at all (an existing file is replaced by a rename)
+        atomic_write_bytes(dest, (work / "document.pdf").read_bytes())
     return dest

@@ -29,3 +29,22 @@ class SpecError(JacobianBPError, ValueError):
 
 class DataError(JacobianBPError, ValueError):
     """Inputs, targets or parameters are invalid (NaN/Inf, empty batch, bad targets)."""
+
+
+class UnknownNameError(JacobianBPError, KeyError):
+    """A name (parameter, layer, example) that does not exist was looked up.
+
+    Also a :class:`KeyError`, so ``except KeyError`` keeps working; its message is shown
+    as is (a plain ``KeyError`` would show it quoted).
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnsupportedInputError(DataError, TypeError):
+    """An input of a kind this entry point does not handle (e.g. SymPy entries given to a
+    numeric-only operator, or max pooling of symbolic values).
+
+    Also a :class:`TypeError`, as these were before they became package errors.
+    """

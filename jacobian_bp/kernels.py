@@ -16,18 +16,20 @@ available; all three write bitwise the same numbers (one IEEE product per entry)
    row and reaches about a third of the speed of a contiguous multiply.
 
 Slabs smaller than :data:`KERNEL_MIN_SIZE` always take NumPy (no compilation for small
-networks).  :func:`blas_single_threaded` limits the BLAS libraries to one thread (through
-``threadpoolctl``) while :mod:`jacobian_bp.parallel` runs its own threads, so that the two
-thread pools do not oversubscribe the cores.
+networks).  :func:`blas_limit` caps the BLAS libraries' threads (through ``threadpoolctl``):
+at one (:func:`blas_single_threaded`) while :mod:`jacobian_bp.parallel` runs its own threads,
+so that the two thread pools do not oversubscribe the cores, and at
+:func:`jacobian_bp.get_num_threads` during every materialization.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator
 
 import numpy as np
 
-__all__ = ["outer_into", "blas_single_threaded", "blas_threads_controllable", "jit_kernel_available",
+__all__ = ["outer_into", "blas_single_threaded", "blas_limit", "blas_threads_controllable", "jit_kernel_available",
            "KERNEL_MIN_SIZE"]
 
 KERNEL_MIN_SIZE = 16384
@@ -35,6 +37,7 @@ KERNEL_MIN_SIZE = 16384
 
 _ger = None
 _controller = None
+_cpu_total = os.cpu_count() or 1
 _jit_outer = None  # the compiled kernel, False when numba is missing or disabled
 
 
@@ -134,18 +137,46 @@ def blas_threads_controllable() -> bool:
     return _controllable
 
 
-@contextlib.contextmanager
-def blas_single_threaded() -> Iterator[None]:
-    """Limit the BLAS libraries to one thread for the duration (no-op without ``threadpoolctl``)."""
+def _blas_controller():
+    """A ``threadpoolctl`` controller of the loaded BLAS libraries, or None without threadpoolctl."""
     global _controller
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        yield
-        return
     if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _controller = False
+            return None
         import scipy.linalg.blas  # noqa: F401  (load SciPy's BLAS before the controller scans)
 
-        _controller = ThreadpoolController()
-    with _controller.limit(limits=1, user_api="blas"):
-        yield
+        _controller = ThreadpoolController().select(user_api="blas")
+    return _controller or None
+
+
+def _blas_threads(ctl) -> int:
+    """The largest thread count among the BLAS libraries (a few microseconds: no library scan)."""
+    counts = [lib.get_num_threads() for lib in ctl.lib_controllers]
+    return max((c for c in counts if c is not None), default=1)
+
+
+_NO_LIMIT = contextlib.nullcontext()
+
+
+def blas_limit(n: int) -> contextlib.AbstractContextManager:
+    """A context manager that limits the BLAS libraries to at most ``n`` threads for its duration.
+
+    A no-op without ``threadpoolctl`` (the ``fast`` extra), when ``n`` is at least the number
+    of CPUs (free: BLAS was not told to use more, e.g. by ``OPENBLAS_NUM_THREADS``) or when BLAS
+    already uses at most ``n`` threads (a few microseconds); otherwise ``threadpoolctl`` sets the
+    limit (some tens of microseconds) and restores the previous counts on exit.
+    """
+    if n >= _cpu_total:  # BLAS does not start more threads than there are CPUs (unless told to)
+        return _NO_LIMIT
+    ctl = _blas_controller()
+    if ctl is None or _blas_threads(ctl) <= n:
+        return _NO_LIMIT
+    return ctl.limit(limits=n)
+
+
+def blas_single_threaded() -> contextlib.AbstractContextManager:
+    """Limit the BLAS libraries to one thread for the duration (no-op without ``threadpoolctl``)."""
+    return blas_limit(1)

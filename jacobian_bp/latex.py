@@ -40,7 +40,7 @@ import numpy as np
 import sympy
 
 from .errors import JacobianBPError, ShapeError
-from .latex_escape import escape_mathjax, escape_text
+from .latex_escape import check_math, escape_mathjax, escape_text
 from .notation import Notation, get_notation, sub
 from . import operators as ops
 from .chain import LeftChain
@@ -698,14 +698,20 @@ def jacobian_block_expr(J, notation=None) -> MatExpr:
         raise TypeError(f"jacobian_block_expr: expected a Jacobian, received {type(J).__name__}")
     nt = get_notation(notation)
     if J.notation:
-        return Sym(J.notation, J.shape, atomic=False)
+        return Sym(check_math(J.notation, "Jacobian.notation"), J.shape, atomic=False)
     if J.blocks and isinstance(J.op, ops.HStack):
         return HCat([jacobian_block_expr(b, nt) for b in J.blocks])
     if J.blocks and isinstance(J.op, ops.VStack):
         return VCat([jacobian_block_expr(b, nt) for b in J.blocks])
     if J.factors:
         return Prod([jacobian_block_expr(f, nt) for f in J.factors])
-    return _infer(J.op, J.output.name, J.input.name, nt, J.symbol)
+    return _infer(J.op, J.output.name, J.input.name, nt, _symbol(J))
+
+
+def _symbol(J) -> str:
+    """``J.symbol``, validated as a math-mode string (it may come from the user: ``Jacobian(symbol=…)``,
+    ``Space(latex=…)``)."""
+    return check_math(J.symbol, f"symbol of the Jacobian {J.symbol_plain()}")
 
 
 def _opaque(e: MatExpr, symbol: str) -> bool:
@@ -734,6 +740,12 @@ def jacobian_equation_latex(J, level: str = "auto", shapes: bool = False, max_ro
         ``max_rows × max_cols``.
     shapes : bool
         Shapes under every block (``\underbrace``).
+
+    Raises
+    ------
+    SpecError
+        When ``J.symbol`` or ``J.notation`` (LaTeX set by whoever built ``J``) is not a safe
+        math-mode string (:func:`jacobian_bp.latex_escape.check_math`).
     """
     from .jacobian import Jacobian
 
@@ -742,7 +754,7 @@ def jacobian_equation_latex(J, level: str = "auto", shapes: bool = False, max_ro
     if level not in ("auto", "block", "entries", "both"):
         raise ValueError(f"jacobian_equation_latex: level must be auto, block, entries or both, received {level!r}")
     _check_max(max_rows, max_cols)
-    parts = [J.symbol]
+    parts = [_symbol(J)]
     if level in ("auto", "block", "both"):
         e = jacobian_block_expr(J, notation)
         if not _opaque(e, J.symbol):
@@ -765,9 +777,9 @@ def product_latex(jacobians: Sequence, shapes: bool = False, notation=None) -> s
     P = js[0]
     for j in js[1:]:
         P = P @ j
-    factors = " ".join(j.symbol for j in js)
+    factors = " ".join(_symbol(j) for j in js)
     block = render(jacobian_block_expr(P, notation), notation, shapes)
-    parts = [P.symbol, factors] + ([block] if block != factors else [])
+    parts = [_symbol(P), factors] + ([block] if block != factors else [])
     return " = ".join(parts) + r" \in " + Notation.reals(*P.shape)
 
 
@@ -814,7 +826,7 @@ def verification_table_latex(report, mode: str = "math", notation=None) -> str:
         if b in symbols:
             return symbols[b] if mode == "math" else f"${symbols[b]}$"
         if b == "dir.":
-            return r"	ext{all (directions)}" if mode == "math" else "all (directions)"
+            return r"\text{all (directions)}" if mode == "math" else "all (directions)"
         return escape_mathjax(b) if mode == "math" else escape_text(b)
 
     def sci(v):
@@ -831,7 +843,7 @@ def verification_table_latex(report, mode: str = "math", notation=None) -> str:
                 for m, b, n, a, r, t, ok in rows]
         for m, why in report.skipped.items():
             body.append(rf"{escape_mathjax(m)} & \text{{skipped}} & & & & & ")
-        verdict = rf"\text{{verdict: {report.verdict}}}"
+        verdict = escape_mathjax(f"verdict: {report.verdict}")
         return (r"\begin{array}{llrrrrl}" + head + r" \\ \hline " + r" \\ ".join(body)
                 + r" \\ \hline \end{array} \quad " + verdict)
     head = r"method & block & checked & max abs err & rel err & tol & ok"

@@ -34,12 +34,38 @@ Functions
 :func:`escape_mathjax`
     For notebook displays rendered by MathJax (``\text{…}`` with a conservative
     ASCII subset; every other character shown as ``U+XXXX``).
+:func:`check_math`
+    For user strings that are *meant* to be LaTeX math (a custom
+    :class:`~jacobian_bp.notation.Notation` symbol, a Jacobian's symbol).
+
+Policy for math-mode strings
+----------------------------
+A math-mode symbol cannot be escaped (``\mathbf{W}`` must stay a command), so it is
+*validated* against a whitelist instead, and rejected with a
+:class:`~jacobian_bp.errors.SpecError` that names the field:
+
+* only printable ASCII, no control character (so no line break, no blank line =
+  ``\par``);
+* none of ``% # $ &`` (comment, macro parameter, math shift, alignment tab) and no
+  ``^^`` (TeX's ``^^5c`` input notation would produce a backslash);
+* balanced braces, and never closing a group that the string did not open;
+* every control word in :data:`MATH_COMMANDS` (fonts, accents, Greek letters, operators,
+  delimiters, and the commands produced by :func:`escape_latex`) -- so ``\input``,
+  ``\write18``, ``\def``, ``\catcode``, ``\csname``, ``\begin``/``\end`` … are refused;
+* every control symbol (backslash and one non-letter) in ``\, \; \: \! \  \{ \} \|
+  \% \# \& \$ \_`` or a text accent (``\' \" \` \^ \~ \= \.``); ``\\``, ``\(``,
+  ``\)``, ``\[``, ``\]`` are refused.
+
+Such a string can typeset glyphs only: it cannot read or write a file, run a command,
+define or redefine anything, or leave its group or math mode.
 """
 from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["escape_text", "escape_latex", "escape_mathjax"]
+from .errors import SpecError
+
+__all__ = ["escape_text", "escape_latex", "escape_mathjax", "check_math", "is_safe_math", "MATH_COMMANDS"]
 
 
 def _tt(code: int) -> str:
@@ -154,7 +180,7 @@ def escape_text(text) -> str:
     Examples
     --------
     >>> escape_text("a_b%}")
-    'a\\_b\\%\\}'
+    'a{\\ttfamily\\char95}b\\%\\}'
     """
     if not isinstance(text, str):
         text = str(text)
@@ -184,3 +210,119 @@ def escape_mathjax(text) -> str:
         text = str(text)
     out = "".join(ch if ch in _MATHJAX_SAFE else f"U+{ord(ch):04X}" for ch in text)
     return r"\text{" + out + "}"
+
+
+# =========================================================================== math-mode strings
+_GREEK_CMDS = (
+    "alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa varkappa lambda mu nu xi "
+    "pi varpi rho varrho sigma varsigma tau upsilon phi varphi chi psi omega "
+    "Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega "
+    "varGamma varDelta varTheta varLambda varXi varPi varSigma varUpsilon varPhi varPsi varOmega")
+_MATH_CMDS = (
+    # fonts and text
+    "mathbf mathrm mathit mathsf mathtt mathcal mathbb mathfrak mathscr boldsymbol operatorname text textrm "
+    "textbf textit textsf texttt textnormal mbox ensuremath ttfamily rmfamily bfseries itshape "
+    "displaystyle textstyle scriptstyle scriptscriptstyle "
+    # accents and decorations
+    "hat widehat bar overline underline tilde widetilde vec dot ddot breve check acute grave mathring "
+    "overbrace underbrace overrightarrow overleftarrow "
+    # letters and symbols
+    "ell hbar imath jmath wp Re Im aleph partial nabla infty emptyset varnothing top bot perp prime "
+    "dagger ddagger star ast bullet circ cdot cdotp cdots ldots dots vdots ddots times otimes oplus odot ominus "
+    "pm mp div setminus cap cup wedge vee land lor neg lnot forall exists in notin ni subset subseteq supset "
+    "supseteq leq le geq ge neq ne approx equiv sim simeq cong propto ll gg mid parallel "
+    "to rightarrow leftarrow leftrightarrow Rightarrow Leftarrow Leftrightarrow mapsto longrightarrow "
+    "sum prod int oint coprod bigotimes bigoplus bigcup bigcap sqrt surd frac tfrac dfrac binom "
+    "log ln exp sin cos tan sinh cosh tanh arcsin arccos arctan max min sup inf det dim ker lim arg deg "
+    "diag "
+    # delimiters and spacing
+    "left right middle big Big bigg Bigg bigl bigr Bigl Bigr biggl biggr langle rangle lvert rvert lVert rVert "
+    "vert Vert lbrace rbrace lbrack rbrack lfloor rfloor lceil rceil backslash quad qquad "
+    # produced by escape_text / escape_latex
+    "char i j ss ae AE oe OE o O l L aa AA S P textexclamdown textquestiondown u r H v c d b not")
+#: Control words allowed in a user-supplied math-mode string (see "Policy for math-mode strings").
+MATH_COMMANDS: frozenset[str] = frozenset((_GREEK_CMDS + " " + _MATH_CMDS).split())
+#: Control symbols (backslash + one non-letter) allowed in a math-mode string.
+_MATH_SYMBOLS = frozenset(",;:! {}|%#&$_'\"`^~=.")
+_MATH_FORBIDDEN = set("%#$&")
+
+
+def _math_problem(s: str) -> str:
+    """Why ``s`` is not a safe math-mode string, or ``""``."""
+    if "^^" in s:  # anywhere, also after a backslash: TeX reduces ^^5c before it reads a command name
+        return "'^^' (TeX's character-code notation is not allowed)"
+    depth, i, n = 0, 0, len(s)
+    while i < n:
+        c = s[i]
+        o = ord(c)
+        if o < 32 or o > 126:
+            return f"character {c!r} (only printable ASCII is allowed)"
+        if c in _MATH_FORBIDDEN:
+            return f"character {c!r} (comment, parameter, math shift and alignment characters are not allowed)"
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth < 0:
+                return "an unmatched '}'"
+        elif c == "\\":
+            if i + 1 >= n:
+                return "a trailing backslash"
+            j = i + 1
+            if s[j].isalpha():
+                while j < n and s[j].isascii() and s[j].isalpha():
+                    j += 1
+                name = s[i + 1:j]
+                if name not in MATH_COMMANDS:
+                    return f"the command \\{name} (not in the whitelist of math-mode commands)"
+                i = j
+                continue
+            if s[j] not in _MATH_SYMBOLS:
+                return f"the control symbol \\{s[j]}"
+            i = j + 1
+            continue
+        i += 1
+    if depth:
+        return f"{depth} unclosed '{{'"
+    return ""
+
+
+def is_safe_math(text) -> bool:
+    """Whether ``text`` passes the math-mode whitelist (see :func:`check_math`)."""
+    return isinstance(text, str) and not _math_problem(text)
+
+
+def check_math(text, where: str) -> str:
+    r"""Validate a user-supplied *math-mode* LaTeX string and return it unchanged.
+
+    Parameters
+    ----------
+    text : str
+        A LaTeX fragment for math mode, e.g. ``r"\mathbf{W}"`` or ``r"\sigma"``.
+    where : str
+        The field it comes from, named in the error message.
+
+    Returns
+    -------
+    str
+        ``text`` itself.
+
+    Raises
+    ------
+    SpecError
+        When ``text`` is not a string or breaks the policy of this module (a command
+        outside :data:`MATH_COMMANDS`, one of ``% # $ &``, ``^^``, unbalanced braces,
+        a control or non-ASCII character).
+
+    Examples
+    --------
+    >>> check_math(r"\mathbf{W}^{[1]}", "notation.matrix")
+    '\\mathbf{W}^{[1]}'
+    """
+    if not isinstance(text, str):
+        raise SpecError(f"{where}: expected a LaTeX math string, received {type(text).__name__} {text!r}")
+    problem = _math_problem(text)
+    if problem:
+        raise SpecError(f"{where}: unsafe LaTeX math string {text!r}: {problem}; "
+                        "use only whitelisted commands (jacobian_bp.latex_escape.MATH_COMMANDS)")
+    return text

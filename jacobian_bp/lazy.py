@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import ShapeError
+from .errors import DataError, ShapeError, UnsupportedInputError
 from .operators import Operator
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -107,15 +107,15 @@ def linearize(network: "Network", X, params, Y=None, numeric_only: bool = True) 
     from .network import Network
 
     if not isinstance(network, Network):
-        raise TypeError(f"linearize: expected a jacobian_bp Network, received {type(network).__name__}")
+        raise UnsupportedInputError(f"linearize: expected a jacobian_bp Network, received {type(network).__name__}")
     Xb, Yb, single = network.as_batch(X, Y)
     canon = network.canonical_params(params)
     if numeric_only:
         for name, v in canon.items():
             if isinstance(v, np.ndarray) and v.dtype == object:
-                raise TypeError(f"network {network.name!r}: parameter {name} is symbolic; lazy products are numeric only")
+                raise UnsupportedInputError(f"network {network.name!r}: parameter {name} is symbolic; lazy products are numeric only")
         if Xb.dtype == object:
-            raise TypeError(f"network {network.name!r}: symbolic inputs; lazy products are numeric only")
+            raise UnsupportedInputError(f"network {network.name!r}: symbolic inputs; lazy products are numeric only")
     cache = network._forward(Xb, canon)
     return Linearization(network, canon, cache, Yb, single)
 
@@ -312,7 +312,7 @@ class TransposedOperator(Operator):
 
     def __init__(self, op: Operator):
         if not isinstance(op, Operator):
-            raise TypeError(f"TransposedOperator: expected an Operator, received {type(op).__name__}")
+            raise UnsupportedInputError(f"TransposedOperator: expected an Operator, received {type(op).__name__}")
         self.op = op
         self.shape = (op.shape[1], op.shape[0])
         self.symbolic = op.symbolic
@@ -367,10 +367,10 @@ class BatchJacobianOperator(Operator):
     def __init__(self, network: "Network", X=None, params=None, *, linearization: Linearization | None = None):
         if linearization is None:
             if X is None or params is None:
-                raise TypeError("BatchJacobianOperator: give (network, X, params) or linearization=")
+                raise UnsupportedInputError("BatchJacobianOperator: give (network, X, params) or linearization=")
             linearization = linearize(network, X, params)
         elif linearization.network is not network:
-            raise ValueError("BatchJacobianOperator: the linearization belongs to another network")
+            raise DataError("BatchJacobianOperator: the linearization belongs to another network")
         self.lin = linearization
         self.network = network
         self.shape = (linearization.N * network.n_out, network.n_params)

@@ -47,6 +47,8 @@ first time a block is materialized or applied.
 """
 from __future__ import annotations
 
+import copy
+import numbers
 from dataclasses import dataclass, field
 from math import prod
 from typing import Sequence
@@ -55,13 +57,56 @@ import numpy as np
 import sympy
 
 from .conventions import Convention, get_convention
-from .errors import DataError, ShapeError, SpecError
+from .errors import DataError, ShapeError, SpecError, UnknownNameError
 from .jacobian import Jacobian, Space, block_diag, hstack, vstack
 from .layers.base import Layer
 from .losses import Loss, make_loss
 from .operators import Dense as DenseOp, Identity, Product
 
 __all__ = ["Network", "Stage", "ParamEntry", "Cache", "Gradient"]
+
+
+def _real_array(v, what: str) -> np.ndarray:
+    """``v`` as a float64 array, or a NumPy object array of SymPy expressions/real numbers (symbolic use).
+
+    Refused with :class:`DataError` (never silently converted): booleans (they would become 0/1),
+    complex numbers (the imaginary part would be dropped), strings (never parsed), ``None``,
+    ragged nestings, and object arrays holding anything but SymPy expressions and real numbers.
+    """
+    if isinstance(v, np.ndarray) and v.dtype == object:
+        for t in v.flat:
+            if isinstance(t, (bool, np.bool_)) or not isinstance(t, (sympy.Basic, numbers.Real)):
+                raise DataError(f"{what}: an object array must hold SymPy expressions or real numbers, found "
+                                f"{type(t).__name__} {str(t)[:40]!r} (strings are never parsed)")
+        return v
+    if v is None:
+        raise DataError(f"{what}: expected an array of real numbers, received None")
+    try:
+        a = np.asarray(v)
+    except (ValueError, TypeError) as exc:  # ragged lists and the like
+        raise DataError(f"{what}: not an array of real numbers ({' '.join(str(exc).split())[:120]})") from None
+    kind = a.dtype.kind
+    if kind == "b":
+        raise DataError(f"{what}: expected real numbers, received a boolean array (convert it explicitly, e.g. .astype(float))")
+    if kind == "c":
+        raise DataError(f"{what}: expected real numbers, received a complex array (dtype {a.dtype}); "
+                        "the imaginary part would be lost")
+    if kind in "iuf":
+        return a.astype(np.float64, copy=False)
+    if kind == "O":  # a list holding SymPy numbers, Fractions, … : accepted only if every entry is a real number
+        if all(isinstance(t, numbers.Real) and not isinstance(t, (bool, np.bool_)) for t in a.flat):
+            try:
+                return a.astype(np.float64)
+            except (TypeError, ValueError):
+                pass
+        raise DataError(f"{what}: expected real numbers; pass symbolic entries as a NumPy object array")
+    raise DataError(f"{what}: expected real numbers, received an array of dtype {a.dtype} (strings are never parsed)")
+
+
+def _check_seed(seed, what: str) -> int:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DataError(f"{what}: seed must be an integer >= 0, received {seed!r}")
+    return int(seed)
 
 
 @dataclass
@@ -110,6 +155,10 @@ class Cache:
     @property
     def output(self) -> np.ndarray:
         return self.a[-1]
+
+
+_OVERFLOW_HINT = ("the loss or an activation overflowed or saturated -- scale the inputs/parameters down, or "
+                  "pair the last activation with its matching loss (softmax + cross_entropy, sigmoid + bce)")
 
 
 class ValidatedParams(dict):
@@ -179,9 +228,13 @@ class Network:
         self.convention: Convention = get_convention(convention)
         self.name = name or "network"
         if isinstance(input_shape, (int, np.integer)):
-            input_shape = (int(input_shape),)
+            input_shape = (input_shape,)
+        if not isinstance(input_shape, (tuple, list)):
+            raise SpecError(f"network {self.name!r}: input_shape must be a positive integer or a tuple of them, "
+                            f"received {input_shape!r}")
         input_shape = tuple(input_shape)
-        if not input_shape or any((not isinstance(s, (int, np.integer))) or s < 1 for s in input_shape):
+        if not input_shape or any(not isinstance(s, (int, np.integer)) or isinstance(s, (bool, np.bool_)) or s < 1
+                                  for s in input_shape):
             raise SpecError(f"network {self.name!r}: input_shape must be positive integers, received {input_shape!r}")
         self.input_shape = tuple(int(s) for s in input_shape)
         layers = list(layers)
@@ -190,6 +243,9 @@ class Network:
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise SpecError(f"network {self.name!r}: item {i} is not a Layer but {type(layer).__name__}")
+        # each network builds its own copies: build() fixes shapes, labels and convention-dependent
+        # defaults (ReLU's at_zero) on the layer, which must not leak into another network
+        layers = [copy.copy(layer) for layer in layers]
         if not layers[0].parametric:
             raise SpecError(
                 f"network {self.name!r}: the first layer must be parametric (dense or conv2d), received {layers[0].kind!r}"
@@ -244,6 +300,21 @@ class Network:
             return self.loss.matched_activation == "identity"
         return len(post) == 1 and self.loss.matches(post[0])
 
+    def _check_stage(self, l, where: str, allow_zero: bool = False) -> int:
+        """``l`` as a stage index in ``1..L`` (``0..L`` with ``allow_zero``), else :class:`DataError`."""
+        lo = 0 if allow_zero else 1
+        if isinstance(l, (bool, np.bool_)) or not isinstance(l, (int, np.integer)) or not (lo <= l <= self.L):
+            raise DataError(f"{where}: l must be an integer in {lo}..{self.L} (the stages of network "
+                            f"{self.name!r}), received {l!r}")
+        return int(l)
+
+    def _check_finite(self, values: np.ndarray, what: str, hint: str = "") -> None:
+        """Refuse a non-finite numeric result (NaN/Inf) with :class:`DataError` naming ``what``."""
+        a = np.asarray(values)
+        if a.dtype != object and not np.all(np.isfinite(a)):
+            kind = "NaN" if np.any(np.isnan(a)) else "Inf"
+            raise DataError(f"network {self.name!r}: the {what} is not finite ({kind}); {hint or _OVERFLOW_HINT}")
+
     def z_space(self, l: int) -> Space:
         s = self.stages[l - 1].layer
         return Space(f"z[{l}]", s.out_shape, rf"\mathbf{{z}}^{{[{l}]}}")
@@ -297,7 +368,7 @@ class Network:
         for e in self.entries:
             if e.name == name:
                 return e
-        raise KeyError(f"network {self.name!r} has no parameter {name!r}; parameters: {', '.join(self.param_names)}")
+        raise UnknownNameError(f"network {self.name!r} has no parameter {name!r}; parameters: {', '.join(self.param_names)}")
 
     @property
     def param_names(self) -> list[str]:
@@ -313,7 +384,7 @@ class Network:
     # ------------------------------------------------------------------ parameters
     def init_params(self, seed: int = 0) -> dict[str, np.ndarray]:
         """Random parameters (fan-in scaled Gaussian), in the convention's layout."""
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(_check_seed(seed, f"network {self.name!r}: init_params"))
         canon = {}
         for st in self.stages:
             for local, v in st.layer.init_params(rng).items():
@@ -352,20 +423,14 @@ class Network:
             )
         canon = {}
         for e in self.entries:
-            v = params[e.name]
-            if not isinstance(v, np.ndarray) or v.dtype != object:
-                v = np.asarray(v, dtype=float)
+            v = _real_array(params[e.name], f"layer {e.stage} ({self.stages[e.stage - 1].layer.kind}): parameter {e.name}")
             if v.shape != e.user_shape:
                 raise ShapeError(
                     f"layer {e.stage} ({self.stages[e.stage - 1].layer.kind}): parameter {e.name} expected shape "
                     f"{e.user_shape} under convention {self.convention.name!r}, received {v.shape}"
                 )
             if v.dtype == object:
-                bad = [t for t in v.ravel() if not isinstance(t, (sympy.Basic, int, float, np.integer, np.floating))
-                       or isinstance(t, (bool, np.bool_))]
-                if bad:
-                    raise DataError(f"layer {e.stage}: parameter {e.name} holds {type(bad[0]).__name__} {bad[0]!r}; "
-                                    "symbolic parameters must be SymPy expressions or numbers (strings are never parsed)")
+                pass  # entries checked by _real_array
             elif not np.all(np.isfinite(v)):
                 raise DataError(f"layer {e.stage}: parameter {e.name} contains NaN or Inf")
             canon[e.name] = self.convention.from_user(v, e.is_dense_weight)
@@ -395,7 +460,7 @@ class Network:
     # ------------------------------------------------------------------ data
     def as_batch(self, X, Y=None, what: str = "input"):
         """Return batch-first arrays ``(Xb, Yb, single)`` from the convention's layout."""
-        X = X if (isinstance(X, np.ndarray) and X.dtype == object) else np.asarray(X, dtype=float)
+        X = _real_array(X, f"network {self.name!r}: {what}")
         k = len(self.input_shape)
         if X.ndim == k:
             single = True
@@ -421,7 +486,7 @@ class Network:
             raise DataError(f"network {self.name!r}: input contains NaN or Inf")
         if Y is None:
             return Xb, None, single
-        Y = Y if (isinstance(Y, np.ndarray) and Y.dtype == object) else np.asarray(Y, dtype=float)
+        Y = _real_array(Y, f"network {self.name!r}: targets")
         if single:
             if Y.shape != self.output_shape:
                 raise ShapeError(f"{self.loss.kind} loss: expected a target of shape {self.output_shape}, received {Y.shape}")
@@ -486,7 +551,11 @@ class Network:
         """The (reduced) loss: sum or mean over the batch of per-sample losses."""
         Xb, Yb, _ = self.as_batch(X, Y)
         cache = self._forward(Xb, self.canonical_params(params))
-        return float(np.sum(self._per_sample_loss(cache, Yb)) * self._reduce_factor(Xb.shape[0]))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            value = np.sum(self._per_sample_loss(cache, Yb)) * self._reduce_factor(Xb.shape[0])
+        if np.asarray(value).dtype != object:  # symbolic entries: as before, float() of the expression
+            self._check_finite(value, "loss")
+        return float(value)
 
     def post_steps(self, cache: Cache, l: int) -> list[tuple[Layer, np.ndarray, np.ndarray]]:
         r"""The parameter-free layers of stage ``l`` as ``(layer, input, output)`` from a[l] back to z[l]
@@ -514,7 +583,9 @@ class Network:
     def delta(self, X, Y, params) -> np.ndarray:
         """:math:`\\nabla_{\\mathbf z^{[L]}}\\ell` per sample, batch-first ``(N, n_L)`` (single sample: ``(n_L,)``)."""
         Xb, Yb, single = self.as_batch(X, Y)
-        d = self._delta(self._forward(Xb, self.canonical_params(params)), Yb)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            d = self._delta(self._forward(Xb, self.canonical_params(params)), Yb)
+        self._check_finite(d, "gradient of the loss with respect to z[L] (delta)")
         return d[0] if single else d
 
     # ------------------------------------------------------------------ Algorithm 1
@@ -604,8 +675,7 @@ class Network:
 
     def layer_jacobian(self, x, params, l: int) -> Jacobian:
         r"""Damadi's :math:`\mathbf J_{\mathbf W^{[l]},\mathbf b^{[l]}}\mathbf z^{[L]}` (all parameters of stage ``l``)."""
-        if not (1 <= l <= self.L):
-            raise ValueError(f"layer_jacobian: l must be in 1..{self.L}, received {l}")
+        l = self._check_stage(l, "layer_jacobian")
         J = self.jacobian_theta(x, params)
         bl = [b for b in J.blocks if any(e.stage == l and e.space == b.input for e in self.entries)]
         return hstack(bl, name=f"theta[{l}]", latex=",".join(b.input.latex for b in bl)) if bl else None
@@ -624,7 +694,9 @@ class Network:
         r"""The typed factors of :math:`\mathbf J_{\mathbf z^{[l]}}\mathbf z^{[L]}`, left to right:
         :math:`\mathbf J_{\mathbf a^{[L-1]}}\mathbf z^{[L]}, \mathbf J_{\mathbf z^{[L-1]}}\mathbf a^{[L-1]}, \dots,
         \mathbf J_{\mathbf z^{[l]}}\mathbf a^{[l]}` (one sample).  Their product, formed with ``@``,
-        type-checks every link of the chain."""
+        type-checks every link of the chain.  ``l`` is in ``0..L`` (``l = 0``: down to the input
+        :math:`\mathbf x`; ``l = L``: no factor)."""
+        l = self._check_stage(l, "chain_factors", allow_zero=True)
         Xb, _, _ = self.as_batch(x)
         canon = self.canonical_params(params)
         cache = self._forward(Xb, canon)
@@ -645,6 +717,7 @@ class Network:
 
     def local_jacobian(self, x, params, l: int) -> Jacobian:
         r""":math:`\mathbf J_{\theta_l}\mathbf z^{[l]}`, e.g. Damadi's :math:`[\mathbf I\otimes\mathbf a^{[l-1]\top}\ \ \mathbf I]`."""
+        l = self._check_stage(l, "local_jacobian")
         Xb, _, _ = self.as_batch(x)
         canon = self.canonical_params(params)
         cache = self._forward(Xb, canon)
@@ -689,6 +762,7 @@ class Network:
 
         Returned as the block-diagonal operator of the transposed per-sample activation
         Jacobians (batch-first, rows of :math:`\mathbf Z_\ell` stacked)."""
+        l = self._check_stage(l, "activation_jacobian_batch")
         Xb, _, _ = self.as_batch(X)
         canon = self.canonical_params(params)
         cache = self._forward(Xb, canon)
@@ -714,10 +788,19 @@ class Network:
             ``operator``: the same transposed chain applied right to left as one batched
             vector-Jacobian sweep (the cost of backprop).
         """
+        if method not in ("chain", "operator"):
+            raise DataError(f"gradient: method must be 'chain' or 'operator', received {method!r}")
         Xb, Yb, _ = self.as_batch(X, Y)
         canon = self.canonical_params(params)
-        cache = self._forward(Xb, canon)
-        D = self._delta(cache, Yb) * self._reduce_factor(Xb.shape[0])
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            cache = self._forward(Xb, canon)
+            D = self._delta(cache, Yb) * self._reduce_factor(Xb.shape[0])
+        self._check_finite(D, "gradient of the loss with respect to z[L] (delta)")
+        g = self._gradient(Xb, canon, cache, D, method)
+        self._check_finite(g.vector, "gradient ∇θℓ")
+        return g
+
+    def _gradient(self, Xb: np.ndarray, canon: dict, cache: Cache, D: np.ndarray, method: str) -> Gradient:
         symbolic = D.dtype == object or self._is_symbolic(Xb, canon)
         if method == "chain" and not symbolic:
             # Alg. 1 for the whole batch at once: the explicit chain P_l = J_{z[l]} z[L] (one n_L x n_l
@@ -743,8 +826,8 @@ class Network:
                 theta = np.empty(self.n_params)
                 return Gradient(self, vjp_sweep(self, cache, canon, D, out=theta), vector=theta)
             canon_grad = self._vjp_sweep(cache, canon, D)
-        else:
-            raise ValueError(f"gradient: method must be 'chain' or 'operator', received {method!r}")
+        else:  # pragma: no cover - checked by gradient()
+            raise DataError(f"gradient: method must be 'chain' or 'operator', received {method!r}")
         return Gradient(self, canon_grad)
 
     def _vjp_sweep(self, cache: Cache, canon: dict, D: np.ndarray) -> dict[str, np.ndarray]:

@@ -39,6 +39,14 @@ def sub(s) -> str:
     return s if len(s) == 1 else "{" + s + "}"
 
 
+#: The fields of :class:`Notation` that select a rendering rule (not LaTeX).
+_NOTATION_CHOICES = {
+    "index": ("sup_bracket", "sub", "bracket", "sup_paren", "none"),
+    "jacobian": ("J", "partial"),
+    "batch_gradient": ("nabla", "d"),
+}
+
+
 @dataclass(frozen=True)
 class Notation:
     r"""How one document writes the symbols of a network.
@@ -71,7 +79,14 @@ class Notation:
     plain_inputs : bool
         Ganev writes the sample ``x``, ``y`` and biases ``b_\ell`` in plain letters.
     source : str
-        Where the notation comes from.
+        Where the notation comes from (plain text).
+
+    Raises
+    ------
+    SpecError
+        On construction, when a symbol is not a safe LaTeX math string
+        (:func:`jacobian_bp.latex_escape.check_math`: whitelisted commands only, no
+        ``% # $ &``, balanced braces, printable ASCII) or a rule field has an unknown value.
     """
 
     name: str
@@ -89,6 +104,35 @@ class Notation:
     plain_inputs: bool = False
     layer_letter: str = "l"
     source: str = ""
+
+    def __post_init__(self) -> None:
+        # Every symbol reaches LaTeX math mode verbatim: validate it against the whitelist of
+        # jacobian_bp.latex_escape (a Notation can be built from user input).
+        from .latex_escape import check_math
+
+        if not isinstance(self.name, str) or not self.name:
+            raise SpecError(f"notation: name must be a non-empty string, received {self.name!r}")
+        for field, allowed in _NOTATION_CHOICES.items():
+            v = getattr(self, field)
+            if v not in allowed:
+                raise SpecError(f"notation {self.name!r}: {field} must be one of {allowed}, received {v!r}")
+        for field in ("vector", "matrix"):
+            fmt = getattr(self, field)
+            if not isinstance(fmt, str) or fmt.count("%s") != 1 or "%" in fmt.replace("%s", ""):
+                raise SpecError(f"notation {self.name!r}: {field} must be a format string with exactly one '%s' "
+                                f"and no other '%', received {fmt!r}")
+            check_math(fmt.replace("%s", "x"), f"notation {self.name!r}: {field}")
+        for field in ("transpose", "activation", "loss", "theta", "layer_letter"):
+            v = getattr(self, field)
+            if isinstance(v, str) and not v:
+                raise SpecError(f"notation {self.name!r}: {field} must be a non-empty LaTeX math string, received ''")
+            check_math(v, f"notation {self.name!r}: {field}")
+        for field in ("activation_jacobian", "delta"):  # may be empty
+            check_math(getattr(self, field), f"notation {self.name!r}: {field}")
+        if not isinstance(self.plain_inputs, bool):
+            raise SpecError(f"notation {self.name!r}: plain_inputs must be a bool, received {self.plain_inputs!r}")
+        if not isinstance(self.source, str):
+            raise SpecError(f"notation {self.name!r}: source must be a string, received {self.source!r}")
 
     # ------------------------------------------------------------------ letters
     def _idx(self, base: str, l) -> str:

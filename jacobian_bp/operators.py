@@ -33,8 +33,8 @@ import sympy
 
 from .errors import ShapeError
 from .guard import check_bytes
-from .kernels import KERNEL_MIN_SIZE, jit_kernel_available, outer_into
-from .parallel import run_tasks
+from .kernels import KERNEL_MIN_SIZE, blas_limit, jit_kernel_available, outer_into
+from .parallel import get_num_threads, run_tasks
 
 __all__ = [
     "Operator", "Identity", "Zero", "Diagonal", "Dense", "Sparse", "Kron", "HStack",
@@ -122,13 +122,17 @@ class Operator:
             return self._dense()
         out = np.empty(self.shape)
         # every block of the result is one or more independent writes into ``out``; large
-        # materializations run them on several threads (see jacobian_bp.parallel)
-        run_tasks(self._dense_tasks(out))
+        # materializations run them on several threads (see jacobian_bp.parallel).  BLAS, used
+        # for the left products and some writes, gets no more threads than jacobian_bp itself
+        with blas_limit(get_num_threads()):
+            run_tasks(self._dense_tasks(out))
         return out
 
     def to_sparse(self) -> sp.csr_array:
         check_bytes(self.sparse_nbytes(), f"a sparse {self.shape[0]}x{self.shape[1]} {self.structure} matrix")
-        return sp.csr_array(self._sparse())
+        # serial, but its dense left products call BLAS: limited to the thread count as in to_dense
+        with blas_limit(get_num_threads()):
+            return sp.csr_array(self._sparse())
 
     def to_sympy(self) -> sympy.Matrix:
         check_bytes(self.dense_nbytes() * 8, f"a SymPy {self.shape[0]}x{self.shape[1]} matrix")

@@ -26,7 +26,9 @@ from typing import Callable
 
 import numpy as np
 
+from .conventions import PRESETS
 from .errors import ShapeError, SpecError
+from .latex_escape import escape_text
 from .latex import (Eye, HCat, Kron, MatExpr, Named, NetworkLatex, Prod, Sym, VCat, render)
 from .notation import Notation, get_notation
 
@@ -96,9 +98,8 @@ def _section_sign(s: str) -> str:
     return s.replace("§", r"\ensuremath{\S}")
 
 
-def _tex_text(s: str) -> str:
-    from .latex_escape import escape_text
-
+def _tex_text(s) -> str:
+    """User or engine text (names, error messages) as text-mode LaTeX: always through the one escaper."""
     return escape_text(s)
 
 
@@ -154,10 +155,16 @@ def _blockdiag_text(nt: Notation, row: str, n: int) -> str:
     return (r"\begin{bmatrix} " + row + r" & 0 & 0 \\ 0 & \ddots & 0 \\ 0 & 0 & " + row + r" \end{bmatrix}")
 
 
+def _is_damadi(conv) -> bool:
+    """Whether ``conv`` has Damadi's knobs (whatever its user-chosen name)."""
+    ref = PRESETS["damadi"]
+    return replace(conv, name=ref.name, source=ref.source) == ref
+
+
 def _convention_note(network) -> tuple[str, ...]:
-    if network.convention.name == "damadi":
+    if _is_damadi(network.convention):
         return ()
-    return (f"Rendered in the conventions of the network ({network.convention.name}), "
+    return ("Rendered in the conventions of the network (" + _tex_text(network.convention.name) + "), "
             "not Damadi's: weight layout, vec order and theta order follow the network.",)
 
 
@@ -437,7 +444,7 @@ def damadi_algorithm1(network, params=None, x=None, y=None) -> PaperEquations:
     sizes = r"\to ".join(str(v) for v in n)
     return PaperEquations("Damadi Algorithm 1, instantiated", eqs,
                           intro=f"Network: ${sizes}$; $|\\theta| = {network.n_params}$, blocks in the order of the "
-                                f"network's convention ({network.convention.name}).")
+                                "network's convention (" + _tex_text(network.convention.name) + ").")
 
 
 # ------------------------------------------------------------------ Ganev Prop. 3.1

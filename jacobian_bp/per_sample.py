@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .errors import DataError
 from .guard import check_bytes
 from .lazy import Linearization, linearize, theta_view
 
@@ -85,7 +86,7 @@ def per_sample_gradients(network: "Network", X, Y, params) -> np.ndarray:
     """
     lin = linearize(network, X, params, Y, numeric_only=False)
     if lin.Yb is None:
-        raise ValueError("per_sample_gradients: targets Y are required")
+        raise DataError("per_sample_gradients: targets Y are required")
     cache, canon = lin.cache, lin.canon
     N, P = lin.N, network.n_params
     check_bytes(N * P * 8, f"per-sample gradients ({N} x {P})")

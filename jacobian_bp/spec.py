@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,10 @@ class Spec:
 def generate_data(network: Network, batch: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Standard-normal inputs and valid targets for the network's loss (one-hot for CE,
     {0,1} for BCE, standard normal for MSE).  ``batch == 1`` gives a single sample."""
-    if batch < 1:
-        raise DataError(f"generate_data: batch must be >= 1, received {batch}")
+    if isinstance(batch, (bool, np.bool_)) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise DataError(f"generate_data: batch must be an integer >= 1, received {_short(batch)}")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DataError(f"generate_data: seed must be an integer >= 0, received {_short(seed)}")
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((batch,) + network.input_shape)
     n = network.n_out
@@ -143,36 +146,118 @@ def _check_keys(obj: dict, allowed: set, where: str) -> None:
         raise SpecError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(allowed))}")
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 3, 60, 60, 6, 6
+
+
+def _short(v) -> str:
+    """A bounded ``repr`` for error messages (deeply nested or huge values stay one short line)."""
+    return _REPR.repr(v)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
 def _int(v, where: str, minimum: int = 0) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise SpecError(f"{where}: expected an integer >= {minimum}, received {v!r}")
+        raise SpecError(f"{where}: expected an integer >= {minimum}, received {_short(v)}")
     return v
+
+
+_JSON_TYPES = {"int": "an integer", "float": "a number", "bool": "a boolean (true/false)", "str": "a string",
+               "None": "null"}
+
+
+def _matches(v, name: str) -> bool:
+    if name == "int":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if name == "float":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if name == "bool":
+        return isinstance(v, bool)
+    if name == "str":
+        return isinstance(v, str)
+    if name == "None":
+        return v is None
+    return True  # an annotation this check does not know: left to the constructor
+
+
+def _keyword_parameters(cls) -> dict[str, inspect.Parameter]:
+    """The named keyword parameters of ``cls.__init__`` (``*args``/``**kwargs`` are not spec keys)."""
+    sig = inspect.signature(cls.__init__)
+    return {n: p for n, p in sig.parameters.items()
+            if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _check_kwargs(cls, kwargs: dict, where: str) -> dict:
+    """Check spec keywords against the constructor's signature: known names, and for annotated
+    parameters (``int``, ``float``, ``bool``, ``str``, ``None`` and unions of them) a JSON value
+    of that type -- so that ``"bias": "no"`` is an error, not ``True``.  Lists (of numbers) become tuples."""
+    params = _keyword_parameters(cls)
+    unknown = set(kwargs) - set(params)
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+                        f"allowed: {', '.join(sorted(params)) or 'none'}")
+    out = {}
+    for k, v in kwargs.items():
+        ann = params[k].annotation
+        if isinstance(v, (list, tuple)):
+            if ann is not inspect.Parameter.empty:
+                raise SpecError(f"{where}: {k} must be {_describe(ann)}, received the list {_short(list(v))}")
+            if not all(isinstance(t, int) and not isinstance(t, bool) for t in v):
+                raise SpecError(f"{where}: list value of {k!r} must hold integers only, received {_short(list(v))}")
+            out[k] = tuple(v)
+            continue
+        if not isinstance(v, (int, float, str, bool)) and v is not None:
+            raise SpecError(f"{where}: value of {k!r} must be a number, string, boolean or list, received {_short(v)}")
+        if isinstance(v, float) and not np.isfinite(v):
+            raise SpecError(f"{where}: {k} must be finite, received {_short(v)}")
+        if isinstance(ann, str):
+            names = [t.strip() for t in ann.split("|")]
+            if all(n in _JSON_TYPES for n in names) and not any(_matches(v, n) for n in names):
+                raise SpecError(f"{where}: {k} must be {_describe(ann)}, received {_short(v)} ({_json_type(v)})")
+        elif ann is inspect.Parameter.empty and not (isinstance(v, int) and not isinstance(v, bool)) and v is not None:
+            # unannotated keywords are the integer-or-pair geometry fields (kernel_size, stride, padding, dilation)
+            raise SpecError(f"{where}: {k} must be an integer or a list of two integers, received {_short(v)} ({_json_type(v)})")
+        out[k] = v
+    return out
+
+
+def _describe(ann) -> str:
+    if not isinstance(ann, str):
+        return "an integer or a list of two integers"
+    return " or ".join(_JSON_TYPES.get(t.strip(), t.strip()) for t in ann.split("|"))
+
+
+def _json_type(v) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(type(v), type(v).__name__)
+
+
+def _construct(cls, kwargs: dict, where: str):
+    try:
+        return cls(**kwargs)
+    except SpecError as exc:
+        msg, kind = str(exc), where.rsplit("(", 1)[-1].rstrip(")")
+        for prefix in (f"{kind} layer: ", f"{kind} loss: ", f"{kind}: "):
+            if msg.startswith(prefix):
+                msg = msg[len(prefix):]
+                break
+        raise SpecError(f"{where}: {msg}") from None
+    except (TypeError, ValueError, ArithmeticError) as exc:  # a constructor's own check, phrased as Python's
+        raise SpecError(f"{where}: {type(exc).__name__}: {exc}") from None
 
 
 def _build_layer(entry: dict, i: int):
     if not isinstance(entry, dict) or "type" not in entry:
-        raise SpecError(f"layers[{i}]: expected an object with a \"type\" key, received {entry!r}")
+        raise SpecError(f"layers[{i}]: expected an object with a \"type\" key, received {_short(entry)}")
     kind = entry["type"]
     if not isinstance(kind, str):
-        raise SpecError(f"layers[{i}]: \"type\" must be a string, received {kind!r}")
+        raise SpecError(f"layers[{i}]: \"type\" must be a string, received {_short(kind)}")
     cls = layer_class(kind)
-    kwargs = {k: v for k, v in entry.items() if k != "type"}
-    sig = inspect.signature(cls.__init__)
-    allowed = {p for p in sig.parameters if p != "self"}
-    unknown = set(kwargs) - allowed
-    if unknown:
-        raise SpecError(f"layers[{i}] ({kind}): unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed)) or 'none'}")
-    for k, v in kwargs.items():
-        if isinstance(v, (list, tuple)):
-            if not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in v):
-                raise SpecError(f"layers[{i}] ({kind}): list value of {k!r} must hold numbers only, received {v!r}")
-            kwargs[k] = tuple(v)
-        elif not isinstance(v, (int, float, str, bool)) and v is not None:
-            raise SpecError(f"layers[{i}] ({kind}): value of {k!r} must be a number, string, boolean or list, received {v!r}")
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise SpecError(f"layers[{i}] ({kind}): {exc}") from None
+    where = f"layers[{i}] ({kind})"
+    kwargs = _check_kwargs(cls, {k: v for k, v in entry.items() if k != "type"}, where)
+    return _construct(cls, kwargs, where)
 
 
 def parse_spec(obj: dict) -> Spec:
@@ -196,30 +281,34 @@ def parse_spec(obj: dict) -> Spec:
         conv = get_convention(preset)
         try:
             conv = conv.replace(**conv_obj) if conv_obj else conv
-        except TypeError as exc:
+        except SpecError as exc:
             raise SpecError(f"spec.convention: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"spec.convention: {type(exc).__name__}: {exc}") from None
     elif isinstance(conv_obj, str):
         conv = get_convention(conv_obj)
     else:
-        raise SpecError(f"spec.convention: expected a preset name ({', '.join(PRESETS)}) or an object, received {conv_obj!r}")
+        raise SpecError(f"spec.convention: expected a preset name ({', '.join(PRESETS)}) or an object, received {_short(conv_obj)}")
     loss_obj = obj.get("loss", "cross_entropy")
     if isinstance(loss_obj, str):
         loss = loss_obj
         if loss not in LOSSES:
-            raise SpecError(f"spec.loss: unknown loss {loss!r}; known: {', '.join(sorted(LOSSES))}")
+            raise SpecError(f"spec.loss: unknown loss {_short(loss)}; known: {', '.join(sorted(LOSSES))}")
     elif isinstance(loss_obj, dict):
         kind = loss_obj.get("type")
-        if kind not in LOSSES:
-            raise SpecError(f"spec.loss: unknown loss {kind!r}; known: {', '.join(sorted(LOSSES))}")
+        if not isinstance(kind, str) or kind not in LOSSES:
+            raise SpecError(f"spec.loss: unknown loss {_short(kind)}; known: {', '.join(sorted(LOSSES))}")
         cls = LOSSES[kind]
-        allowed = {p for p in inspect.signature(cls.__init__).parameters if p != "self"} | {"type"}
-        _check_keys(loss_obj, allowed, f"spec.loss ({kind})")
-        loss = cls(**{k: v for k, v in loss_obj.items() if k != "type"})
+        where = f"spec.loss ({kind})"
+        kwargs = _check_kwargs(cls, {k: v for k, v in loss_obj.items() if k != "type"}, where)
+        loss = _construct(cls, kwargs, where)
     else:
-        raise SpecError(f"spec.loss: expected a loss name or an object, received {loss_obj!r}")
+        raise SpecError(f"spec.loss: expected a loss name or an object, received {_short(loss_obj)}")
     name = obj.get("name", "network")
     if not isinstance(name, str):
-        raise SpecError(f"spec.name: expected a string, received {name!r}")
+        raise SpecError(f"spec.name: expected a string, received {_short(name)}")
+    if not isinstance(obj.get("description", ""), str):
+        raise SpecError(f"spec.description: expected a string, received {_short(obj['description'])}")
     net = Network(layers, loss, inp, conv, name=name)
     data = obj.get("data", {})
     _check_keys(data, _DATA_KEYS, "spec.data")
@@ -233,20 +322,81 @@ def load_spec(source: "str | Path | dict") -> Spec:
     """A spec from a built-in example name, a JSON file path, a JSON string, or a dict."""
     if isinstance(source, dict):
         return parse_spec(source)
+    if not isinstance(source, (str, Path)):
+        raise SpecError(f"spec: expected an example name, a JSON file, a JSON string or a dict, "
+                        f"received {type(source).__name__}")
     s = str(source)
     if s in EXAMPLES:
         return parse_spec(json.loads(json.dumps(EXAMPLES[s])))
+    if s.lstrip().startswith("{"):
+        return parse_spec(parse_json(s, s))
     p = Path(s)
-    if p.suffix.lower() == ".json" or p.exists():
-        if not p.exists():
-            raise SpecError(f"spec file {s!r} does not exist (built-in examples: {', '.join(EXAMPLES)})")
-        text = p.read_text(encoding="utf-8")
-    elif s.lstrip().startswith("{"):
-        text = s
-    else:
-        raise SpecError(f"{s!r} is neither a built-in example ({', '.join(EXAMPLES)}) nor a JSON file")
     try:
-        obj = json.loads(text)
+        exists = p.exists()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte, …
+        raise SpecError(f"{_short(s)} is neither a built-in example ({', '.join(EXAMPLES)}) nor a readable "
+                        f"JSON file: {_one_line(exc)}") from None
+    if not (p.suffix.lower() == ".json" or exists):
+        raise SpecError(f"{_short(s)} is neither a built-in example ({', '.join(EXAMPLES)}) nor a JSON file")
+    if not exists:
+        raise SpecError(f"spec file {s!r} does not exist (built-in examples: {', '.join(EXAMPLES)})")
+    if p.is_dir():
+        raise SpecError(f"spec {s!r} is a directory, not a JSON file")
+    try:
+        size = p.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(f"spec file {s!r} is {size} bytes; a spec is at most {MAX_SPEC_BYTES} bytes")
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"spec file {s!r} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except OSError as exc:
+        raise SpecError(f"spec file {s!r} cannot be read: {exc.strerror or exc}") from None
+    return parse_spec(parse_json(text, s))
+
+
+#: largest spec file read (a spec is a few hundred bytes; this only stops reading a wrong, huge file)
+MAX_SPEC_BYTES = 10_000_000
+#: deepest nesting of arrays/objects accepted in a spec (a valid spec nests 3 levels)
+MAX_SPEC_DEPTH = 32
+
+
+def parse_json(text: str, source: str = "spec") -> Any:
+    """Decode spec JSON strictly: refuse ``NaN``/``Infinity``, deep nesting and huge integers
+    with a :class:`SpecError` (never a ``RecursionError`` or ``ValueError``)."""
+    depth = _max_depth(text)
+    if depth > MAX_SPEC_DEPTH:
+        raise SpecError(f"spec {source[:60]!r} nests arrays/objects {depth} levels deep; at most {MAX_SPEC_DEPTH} are accepted")
+
+    def _no_constant(name):
+        raise SpecError(f"spec {source[:60]!r}: {name} is not a JSON number; use a finite number")
+
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except SpecError:
+        raise
     except json.JSONDecodeError as exc:
-        raise SpecError(f"spec {s[:60]!r} is not valid JSON: {exc}") from None
-    return parse_spec(obj)
+        raise SpecError(f"spec {source[:60]!r} is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer with more digits than Python converts
+        raise SpecError(f"spec {source[:60]!r} is not acceptable JSON: {exc}") from None
+
+
+def _max_depth(text: str) -> int:
+    """Nesting depth of brackets outside strings (a linear scan, no recursion)."""
+    depth = best = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "]}":
+            depth -= 1
+    return best

@@ -58,7 +58,7 @@ import numpy as np
 import scipy.sparse as sp
 import sympy
 
-from .errors import ShapeError, SpecError
+from .errors import DataError, ShapeError, SpecError
 from .operators import sympy_scalar
 
 __all__ = [
@@ -87,7 +87,7 @@ def as_pair(value, name: str, who: str = "conv2d", minimum: int = 0) -> Pair:
         vals = tuple(value)
     else:
         vals = (value, value)
-    if len(vals) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in vals):
+    if len(vals) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in vals):
         raise SpecError(f"{who}: {name} must be an integer or a pair of integers, received {value!r}")
     if min(vals) < minimum:
         raise SpecError(f"{who}: {name} must be >= {minimum}, received {value!r}")
@@ -273,7 +273,7 @@ def extract_patches(A: np.ndarray, kernel: Pair, stride: Pair = (1, 1), padding:
 def flat_index(idx: Sequence[np.ndarray], shape: Sequence[int], order: str) -> np.ndarray:
     """``np.ravel_multi_index`` in order ``"C"`` or ``"F"`` (a ``ValueError`` for any other order)."""
     if order not in ("C", "F"):
-        raise ValueError(f"vec order must be 'C' or 'F', got {order!r}")
+        raise DataError(f"vec order must be 'C' or 'F', got {order!r}")
     return np.ravel_multi_index(tuple(idx), tuple(shape), order=order)
 
 

@@ -225,13 +225,19 @@ def train(network: Network, data: Dataset, epochs: int, lr: float, batch_size: i
             if not np.all(np.isfinite(theta)):
                 break
             p = network.unpack(theta)
-            g = explicit_gradient(network, _to_layout(network, Xtr[idx]), _to_layout(network, Ytr[idx]), p, method)
+            try:
+                g = explicit_gradient(network, _to_layout(network, Xtr[idx]), _to_layout(network, Ytr[idx]), p, method)
+            except DataError as exc:  # a non-finite loss or gradient: the iteration left the finite range
+                raise DataError(f"train: the iteration diverged at epoch {epoch} (lr {lr} too large?): {exc}") from None
             theta = theta - lr * g
         if not np.all(np.isfinite(theta)):
             raise DataError(f"train: the parameters overflowed at epoch {epoch}: the iteration diverged (lr {lr} too large?)")
         params = network.unpack(theta)
-        train_loss.append(_mean_loss(network, Xtr, Ytr, params))
-        test_loss.append(_mean_loss(network, Xte, Yte, params))
+        try:
+            train_loss.append(_mean_loss(network, Xtr, Ytr, params))
+            test_loss.append(_mean_loss(network, Xte, Yte, params))
+        except DataError as exc:
+            raise DataError(f"train: the loss diverged at epoch {epoch} (lr {lr} too large?): {exc}") from None
         if not np.isfinite(train_loss[-1]):
             raise DataError(f"train: the loss diverged at epoch {epoch} (lr {lr} too large?)")
         if callback is not None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import reference, torch_oracle
+from .errors import DataError
 from .network import Network
 
 TOL = {"operator": 1e-12, "closed form": 1e-12, "Ganev Alg. 5": 1e-12, "Park Thm. 5.4": 1e-12,
@@ -150,7 +151,22 @@ def _closed_forms(net: Network, Xb, Yb, canon) -> dict[str, dict]:
 
 def verify(network: Network, X, Y, params, fd_max_coords: int = 60, fd_directions: int = 3,
            use_torch: bool = True, seed: int = 0, h: float = 1e-6) -> VerificationReport:
-    """Compare the explicit chain with every available oracle; see the module docstring."""
+    """Compare the explicit chain with every available oracle; see the module docstring.
+
+    Raises
+    ------
+    DataError
+        Bad options (``fd_max_coords < 1``, ``fd_directions < 0``, a step ``h`` that is not a
+        positive finite number, a negative ``seed``), or inputs/parameters refused by the network,
+        including a non-finite loss or gradient.
+    """
+    for nm, v, lo in (("fd_max_coords", fd_max_coords, 1), ("fd_directions", fd_directions, 0), ("seed", seed, 0)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise DataError(f"verify: {nm} must be an integer >= {lo}, received {v!r}")
+    if isinstance(h, (bool, np.bool_)) or not isinstance(h, (int, float, np.integer, np.floating)) or not (0 < h < np.inf):
+        raise DataError(f"verify: the finite-difference step h must be a positive finite number, received {h!r}")
+    if not isinstance(network, Network):
+        raise DataError(f"verify: expected a jacobian_bp Network, received {type(network).__name__}")
     Xb, Yb, _ = network.as_batch(X, Y)
     canon = network.canonical_params(params)
     grad_chain = network.gradient(X, Y, params, method="chain")

@@ -9,6 +9,16 @@ forms) and a SymPy expression of :math:`f` (:meth:`ElementwiseActivation.sympy_f
 from which the symbolic backend derives :math:`f'` exactly.  The tests check that the
 two agree.  ReLU's derivative at 0 is a *stated* choice (``at_zero``), taken from the
 convention when not given: Park §3 uses 1, PyTorch uses 0.
+
+Numeric constructor arguments (``at_zero``, ``negative_slope``, ``alpha``) are validated
+when the layer is made (:func:`jacobian_bp.exact.real_number`: finite real numbers, never
+strings, booleans or complex numbers) and turned into SymPy constants by
+:func:`jacobian_bp.exact.exact_number`, which never parses text.
+
+Derivatives are computed in forms that keep their *relative* accuracy in the tails,
+where the textbook forms cancel to 0: :math:`\sigma'(z) = \sigma(z)\sigma(-z)`,
+:math:`\tanh'(z) = 4e^{-2|z|}/(1+e^{-2|z|})^2`, :math:`\arctan'(z) = w^2/(1+w^2)` with
+:math:`w = 1/z` for :math:`|z|>1`.
 """
 from __future__ import annotations
 
@@ -16,7 +26,8 @@ import numpy as np
 import sympy
 from scipy.special import expit
 
-from ..errors import SpecError
+from ..errors import SpecError, UnsupportedInputError
+from ..exact import exact_number, real_number
 from ..operators import Diagonal
 from .base import Layer
 
@@ -100,8 +111,15 @@ class ReLU(ElementwiseActivation):
     Parameters
     ----------
     at_zero : float, optional
-        The subgradient used at :math:`z=0` (0 as in PyTorch, 1 as in Park §3); when
-        omitted it is taken from the network's convention.
+        The subgradient used at :math:`z=0`, a real number in :math:`[0, 1]` (the
+        subdifferential of :math:`\max(0, z)` at 0): 0 as in PyTorch, 1 as in Park §3.
+        When omitted it is taken from the network's convention (``relu_at_zero``) each
+        time the layer is built; reading :attr:`at_zero` then gives the value in use.
+
+    Raises
+    ------
+    SpecError
+        If ``at_zero`` is not a finite real number in [0, 1] (strings are refused).
     """
 
     kind = "relu"
@@ -109,17 +127,39 @@ class ReLU(ElementwiseActivation):
 
     def __init__(self, at_zero: float | None = None):
         super().__init__()
-        if at_zero is not None and not (0.0 <= float(at_zero) <= 1.0):
-            raise SpecError(f"relu: at_zero must lie in [0, 1] (a subgradient), received {at_zero!r}")
+        self._at_zero_stated: float | None = None
+        self._at_zero_convention: float | None = None
         self.at_zero = at_zero
 
+    @property
+    def at_zero(self) -> float | None:
+        """:math:`f'(0)` in use: the stated value, else the convention's (after ``build``), else None."""
+        return self._at_zero_stated if self._at_zero_stated is not None else self._at_zero_convention
+
+    @at_zero.setter
+    def at_zero(self, value: float | None) -> None:
+        self._at_zero_stated = None if value is None else real_number(
+            value, f"{self._name()}: at_zero", minimum=0.0, maximum=1.0)
+
+    @property
+    def at_zero_stated(self) -> float | None:
+        """The value given by the user (None: follow the convention)."""
+        return self._at_zero_stated
+
     def build(self, in_shape, convention=None):
-        if self.at_zero is None:
-            self.at_zero = float(getattr(convention, "relu_at_zero", 0.0))
+        # the convention's value is kept apart from the stated one, so that building the
+        # layer again (another network, another convention) re-resolves it
+        if convention is not None and hasattr(convention, "relu_at_zero"):
+            self._at_zero_convention = real_number(
+                convention.relu_at_zero, f"{self._name()}: convention {getattr(convention, 'name', '')!r} relu_at_zero",
+                minimum=0.0, maximum=1.0)
+        else:
+            self._at_zero_convention = 0.0
         return super().build(in_shape, convention)
 
     def _h0(self) -> float:
-        return 0.0 if self.at_zero is None else float(self.at_zero)
+        h0 = self.at_zero
+        return 0.0 if h0 is None else h0
 
     def f(self, z):
         return np.maximum(z, 0.0)
@@ -132,44 +172,64 @@ class ReLU(ElementwiseActivation):
         return d
 
     def sympy_f(self, t):
-        return t * sympy.Heaviside(t, sympy.nsimplify(self._h0()))
+        return t * sympy.Heaviside(t, exact_number(self._h0(), f"{self._name()}: at_zero"))
 
     def sympy_df(self, t):
-        return sympy.Heaviside(t, sympy.nsimplify(self._h0()))
+        return sympy.Heaviside(t, exact_number(self._h0(), f"{self._name()}: at_zero"))
 
 
 class LeakyReLU(ElementwiseActivation):
-    r""":math:`f(z) = z` for :math:`z>0`, :math:`\alpha z` otherwise; :math:`f'(0)=\alpha` unless ``at_zero``."""
+    r""":math:`f(z) = z` for :math:`z>0`, :math:`\alpha z` otherwise; :math:`f'(0)=\alpha` unless ``at_zero``.
+
+    Parameters
+    ----------
+    negative_slope : float
+        :math:`\alpha`, a finite real number (default 0.01).
+    at_zero : float, optional
+        :math:`f'(0)`, a real number between :math:`\alpha` and 1 (inclusive): the
+        one-sided derivatives' convex hull, i.e. the Clarke subdifferential at 0.  When
+        omitted, :math:`\alpha` is used (as PyTorch does).
+
+    Raises
+    ------
+    SpecError
+        If a value is not a finite real number (strings are refused) or ``at_zero`` lies
+        outside :math:`[\min(\alpha,1), \max(\alpha,1)]`.
+    """
 
     kind = "leaky_relu"
     symbol = r"\operatorname{lrelu}"
 
     def __init__(self, negative_slope: float = 0.01, at_zero: float | None = None):
         super().__init__()
-        if not np.isfinite(negative_slope):
-            raise SpecError(f"leaky_relu: negative_slope must be finite, received {negative_slope!r}")
-        self.negative_slope = float(negative_slope)
-        self.at_zero = at_zero
+        self.negative_slope = real_number(negative_slope, "leaky_relu: negative_slope")
+        lo, hi = min(self.negative_slope, 1.0), max(self.negative_slope, 1.0)
+        self.at_zero = None if at_zero is None else real_number(
+            at_zero, "leaky_relu: at_zero (between negative_slope and 1)", minimum=lo, maximum=hi)
 
     def f(self, z):
         return np.where(z > 0, z, self.negative_slope * z)
 
     def df(self, z):
-        h0 = self.negative_slope if self.at_zero is None else float(self.at_zero)
+        h0 = self.negative_slope if self.at_zero is None else self.at_zero
         return np.where(z > 0, 1.0, np.where(z < 0, self.negative_slope, h0))
 
     def sympy_f(self, t):
-        a = sympy.nsimplify(self.negative_slope)
+        a = exact_number(self.negative_slope, f"{self._name()}: negative_slope")
         return sympy.Piecewise((t, t > 0), (a * t, True))
 
     def sympy_df(self, t):
-        a = sympy.nsimplify(self.negative_slope)
-        h0 = a if self.at_zero is None else sympy.nsimplify(self.at_zero)
+        a = exact_number(self.negative_slope, f"{self._name()}: negative_slope")
+        h0 = a if self.at_zero is None else exact_number(self.at_zero, f"{self._name()}: at_zero")
         return sympy.Piecewise((1, t > 0), (a, t < 0), (h0, True))
 
 
 class Sigmoid(ElementwiseActivation):
-    r""":math:`\sigma(z) = 1/(1+e^{-z})`, :math:`\sigma'(z) = \sigma(z)(1-\sigma(z))` (Ganev Ex. 1a)."""
+    r""":math:`\sigma(z) = 1/(1+e^{-z})`, :math:`\sigma'(z) = \sigma(z)(1-\sigma(z))` (Ganev Ex. 1a).
+
+    The derivative is computed as :math:`\sigma(z)\,\sigma(-z)`, which keeps its relative
+    accuracy for large :math:`z` (where :math:`1-\sigma(z)` rounds to 0).
+    """
 
     kind = "sigmoid"
     symbol = r"\sigma"
@@ -178,15 +238,19 @@ class Sigmoid(ElementwiseActivation):
         return expit(z)
 
     def df(self, z):
-        s = expit(z)
-        return s * (1.0 - s)
+        return expit(z) * expit(np.negative(z))
 
     def sympy_f(self, t):
         return 1 / (1 + sympy.exp(-t))
 
 
 class Tanh(ElementwiseActivation):
-    r""":math:`\tanh z`, derivative :math:`1-\tanh^2 z`."""
+    r""":math:`\tanh z`, derivative :math:`1-\tanh^2 z`.
+
+    The derivative is computed as :math:`4e^{-2|z|}/(1+e^{-2|z|})^2` (equal to
+    :math:`\operatorname{sech}^2 z`), which keeps its relative accuracy in the tails where
+    :math:`1-\tanh^2 z` rounds to 0 (already at :math:`|z| = 19`).
+    """
 
     kind = "tanh"
     symbol = r"\tanh"
@@ -195,14 +259,19 @@ class Tanh(ElementwiseActivation):
         return np.tanh(z)
 
     def df(self, z):
-        return 1.0 - np.tanh(z) ** 2
+        e = np.exp(-2.0 * np.abs(z))
+        return 4.0 * e / np.square(1.0 + e)
 
     def sympy_f(self, t):
         return sympy.tanh(t)
 
 
 class Arctan(ElementwiseActivation):
-    r""":math:`\arctan z`, derivative :math:`1/(1+z^2)` (Ganev Ex. 1c)."""
+    r""":math:`\arctan z`, derivative :math:`1/(1+z^2)` (Ganev Ex. 1c).
+
+    For :math:`|z| > 1` the derivative is computed as :math:`w^2/(1+w^2)` with
+    :math:`w = 1/z`, so that :math:`z^2` never overflows.
+    """
 
     kind = "arctan"
     symbol = r"\arctan"
@@ -211,7 +280,11 @@ class Arctan(ElementwiseActivation):
         return np.arctan(z)
 
     def df(self, z):
-        return 1.0 / (1.0 + np.square(z))
+        z = np.asarray(z, dtype=float)
+        big = np.abs(z) > 1.0
+        w = np.divide(1.0, z, out=np.zeros_like(z), where=big)
+        w2 = np.square(w)
+        return np.where(big, w2 / (1.0 + w2), 1.0 / (1.0 + np.square(np.where(big, 0.0, z))))
 
     def sympy_f(self, t):
         return sympy.atan(t)
@@ -238,6 +311,11 @@ class ELU(ElementwiseActivation):
 
     At :math:`z=0` the derivative is 1 when :math:`\alpha = 1` (ELU is then :math:`C^1`); for
     other :math:`\alpha` the left derivative :math:`\alpha` is used, as PyTorch does.
+
+    Parameters
+    ----------
+    alpha : float
+        :math:`\alpha`, a finite real number > 0 (default 1); strings are refused (``SpecError``).
     """
 
     kind = "elu"
@@ -245,9 +323,7 @@ class ELU(ElementwiseActivation):
 
     def __init__(self, alpha: float = 1.0):
         super().__init__()
-        if not np.isfinite(alpha) or alpha <= 0:
-            raise SpecError(f"elu: alpha must be a positive finite number, received {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = real_number(alpha, "elu: alpha", minimum=0.0, strict_minimum=True)
 
     def f(self, z):
         return np.where(z > 0, z, self.alpha * np.expm1(np.minimum(z, 0.0)))
@@ -256,11 +332,11 @@ class ELU(ElementwiseActivation):
         return np.where(z > 0, 1.0, self.alpha * np.exp(np.minimum(z, 0.0)))
 
     def sympy_f(self, t):
-        a = sympy.nsimplify(self.alpha)
+        a = exact_number(self.alpha, f"{self._name()}: alpha")
         return sympy.Piecewise((t, t > 0), (a * (sympy.exp(t) - 1), True))
 
     def sympy_df(self, t):
-        a = sympy.nsimplify(self.alpha)
+        a = exact_number(self.alpha, f"{self._name()}: alpha")
         return sympy.Piecewise((1, t > 0), (a * sympy.exp(t), True))
 
 
@@ -275,14 +351,14 @@ class GenericActivation(ElementwiseActivation):
 
     def __init__(self, name: str = "f"):
         super().__init__()
-        if not isinstance(name, str) or not name.isidentifier():
+        if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
             raise SpecError(f"generic activation: name must be an identifier, received {name!r}")
         self.name = name
         self.symbol = name
         self.func = sympy.Function(name, real=True)
 
     def f(self, z):
-        raise TypeError(f"generic activation {self.name!r} has no numeric value; use the symbolic backend")
+        raise UnsupportedInputError(f"generic activation {self.name!r} has no numeric value; use the symbolic backend")
 
     df = f
 

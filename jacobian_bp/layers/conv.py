@@ -31,7 +31,7 @@ from math import prod
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import ShapeError, SpecError
+from ..errors import DataError, ShapeError, SpecError
 from ..operators import Dense as DenseOp, Identity, Kron, Operator, Product, Sparse
 from .. import toeplitz as tp
 from .base import Layer
@@ -92,7 +92,8 @@ class Conv2d(Layer):
         super().__init__()
         who = "conv2d layer"
         for nm, v in (("out_channels", out_channels), ("in_channels", in_channels)):
-            if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1):
+            if (v is None and nm == "out_channels") or (
+                    v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v < 1)):
                 raise SpecError(f"{who}: {nm} must be a positive integer, received {v!r}")
         self.out_channels = int(out_channels)
         self.in_channels = None if in_channels is None else int(in_channels)
@@ -100,18 +101,18 @@ class Conv2d(Layer):
         self.stride = tp.as_pair(stride, "stride", who, 1)
         self.padding = tp.as_pair(padding, "padding", who, 0)
         self.dilation = tp.as_pair(dilation, "dilation", who, 1)
-        if mode not in tp.MODES:
+        if not isinstance(mode, str) or mode not in tp.MODES:
             raise SpecError(f"{who}: mode must be 'correlation' or 'convolution', received {mode!r}")
         self.mode = mode
-        if bias is True:
-            bias = "tied"
-        elif bias is False or bias is None:
+        if isinstance(bias, (bool, np.bool_)):
+            bias = "tied" if bias else "none"
+        elif bias is None:
             bias = "none"
-        if bias not in _BIAS:
+        if not isinstance(bias, str) or bias not in _BIAS:
             raise SpecError(f"{who}: bias must be 'tied', 'untied' or 'none', received {bias!r}")
         self.bias = bias
         self.param_names = ("K",) if bias == "none" else ("K", "b")
-        if size_rule not in ("floor", "exact"):
+        if not isinstance(size_rule, str) or size_rule not in ("floor", "exact"):
             raise SpecError(f"{who}: size_rule must be 'floor' or 'exact', received {size_rule!r}")
         self.size_rule = size_rule
         self.geometry: tp.ConvGeometry | None = None
@@ -208,7 +209,7 @@ class Conv2d(Layer):
     def jac_params(self, a, o, params, order="C") -> dict[str, Operator]:
         r"""Jacobians w.r.t. ``K`` (:math:`\mathbf I_{C_\text{out}}\otimes\mathbf P`, columns permuted for ``order="F"``) and ``b``."""
         if order not in ("C", "F"):
-            raise ValueError(f"{self._name()}: vec order must be 'C' or 'F', got {order!r}")
+            raise DataError(f"{self._name()}: vec order must be 'C' or 'F', got {order!r}")
         g = self.geometry
         a = np.asarray(a).reshape(self.in_shape)
         P = tp.patch_matrix(a, g.kernel, g.stride, g.padding, g.dilation, self.mode)

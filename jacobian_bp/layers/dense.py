@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ShapeError, SpecError
+from ..errors import DataError, ShapeError, SpecError
 from ..operators import Dense as DenseOp, Identity, Kron
 from .base import Layer
 
@@ -43,8 +43,11 @@ class Dense(Layer):
     def __init__(self, out_features: int, in_features: int | None = None, bias: bool = True):
         super().__init__()
         for nm, v in (("out_features", out_features), ("in_features", in_features)):
-            if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1):
+            if (v is None and nm == "out_features") or (
+                    v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v < 1)):
                 raise SpecError(f"dense layer: {nm} must be a positive integer, received {v!r}")
+        if not isinstance(bias, (bool, np.bool_)):
+            raise SpecError(f"dense layer: bias must be a boolean (true/false), received {bias!r}")
         self.out_features = int(out_features)
         self.in_features = None if in_features is None else int(in_features)
         self.bias = bool(bias)
@@ -97,7 +100,7 @@ class Dense(Layer):
         elif order == "F":
             jw = Kron(a_row, Identity(n))
         else:
-            raise ValueError(f"{self._name()}: vec order must be 'C' or 'F', got {order!r}")
+            raise DataError(f"{self._name()}: vec order must be 'C' or 'F', got {order!r}")
         out = {"W": jw}
         if self.bias:
             out["b"] = Identity(n)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import ShapeError, SpecError
+from ..errors import ShapeError, SpecError, UnsupportedInputError
 from ..operators import Operator, Sparse
 from .. import toeplitz as tp
 from .base import Layer
@@ -38,7 +38,7 @@ class _Pool2d(Layer):
     def __init__(self, kernel_size, stride=None, padding=0, size_rule: str = "floor"):
         super().__init__()
         who = f"{self.kind} layer"
-        if size_rule not in ("floor", "exact"):
+        if not isinstance(size_rule, str) or size_rule not in ("floor", "exact"):
             raise SpecError(f"{who}: size_rule must be 'floor' or 'exact', received {size_rule!r}")
         self.size_rule = size_rule
         self.kernel_size = tp.as_pair(kernel_size, "kernel_size", who, 1)
@@ -119,7 +119,7 @@ class MaxPool2d(_Pool2d):
     def forward(self, A, params):
         A = self._check_batch(A)
         if A.dtype == object:
-            raise TypeError(
+            raise UnsupportedInputError(
                 f"{self._name()}: max pooling of symbolic entries is undefined (the position of the maximum "
                 "depends on the values); substitute numbers first or use avgpool2d"
             )

@@ -6,6 +6,12 @@ r"""Vector activations whose Jacobian is not diagonal: softmax and radial sigmoi
   with :math:`r = |\mathbf z|` the Euclidean norm, :math:`\mathbf u = \mathbf z/r`:
   :math:`\mathbf J = \sigma'(r)\,\mathbf u\mathbf u^\top + \frac{\sigma(r)}{r}(\mathbf I - \mathbf u\mathbf u^\top)`
   (not differentiable at :math:`\mathbf z = 0`, where it is refused).
+
+Numerics: softmax subtracts the largest logit (finite for any finite logits, e.g.
+``[1000, 0, -1000]``); the radial sigmoid scales :math:`\mathbf z` by its largest entry
+before taking the norm (no overflow for :math:`|z_i| \sim 10^{200}`, no underflow to a
+false :math:`r = 0` for :math:`|z_i| \sim 10^{-200}`) and uses
+:math:`\sigma'(r) = \sigma(r)\sigma(-r)`.
 """
 from __future__ import annotations
 
@@ -55,10 +61,25 @@ class Softmax(Layer):
         return r"\operatorname{softmax}"
 
 
+def _norm(A: np.ndarray) -> np.ndarray:
+    """Euclidean norm over the last axis, ``keepdims``, without overflow or underflow of the squares."""
+    A = np.asarray(A, dtype=float)
+    m = np.max(np.abs(A), axis=-1, keepdims=True)
+    safe = np.where(m > 0, m, 1.0)
+    return m * np.linalg.norm(A / safe, axis=-1, keepdims=True)
+
+
 class RadialSigmoid(Layer):
     r"""Radial sigmoid :math:`\mathbf z \mapsto \sigma(|\mathbf z|)\,\mathbf z/|\mathbf z|` (Ganev Ex. 1e)."""
 
     kind = "radial_sigmoid"
+
+    def build(self, in_shape, convention=None):
+        from ..errors import ShapeError
+
+        if len(tuple(in_shape)) != 1:
+            raise ShapeError(f"{self._name()}: expected a flat input vector, received shape {tuple(in_shape)}")
+        return super().build(in_shape, convention)
 
     def forward(self, A, params):
         if isinstance(A, np.ndarray) and A.dtype == object:  # SymPy entries: exact formula per sample
@@ -68,10 +89,10 @@ class RadialSigmoid(Layer):
                 s = 1 / (1 + sympy.exp(-r))
                 out[i] = [s * v / r for v in A[i]]
             return out
-        r = np.linalg.norm(A, axis=-1, keepdims=True)
+        r = _norm(A)
         if np.any(r == 0):
             raise DataError(f"{self._name()}: radial sigmoid is undefined at z = 0 (|z| = 0)")
-        return expit(r) * A / r
+        return expit(r) * (A / r)
 
     def _sympy_norm(self, z) -> sympy.Expr:
         r = sympy.sqrt(sum(v ** 2 for v in np.ravel(z)))
@@ -87,24 +108,26 @@ class RadialSigmoid(Layer):
             uu = np.outer(u, u)
             eye = np.eye(u.size, dtype=np.int64).astype(object)
             return s * (1 - s) * uu + (s / r) * (eye - uu)
-        z = np.asarray(z, dtype=float)
-        r = np.linalg.norm(z)
+        z = np.asarray(z, dtype=float).ravel()
+        r = float(_norm(z)[0])
         if r == 0:
             raise DataError(f"{self._name()}: radial sigmoid is not differentiable at z = 0")
         u = z / r
         s = expit(r)
         uu = np.outer(u, u)
-        return s * (1 - s) * uu + (s / r) * (np.eye(z.size) - uu)
+        return (s * expit(-r)) * uu + (s / r) * (np.eye(z.size) - uu)
 
     def jac_input(self, a, o, params):
         return DenseOp(self.jacobian_matrix(a))
 
     def vjp_input(self, A, O, G, params):
-        r = np.linalg.norm(A, axis=-1, keepdims=True)
+        r = _norm(A)
+        if np.any(r == 0):
+            raise DataError(f"{self._name()}: radial sigmoid is not differentiable at z = 0")
         U = A / r
         s = expit(r)
         gu = np.sum(G * U, axis=-1, keepdims=True)
-        return s * (1 - s) * gu * U + (s / r) * (G - gu * U)
+        return (s * expit(-r)) * gu * U + (s / r) * (G - gu * U)
 
     def latex_name(self):
         return r"\operatorname{rsig}"

@@ -436,6 +436,26 @@ class BlockChain:
         raise KeyError(name)
 
 
+def _safe_matrix(value, where: str) -> sympy.Matrix:
+    """A SymPy matrix from a SymPy matrix or a 2-D array-like, every entry checked by
+    :func:`~jacobian_bp.symbolic.networks.as_sympy_entry` (``sympy.Matrix`` itself would
+    evaluate strings as Python code)."""
+    from .networks import as_sympy_entry
+
+    if isinstance(value, sympy.MatrixBase):
+        rows = value.tolist()
+    else:
+        if isinstance(value, str):
+            as_sympy_entry(value, where)  # raises: strings are never parsed
+        rows = np.array(value, dtype=object)
+        if rows.ndim == 1:
+            rows = rows[:, None]
+        if rows.ndim != 2:
+            raise ShapeError(f"{where}: expected a matrix, received an array of shape {rows.shape}")
+        rows = rows.tolist()
+    return sympy.Matrix([[as_sympy_entry(v, f"{where}[{i}, {j}]") for j, v in enumerate(r)] for i, r in enumerate(rows)])
+
+
 def evaluate_matrix_expression(expr, values: dict) -> sympy.Matrix:
     """Explicit matrix of a block-level expression, with ``values[symbol]`` for every matrix symbol.
 
@@ -449,7 +469,7 @@ def evaluate_matrix_expression(expr, values: dict) -> sympy.Matrix:
     if isinstance(expr, MatrixSymbol):
         if expr not in values:
             raise KeyError(f"no explicit value for the matrix symbol {expr.name}")
-        return sympy.Matrix(values[expr])
+        return _safe_matrix(values[expr], f"evaluate_matrix_expression: value of {expr.name}")
     if isinstance(expr, Identity):
         return sympy.eye(int(expr.rows))
     if isinstance(expr, OneMatrix):

@@ -45,6 +45,7 @@ import sympy
 from sympy.core.function import AppliedUndef
 
 from ..errors import ShapeError, SpecError
+from ..exact import exact_number
 from ..layers import Sigmoid, Softmax
 from ..layers.activations import IdentityActivation
 from ..losses import BCE, MSE, CrossEntropy
@@ -162,7 +163,7 @@ def _pair(pair: str, n: int, mse_scale) -> tuple:
     if pair == "softmax+ce":
         return Softmax(), CrossEntropy()
     if pair == "identity+mse":
-        return IdentityActivation(), MSE(scale=float(mse_scale))
+        return IdentityActivation(), MSE(scale=mse_scale)  # validated there: a finite positive real, never a string
     raise SpecError(f"unknown matched pair {pair!r}; expected one of {PAIRS}")
 
 
@@ -194,7 +195,7 @@ def delta_identity(pair: str, n: int = 3, mse_scale=1) -> ExactIdentity:
     lhs = [sympy.diff(ell, zi) for zi in z]
     rhs = list(closed_form_delta(loss, y, yhat))
     if pair == "identity+mse":
-        c = sympy.nsimplify(mse_scale)
+        c = exact_number(mse_scale, "delta identity: mse_scale")
         rhs_paper = [-2 * c * (t - p) for t, p in zip(y, yhat)]  # Damadi: -2(y - ŷ) for c = 1
         if any(sympy.expand(a - b) != 0 for a, b in zip(rhs, rhs_paper)):  # pragma: no cover - sanity
             raise AssertionError("closed_form_delta disagrees with -2c(y - ŷ)")

@@ -20,6 +20,7 @@ import numpy as np
 import sympy
 
 from ..errors import ShapeError, SpecError
+from ..exact import exact_number
 from ..losses import BCE, MSE, CrossEntropy, Loss
 
 __all__ = ["loss_expression", "closed_form_delta", "loss_latex"]
@@ -35,7 +36,7 @@ def _vectors(y, yhat, who: str) -> tuple[list, list]:
 
 
 def _mse_factor(loss: MSE, n: int) -> sympy.Expr:
-    c = sympy.nsimplify(loss.scale)
+    c = exact_number(loss.scale, "mse loss: scale")
     return c / n if loss.reduce_outputs == "mean" else c
 
 
@@ -88,7 +89,7 @@ def closed_form_delta(loss: Loss, y, yhat, assume_distribution: bool = True) -> 
 def loss_latex(loss: Loss) -> str:
     r"""LaTeX of the per-sample loss formula, e.g. ``-\sum_i y_i \log \hat y_i``."""
     if isinstance(loss, MSE):
-        c = sympy.latex(sympy.nsimplify(loss.scale))
+        c = sympy.latex(exact_number(loss.scale, "mse loss: scale"))
         c = "" if c == "1" else c + r"\,"
         mean = r"\frac{1}{n}" if loss.reduce_outputs == "mean" else ""
         return rf"{c}{mean}\lVert \hat{{\mathbf y}} - \mathbf y\rVert^2"

@@ -39,10 +39,10 @@ from typing import Any, Mapping
 import numpy as np
 import sympy
 
-from ..errors import ShapeError
+from ..errors import DataError, ShapeError
 from ..jacobian import Jacobian
 from ..network import Cache, Network
-from .errors import UndefinedSymbolError
+from .errors import SymbolicInputError, UndefinedSymbolError
 
 __all__ = ["SymbolicNetwork", "symbol_array", "symbol_name", "as_sympy_entry", "require_symbolic_network"]
 
@@ -75,18 +75,19 @@ def as_sympy_entry(value: Any, where: str) -> sympy.Expr:
 
     Accepted: SymPy expressions, Python/NumPy integers (exact ``Integer``), floats
     (``Float``, finite), :class:`fractions.Fraction` (exact ``Rational``).  Strings, booleans,
-    NaN/Inf and other objects raise ``TypeError``/``ValueError`` naming ``where``.
+    NaN/Inf and other objects raise :class:`~jacobian_bp.symbolic.errors.SymbolicInputError`
+    (a ``TypeError``) / :class:`~jacobian_bp.errors.DataError` (a ``ValueError``) naming ``where``.
     """
     if isinstance(value, str):
-        raise TypeError(f"{where}: received the string {value!r}; strings are never parsed as expressions -- "
+        raise SymbolicInputError(f"{where}: received the string {value!r}; strings are never parsed as expressions -- "
                         "build the value with sympy (sympy.Symbol, sympy.Rational, ...) or pass a number")
     if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{where}: expected a number or a SymPy expression, received the boolean {value!r}")
+        raise SymbolicInputError(f"{where}: expected a number or a SymPy expression, received the boolean {value!r}")
     if isinstance(value, sympy.Basic):
         if not isinstance(value, sympy.Expr):
-            raise TypeError(f"{where}: expected a scalar SymPy expression, received {type(value).__name__}")
+            raise SymbolicInputError(f"{where}: expected a scalar SymPy expression, received {type(value).__name__}")
         if value.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
-            raise ValueError(f"{where}: the expression {value} is not finite")
+            raise DataError(f"{where}: the expression {value} is not finite")
         return value
     if isinstance(value, (int, np.integer)):
         return sympy.Integer(int(value))
@@ -94,9 +95,9 @@ def as_sympy_entry(value: Any, where: str) -> sympy.Expr:
         return sympy.Rational(value.numerator, value.denominator)
     if isinstance(value, (float, np.floating)):
         if not np.isfinite(value):
-            raise ValueError(f"{where}: received {value!r}; values must be finite")
+            raise DataError(f"{where}: received {value!r}; values must be finite")
         return sympy.Float(float(value))
-    raise TypeError(f"{where}: expected a number or a SymPy expression, received {type(value).__name__}")
+    raise SymbolicInputError(f"{where}: expected a number or a SymPy expression, received {type(value).__name__}")
 
 
 def _as_object_array(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -150,7 +151,7 @@ class SymbolicNetwork:
 
     def __init__(self, network: Network, x: Any = None, y: Any = None, params: Mapping[str, Any] | None = None):
         if not isinstance(network, Network):
-            raise TypeError(f"SymbolicNetwork: expected a jacobian_bp Network, received {type(network).__name__}")
+            raise SymbolicInputError(f"SymbolicNetwork: expected a jacobian_bp Network, received {type(network).__name__}")
         self.network = network
         self.convention = network.convention
         self.x = symbol_array("x", network.input_shape) if x is None else _as_object_array(
@@ -238,7 +239,7 @@ class SymbolicNetwork:
             and the received shape).
         """
         if not isinstance(values, Mapping):
-            raise TypeError(f"substitute: expected a mapping of symbols/names to values, received {type(values).__name__}")
+            raise SymbolicInputError(f"substitute: expected a mapping of symbols/names to values, received {type(values).__name__}")
         arrays = {k: v for k, v in self.arrays().items()}
         shapes = {"x": self.network.input_shape, "y": self.network.output_shape,
                   **{e.name: e.user_shape for e in self.network.entries}}
@@ -256,7 +257,7 @@ class SymbolicNetwork:
                     f"substitute: {key!r} is neither a tensor of network {self.network.name!r} "
                     f"({', '.join(arrays)}) nor the name of one of its free symbols")
             if not isinstance(sym, sympy.Symbol):
-                raise TypeError(f"substitute: keys must be tensor names or SymPy symbols, received {type(key).__name__}")
+                raise SymbolicInputError(f"substitute: keys must be tensor names or SymPy symbols, received {type(key).__name__}")
             if sym not in known:
                 raise UndefinedSymbolError(
                     f"substitute: the symbol {sym} does not occur in network {self.network.name!r} "
@@ -265,7 +266,7 @@ class SymbolicNetwork:
         for name, arr in whole.items():
             clash = [s for s in scalar if any(s in v.free_symbols for v in arrays[name].flat)]
             if clash:
-                raise ValueError(f"substitute: {clash[0]} is set both on its own and through the whole tensor {name!r}")
+                raise DataError(f"substitute: {clash[0]} is set both on its own and through the whole tensor {name!r}")
         new = {}
         for name, arr in arrays.items():
             if name in whole:
@@ -322,5 +323,5 @@ def require_symbolic_network(obj: Any, who: str) -> SymbolicNetwork:
     """Return ``obj`` if it is a :class:`SymbolicNetwork`, else raise a ``TypeError`` naming ``who``."""
     if not isinstance(obj, SymbolicNetwork):
         hint = " (wrap it: SymbolicNetwork(network))" if isinstance(obj, Network) else ""
-        raise TypeError(f"{who}: expected a SymbolicNetwork, received {type(obj).__name__}{hint}")
+        raise SymbolicInputError(f"{who}: expected a SymbolicNetwork, received {type(obj).__name__}{hint}")
     return obj
