@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from jacobian_bp import toeplitz as tp  # noqa: E402
+from jacobian_bp.backend import toeplitz as tp  # noqa: E402
 from jacobian_bp.layers.conv import Conv2d  # noqa: E402
 
 LAYERS = {

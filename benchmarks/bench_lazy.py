@@ -31,8 +31,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jacobian_bp as jb  # noqa: E402
-from jacobian_bp.curvature import empirical_ntk, gauss_newton  # noqa: E402
-from jacobian_bp.per_sample import batch_jacobian, per_sample_gradients  # noqa: E402
+from jacobian_bp.uses.curvature import empirical_ntk, gauss_newton  # noqa: E402
+from jacobian_bp.engine.per_sample import batch_jacobian, per_sample_gradients  # noqa: E402
 from jacobian_bp.spec import load_spec  # noqa: E402
 
 from baselines import closed_form_backprop  # noqa: E402

@@ -62,7 +62,7 @@ tx, tX = torch.tensor(x), torch.tensor(X)
 
 FILL = r"""
 M = np.empty((10, net.n_params))
-from jacobian_bp.parallel import run_tasks
+from jacobian_bp.backend.parallel import run_tasks
 run_tasks([(M[r].size, (lambda r: lambda: M[r].fill(1.0))(r), False) for r in range(10)])
 """
 
@@ -157,9 +157,9 @@ def main() -> None:
     net = ns["net"]
     print(f"LeNet-300-100, float64, |θ| = {net.n_params}; J_θ z[L] is 10 x {net.n_params} "
           f"({10 * net.n_params * 8 / 1e6:.1f} MB per sample, {64 * 10 * net.n_params * 8 / 1e9:.2f} GB for N = 64)")
-    from jacobian_bp.kernels import blas_threads_controllable
+    from jacobian_bp.backend.kernels import blas_threads_controllable
 
-    from jacobian_bp.kernels import jit_kernel_available
+    from jacobian_bp.backend.kernels import jit_kernel_available
 
     kernel = ("the compiled (Numba) kernel" if jit_kernel_available() else
               "BLAS dger (threadpoolctl keeps BLAS single-threaded meanwhile)" if blas_threads_controllable() else

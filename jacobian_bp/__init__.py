@@ -6,22 +6,34 @@ built as a structured, typed matrix; their product (Damadi et al., Algorithm 1)
 gives ``∇θℓ``, which is cross-checked against the textbooks' closed forms, finite
 differences and autograd.
 """
-from .conventions import PRESETS, Convention, commutation_matrix, get_convention
+from .engine.conventions import PRESETS, Convention, commutation_matrix, get_convention
 from .errors import (DataError, JacobianBPError, MemoryBudgetError, ShapeError, SpaceMismatchError,
                      SpecError)
-from .guard import get_memory_budget, memory_budget, set_memory_budget
-from .parallel import get_num_threads, num_threads, set_num_threads
-from .jacobian import Jacobian, Space, hstack, vstack
+from .backend.guard import get_memory_budget, memory_budget, set_memory_budget
+from .backend.parallel import get_num_threads, num_threads, set_num_threads
+from .engine.jacobian import Jacobian, Space, hstack, vstack
 from .layers import (ELU, Arctan, Dense, GenericActivation, IdentityActivation, LeakyReLU, RadialSigmoid,
                      ReLU, Sigmoid, Softmax, Softplus, Tanh, layer_class)
-from .losses import BCE, MSE, CrossEntropy, make_loss
-from .network import Gradient, Network
-from .verify import VerificationReport, verify
+from .layers.losses import BCE, MSE, CrossEntropy, make_loss
+from .engine.network import Gradient, Network
+from .oracles.verify import VerificationReport, verify
 
-from . import (claims, convert, curvature, datasets, derivation, errata, latex, lazy, per_sample,  # noqa: E402
-               reference, spec, symbolic, toeplitz, training)
-from .curvature import empirical_ntk, gauss_newton  # noqa: E402
-from .per_sample import per_sample_gradients  # noqa: E402
+from . import claims
+from .uses import convert
+from .uses import curvature
+from .uses import datasets
+from .render import derivation
+from .documents import errata
+from .render import latex
+from .uses import lazy
+from .engine import per_sample
+from .oracles import reference
+from . import spec
+from . import symbolic
+from .backend import toeplitz
+from .uses import training
+from .uses.curvature import empirical_ntk, gauss_newton  # noqa: E402
+from .engine.per_sample import per_sample_gradients  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -35,3 +47,47 @@ __all__ = [
     "datasets", "derivation", "errata", "latex", "lazy", "per_sample", "reference", "spec", "symbolic", "toeplitz",
     "training",
 ]
+
+# Module paths before the floors (0.1): ``jacobian_bp.operators`` is ``jacobian_bp.backend.operators``, …
+import importlib as _importlib  # noqa: E402
+import sys as _sys  # noqa: E402
+
+_MOVED = {
+    'operators': 'backend.operators',
+    'guard': 'backend.guard',
+    'parallel': 'backend.parallel',
+    'kernels': 'backend.kernels',
+    'toeplitz': 'backend.toeplitz',
+    'atomic': 'backend.atomic',
+    'exact': 'backend.exact',
+    'losses': 'layers.losses',
+    'conventions': 'engine.conventions',
+    'jacobian': 'engine.jacobian',
+    'chain': 'engine.chain',
+    'network': 'engine.network',
+    'lazy': 'uses.lazy',
+    'per_sample': 'engine.per_sample',
+    'curvature': 'uses.curvature',
+    'convert': 'uses.convert',
+    'training': 'uses.training',
+    'datasets': 'uses.datasets',
+    'reference': 'oracles.reference',
+    'torch_oracle': 'oracles.torch_oracle',
+    'verify': 'oracles.verify',
+    'latex': 'render.latex',
+    'latex_escape': 'backend.escape',
+    'notation': 'render.notation',
+    'derivation': 'render.derivation',
+    'paper_equations': 'render.paper_equations',
+    'catalogue': 'documents.catalogue',
+    'errata': 'documents.errata',
+}
+for _old, _new in _MOVED.items():
+    _sys.modules.setdefault(f"{__name__}.{_old}", _importlib.import_module(f".{_new}", __name__))
+
+
+def __getattr__(name: str):
+    """``jacobian_bp.<old module name>`` (attribute access) for the module paths before the floors."""
+    if name in _MOVED:
+        return _sys.modules[f"{__name__}.{name}"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

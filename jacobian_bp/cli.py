@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .atomic import atomic_file, check_writable
+from .backend.atomic import atomic_file, check_writable
 from .errors import DataError, JacobianBPError
 
 EXIT_OK = 0
@@ -165,7 +165,7 @@ def _cmd_show(args) -> int:
 
 
 def _cmd_verify(args) -> int:
-    from .verify import verify
+    from .oracles.verify import verify
 
     spec, net, params, X, Y = _setup(args)
     net.loss_value(X, Y, params)  # a non-finite loss is bad input (exit 2), not a failed check
@@ -204,7 +204,7 @@ def _cmd_jacobian(args) -> int:
 
 
 def _cmd_latex(args) -> int:
-    from . import derivation
+    from .render import derivation
 
     out = _output(args.output)
     spec, net, params, X, Y = _setup(args)
@@ -219,7 +219,7 @@ def _cmd_latex(args) -> int:
 
 
 def _cmd_errata(args) -> int:
-    from . import errata
+    from .documents import errata
 
     outs = [(fmt, _output(path)) for fmt, path in (("markdown", args.markdown), ("latex", args.latex)) if path]
     if len(outs) == 2 and os.path.abspath(outs[0][1]) == os.path.abspath(outs[1][1]):

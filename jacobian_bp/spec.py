@@ -39,11 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from .conventions import PRESETS, get_convention
+from .engine.conventions import PRESETS, get_convention
 from .errors import DataError, SpecError
 from .layers import layer_class
-from .losses import LOSSES
-from .network import Network
+from .layers.losses import LOSSES
+from .engine.network import Network
 
 _TOP_KEYS = {"name", "description", "input", "layers", "loss", "convention", "data", "params"}
 _DATA_KEYS = {"seed", "batch"}

@@ -284,13 +284,13 @@ API: list[Case] = [
 
 
 def _conv():
-    from jacobian_bp.conventions import get_convention
+    from jacobian_bp.engine.conventions import get_convention
 
     return get_convention("pytorch")
 
 
 def _loss(name, **kw):
-    from jacobian_bp.losses import make_loss
+    from jacobian_bp.layers.losses import make_loss
 
     return make_loss(name, **kw)
 
@@ -302,7 +302,7 @@ def _gen(batch, seed):
 
 
 def _budget(n):
-    from jacobian_bp.guard import set_memory_budget
+    from jacobian_bp.backend.guard import set_memory_budget
 
     return set_memory_budget(n)
 

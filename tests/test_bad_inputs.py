@@ -53,7 +53,7 @@ def _run_python(case: Case, tmp_path: Path):
     net.gradient(X, Y, params)
     texts = []
     if case.expect == "safe":
-        from jacobian_bp import derivation
+        from jacobian_bp.render import derivation
 
         texts.append(derivation.derivation_document(net, params, X, Y))
     return texts

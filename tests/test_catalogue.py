@@ -5,7 +5,7 @@ from the documents (see the comments) before the checker was run; every other en
 hold.  A regression in the checker, in the engine's truths or in an encoding changes a
 verdict and fails this test.  Key diagnoses are pinned too, every stated correction of a
 failing entry must be verified by the checker, and the convolution truths are compared with
-SciPy's correlation (an oracle independent of both the catalogue and jacobian_bp.toeplitz).
+SciPy's correlation (an oracle independent of both the catalogue and jacobian_bp.backend.toeplitz).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import sympy
 
-from jacobian_bp.catalogue import DOCUMENTS, _conv_truth_matrix, _damadi_printed_matrix, catalogue, entry, run_catalogue
+from jacobian_bp.documents.catalogue import DOCUMENTS, _conv_truth_matrix, _damadi_printed_matrix, catalogue, entry, run_catalogue
 from jacobian_bp.claims import FAILS, HOLDS, ILL_TYPED, Mistake
 
 SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
@@ -132,10 +132,10 @@ def test_citations_point_into_the_seed_texts():
 
 
 def test_conv_truth_against_scipy():
-    """The catalogue's Toeplitz truth, the printed 4×9 matrix and jacobian_bp.toeplitz vs scipy.signal.correlate2d."""
+    """The catalogue's Toeplitz truth, the printed 4×9 matrix and jacobian_bp.backend.toeplitz vs scipy.signal.correlate2d."""
     from scipy.signal import correlate2d
 
-    from jacobian_bp.toeplitz import toeplitz
+    from jacobian_bp.backend.toeplitz import toeplitz
 
     rng = np.random.default_rng(0)
     for case in ((3, 3, 2, 2), (4, 3, 3, 2), (3, 4, 2, 3)):

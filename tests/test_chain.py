@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import jacobian_bp as jb
-from jacobian_bp import operators as ops
-from jacobian_bp.chain import LeftChain
+from jacobian_bp.backend import operators as ops
+from jacobian_bp.engine.chain import LeftChain
 
 from conftest import dense_net, example, fd_jacobian
 
@@ -56,14 +56,14 @@ def test_chain_value_matches_finite_differences_of_the_output():
     canon = net.canonical_params(p)
     # P_1 = J_{z[1]} z[3]: perturb z[1] directly and run the rest of the network
     Xb = x[None]
-    cache = net._forward(Xb, canon)
+    cache = net.forward_cache(Xb, canon)
 
     def tail(z1):
         cur = z1[None]
         for layer in net.stages[0].post:
             cur = layer.forward(cur, {})
         for st in net.stages[1:]:
-            cur = st.layer.forward(cur, net._stage_params(canon, st.index))
+            cur = st.layer.forward(cur, net.stage_params(canon, st.index))
             if st is not net.stages[-1]:
                 for layer in st.post:
                     cur = layer.forward(cur, {})

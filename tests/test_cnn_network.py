@@ -60,7 +60,7 @@ def test_cnn_jacobians_against_fd():
                     for e in np.eye(xs.size)], axis=1)
     np.testing.assert_allclose(Jx, fdx, atol=1e-7)
     # the first factor of the chain w.r.t. the input is the Toeplitz matrix of the conv layer
-    assert net.stages[0].layer.jac_input(x, None, net._stage_params(net.canonical_params(p), 1)).structure == "toeplitz"
+    assert net.stages[0].layer.jac_input(x, None, net.stage_params(net.canonical_params(p), 1)).structure == "toeplitz"
 
 
 def test_cnn_cli_spec(tmp_path, capsys):

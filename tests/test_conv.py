@@ -16,11 +16,11 @@ import scipy.sparse
 import sympy
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from jacobian_bp import toeplitz as tp
+from jacobian_bp.backend import toeplitz as tp
 from jacobian_bp.errors import ShapeError, SpecError
 from jacobian_bp.layers import layer_class
 from jacobian_bp.layers.conv import Conv2d
-from jacobian_bp.operators import Kron, Sparse
+from jacobian_bp.backend.operators import Kron, Sparse
 from conftest import fd_jacobian
 
 # ----------------------------------------------------------------------------- helpers

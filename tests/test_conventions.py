@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import jacobian_bp as jb
-from jacobian_bp.convert import convert_gradient, convert_jacobian, convert_theta, theta_permutation
+from jacobian_bp.uses.convert import convert_gradient, convert_jacobian, convert_theta, theta_permutation
 from jacobian_bp.errors import SpecError
 from conftest import make_data, rel_err
 

@@ -1,4 +1,4 @@
-"""Gauss-Newton matrix and empirical NTK (jacobian_bp.curvature) against dense J^T H J / J J^T with
+"""Gauss-Newton matrix and empirical NTK (jacobian_bp.uses.curvature) against dense J^T H J / J J^T with
 an independently written H, the exact Hessian (one layer: GGN = Hessian), finite differences of the
 gradient, SciPy eigensolvers and torch."""
 import numpy as np
@@ -8,8 +8,8 @@ import scipy.sparse.linalg as spla
 from scipy.special import expit, softmax
 
 import jacobian_bp as jb
-from jacobian_bp.curvature import EmpiricalNTKOperator, GaussNewtonOperator, empirical_ntk, gauss_newton
-from jacobian_bp.operators import Product
+from jacobian_bp.uses.curvature import EmpiricalNTKOperator, GaussNewtonOperator, empirical_ntk, gauss_newton
+from jacobian_bp.backend.operators import Product
 from jacobian_bp.spec import load_spec
 from conftest import make_data, dense_net as _dense_net
 
@@ -33,7 +33,7 @@ def cnn_net(preset="pytorch"):
 
 
 def loss_hessian_by_hand(net, Z, Y):
-    """∇²_z ℓ per sample, written from the textbook formulas (not from jacobian_bp.losses)."""
+    """∇²_z ℓ per sample, written from the textbook formulas (not from jacobian_bp.layers.losses)."""
     kind = net.loss.kind
     n = Z.shape[1]
     if kind == "cross_entropy":

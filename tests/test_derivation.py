@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import jacobian_bp as jb
-from jacobian_bp import derivation
+from jacobian_bp.render import derivation
 from jacobian_bp.cli import main
-from jacobian_bp.derivation import LatexCompileError, PdflatexNotFoundError, compile_pdf, derivation_document
-from jacobian_bp.latex import format_number
-from jacobian_bp.notation import get_notation
+from jacobian_bp.render.derivation import LatexCompileError, PdflatexNotFoundError, compile_pdf, derivation_document
+from jacobian_bp.render.latex import format_number
+from jacobian_bp.render.notation import get_notation
 from jacobian_bp.spec import generate_data
 
 from test_latex_escape import _normalize

@@ -7,7 +7,7 @@ batch 1–5, dense nets and small CNNs with conv2d/maxpool2d/avgpool2d/flatten):
     float64 central differences on a random subset of θ coordinates  (rel ≤ 1e-6)
 
 and for 200 of them the full J_θ z[L] of one sample against ``torch.func.jacrev``.
-"Closed form" is Ganev's corrected Algorithm 5 (jacobian_bp.reference, dense nets with at
+"Closed form" is Ganev's corrected Algorithm 5 (jacobian_bp.oracles.reference, dense nets with at
 most one activation per layer) and, for every net, ``net.delta`` (δ = ∇_{z[L]}ℓ, closed
 form for the matched pairs) against torch.  The torch side (tests/torch_twin.py) rebuilds
 model and θ layout from first principles.  On failure the seed and the JSON spec of the
@@ -28,8 +28,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import torch_twin  # noqa: E402
 
-from jacobian_bp import reference  # noqa: E402
-from jacobian_bp.conventions import PRESETS  # noqa: E402
+from jacobian_bp.oracles import reference  # noqa: E402
+from jacobian_bp.engine.conventions import PRESETS  # noqa: E402
 from jacobian_bp.spec import generate_data, load_spec  # noqa: E402
 
 N_NETWORKS = 1000

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from jacobian_bp import cli
-from jacobian_bp.catalogue import DOCUMENTS, Entry, run_catalogue
+from jacobian_bp.documents.catalogue import DOCUMENTS, Entry, run_catalogue
 from jacobian_bp.claims import FAILS, HOLDS, ILL_TYPED, Claim, Correction, Setting
-from jacobian_bp.errata import build_errata, to_ascii
+from jacobian_bp.documents.errata import build_errata, to_ascii
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 import jacobian_bp as jb
-from jacobian_bp import operators as ops
-from jacobian_bp import parallel
+from jacobian_bp.backend import operators as ops
+from jacobian_bp.backend import parallel
 from jacobian_bp.errors import MemoryBudgetError
-from jacobian_bp.parallel import MIN_PARALLEL_BYTES, parallel_for
+from jacobian_bp.backend.parallel import MIN_PARALLEL_BYTES, parallel_for
 
 from conftest import example
 
@@ -205,7 +205,7 @@ def test_memory_budget_block_in_one_thread_does_not_limit_another():
 
 
 def test_memory_budget_block_overrides_and_restores_the_process_budget():
-    from jacobian_bp import guard
+    from jacobian_bp.backend import guard
 
     old = jb.get_memory_budget()
     try:
@@ -323,7 +323,7 @@ def _blas_threads():
 
 def _record_blas_threads(monkeypatch, seen):
     """Record BLAS thread counts while the left products are formed and while the write tasks run."""
-    from jacobian_bp.chain import LeftChain
+    from jacobian_bp.engine.chain import LeftChain
 
     real_eval, real_outer = LeftChain._evaluate, ops.outer_into
 
@@ -341,7 +341,7 @@ def _record_blas_threads(monkeypatch, seen):
 
 def test_one_thread_means_one_blas_thread_and_no_new_threads(monkeypatch):
     pytest.importorskip("threadpoolctl")
-    from jacobian_bp import kernels
+    from jacobian_bp.backend import kernels
 
     kernels.blas_threads_controllable()
     if max(_blas_threads() or [1]) <= 1:
@@ -370,7 +370,7 @@ def test_one_thread_means_one_blas_thread_and_no_new_threads(monkeypatch):
 
 def test_to_sparse_honours_the_env_var_for_blas_threads(monkeypatch):
     pytest.importorskip("threadpoolctl")
-    from jacobian_bp import kernels
+    from jacobian_bp.backend import kernels
 
     kernels.blas_threads_controllable()
     if max(_blas_threads() or [1]) <= 1:

@@ -19,7 +19,7 @@ from scipy.special import softmax
 
 import jacobian_bp as jb
 from jacobian_bp import cli
-from jacobian_bp.atomic import atomic_file, atomic_path, atomic_write_bytes, atomic_write_text
+from jacobian_bp.backend.atomic import atomic_file, atomic_path, atomic_write_bytes, atomic_write_text
 from jacobian_bp.cli import main
 from jacobian_bp.errors import DataError, JacobianBPError, ShapeError, SpecError, UnknownNameError
 from jacobian_bp.spec import generate_data, load_spec
@@ -182,7 +182,7 @@ class _Report:
 def test_verification_failure_exits_1_and_pass_exits_0(monkeypatch, capsys):
     import importlib
 
-    verify_mod = importlib.import_module("jacobian_bp.verify")  # the package exports a function of that name
+    verify_mod = importlib.import_module("jacobian_bp.oracles.verify")  # the package exports a function of that name
 
     monkeypatch.setattr(verify_mod, "verify", lambda *a, **k: _Report(False))
     rc, out, err = _run(["verify", "damadi-1layer", "--no-torch"], capsys)
@@ -270,7 +270,7 @@ def test_failure_midway_leaves_no_file_and_keeps_an_existing_one(command, tmp_pa
 
 
 def test_text_outputs_are_atomic_too(tmp_path, monkeypatch, capsys):
-    from jacobian_bp import errata
+    from jacobian_bp.documents import errata
 
     class Rep:
         def to_text(self):
@@ -316,7 +316,7 @@ def test_atomic_write_under_a_file_size_limit_leaves_nothing(tmp_path):
         import resource, signal, sys
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
-        from jacobian_bp.atomic import atomic_write_bytes
+        from jacobian_bp.backend.atomic import atomic_write_bytes
         try:
             atomic_write_bytes({str(tmp_path / 'big.bin')!r}, b"x" * 100_000)
         except OSError as exc:
@@ -529,8 +529,8 @@ def test_numeric_only_entry_points_raise_package_errors(net):
     import sympy
 
     from jacobian_bp.errors import UnsupportedInputError
-    from jacobian_bp.lazy import linearize
-    from jacobian_bp.per_sample import per_sample_gradients
+    from jacobian_bp.uses.lazy import linearize
+    from jacobian_bp.engine.per_sample import per_sample_gradients
 
     p = net.init_params(0)
     sym = np.array(sympy.symbols("x1:5"), dtype=object)

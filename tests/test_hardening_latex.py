@@ -3,8 +3,8 @@ r"""Hardening against LaTeX injection (issue #11, item 3).
 Every user-settable string that can reach a generated LaTeX document -- the network name
 (``spec.name``), the convention name and source, the spec description, the derivation's
 title, the output file name, notation symbols, Jacobian symbols and space names, errata
-texts -- is either escaped by :func:`jacobian_bp.latex_escape.escape_text` (text mode) or,
-when it is meant to be math, validated by :func:`jacobian_bp.latex_escape.check_math`.
+texts -- is either escaped by :func:`jacobian_bp.backend.escape.escape_text` (text mode) or,
+when it is meant to be math, validated by :func:`jacobian_bp.backend.escape.check_math`.
 
 Oracles: a TeX tokenizer written here (which control words the generated source contains),
 pdflatex itself (the document compiles; ``\write18`` creates no marker file) and pdftotext
@@ -25,14 +25,14 @@ from hypothesis import given, settings, strategies as st
 
 import jacobian_bp as jb
 from jacobian_bp.cli import main
-from jacobian_bp.derivation import LatexCompileError, compile_pdf, derivation_document
+from jacobian_bp.render.derivation import LatexCompileError, compile_pdf, derivation_document
 from jacobian_bp.errors import SpecError
-from jacobian_bp.jacobian import Jacobian, Space
-from jacobian_bp.latex import jacobian_equation_latex, product_latex, verification_table_latex
-from jacobian_bp.latex_escape import MATH_COMMANDS, check_math, escape_latex, escape_text, is_safe_math
-from jacobian_bp.notation import NOTATIONS, Notation
-from jacobian_bp.operators import Dense as DenseOp
-from jacobian_bp.paper_equations import damadi_algorithm1, damadi_displayed_equations, ganev_prop31
+from jacobian_bp.engine.jacobian import Jacobian, Space
+from jacobian_bp.render.latex import jacobian_equation_latex, product_latex, verification_table_latex
+from jacobian_bp.backend.escape import MATH_COMMANDS, check_math, escape_latex, escape_text, is_safe_math
+from jacobian_bp.render.notation import NOTATIONS, Notation
+from jacobian_bp.backend.operators import Dense as DenseOp
+from jacobian_bp.render.paper_equations import damadi_algorithm1, damadi_displayed_equations, ganev_prop31
 from jacobian_bp.spec import EXAMPLES, load_spec
 
 from conftest import needs_pdflatex
@@ -353,9 +353,9 @@ def test_paper_equations_with_hostile_convention_compile(tmp_path):
 
 @needs_pdflatex
 def test_errata_with_hostile_entry_compiles_without_running_anything(tmp_path):
-    from jacobian_bp.catalogue import Entry
+    from jacobian_bp.documents.catalogue import Entry
     from jacobian_bp.claims import Claim, Correction, Setting
-    from jacobian_bp.errata import build_errata
+    from jacobian_bp.documents.errata import build_errata
 
     marker = tmp_path / "marker"
     evil = _fenced(" ".join(p.replace("touch marker", f"touch {marker}") for p in PAYLOADS))

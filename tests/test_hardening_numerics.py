@@ -14,12 +14,12 @@ import pytest
 import sympy
 
 import jacobian_bp as jb
-from jacobian_bp.conventions import get_convention
+from jacobian_bp.engine.conventions import get_convention
 from jacobian_bp.errors import DataError, ShapeError, SpecError
-from jacobian_bp.exact import exact_number, real_number
+from jacobian_bp.backend.exact import exact_number, real_number
 from jacobian_bp.layers.activations import ELU, Arctan, IdentityActivation, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
 from jacobian_bp.layers.vector_activations import RadialSigmoid, Softmax
-from jacobian_bp.losses import BCE, MSE, CrossEntropy, make_loss
+from jacobian_bp.layers.losses import BCE, MSE, CrossEntropy, make_loss
 from jacobian_bp.spec import load_spec
 from jacobian_bp.symbolic import SymbolicNetwork
 

@@ -14,9 +14,9 @@ import sympy
 from hypothesis import given, settings, strategies as st
 
 import jacobian_bp as jb
-from jacobian_bp.derivation import compile_pdf
+from jacobian_bp.render.derivation import compile_pdf
 from jacobian_bp.errors import JacobianBPError, ShapeError, SpaceMismatchError
-from jacobian_bp.latex import (Eye, HCat, Kron, NetworkLatex, Prod, Sym, VCat, format_number, gradient_latex,
+from jacobian_bp.render.latex import (Eye, HCat, Kron, NetworkLatex, Prod, Sym, VCat, format_number, gradient_latex,
                                jacobian_block_expr, jacobian_equation_latex, matrix_latex, product_latex, render,
                                verification_table_latex)
 from jacobian_bp.spec import generate_data, load_spec

@@ -12,8 +12,8 @@ import unicodedata
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from jacobian_bp.derivation import compile_pdf
-from jacobian_bp.latex_escape import escape_latex, escape_mathjax, escape_text
+from jacobian_bp.render.derivation import compile_pdf
+from jacobian_bp.backend.escape import escape_latex, escape_mathjax, escape_text
 from conftest import needs_pdflatex
 
 HOSTILE = [

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import jacobian_bp as jb
-from jacobian_bp.derivation import compile_pdf
+from jacobian_bp.render.derivation import compile_pdf
 from jacobian_bp.errors import SpecError
-from jacobian_bp.paper_equations import damadi_algorithm1, damadi_displayed_equations, ganev_prop31
+from jacobian_bp.render.paper_equations import damadi_algorithm1, damadi_displayed_equations, ganev_prop31
 from jacobian_bp.spec import generate_data
 
 from test_latex import fd_delta, fd_gradient, fd_jacobian_theta

@@ -1,4 +1,4 @@
-"""Lazy J_θ Z[L] (jacobian_bp.lazy): forward- and reverse-mode products against dense
+"""Lazy J_θ Z[L] (jacobian_bp.uses.lazy): forward- and reverse-mode products against dense
 materialization, central differences and torch; the operator protocol; bad input."""
 import numpy as np
 import pytest
@@ -6,8 +6,8 @@ import scipy.sparse.linalg as spla
 from hypothesis import given, settings, strategies as st
 
 import jacobian_bp as jb
-from jacobian_bp.lazy import BatchJacobianOperator, TransposedOperator, jvp, linearize, theta_view, vjp_sweep
-from jacobian_bp.operators import Dense as DenseOp, Diagonal, Product
+from jacobian_bp.uses.lazy import BatchJacobianOperator, TransposedOperator, jvp, linearize, theta_view, vjp_sweep
+from jacobian_bp.backend.operators import Dense as DenseOp, Diagonal, Product
 from jacobian_bp.spec import load_spec
 from conftest import make_data, dense_net
 
@@ -198,8 +198,8 @@ class CustomDense(jb.Dense):
 
 
 def test_generic_parametric_layer_paths():
-    from jacobian_bp.curvature import empirical_ntk, gauss_newton
-    from jacobian_bp.per_sample import batch_jacobian, per_sample_gradients
+    from jacobian_bp.uses.curvature import empirical_ntk, gauss_newton
+    from jacobian_bp.engine.per_sample import batch_jacobian, per_sample_gradients
 
     net = jb.Network([CustomDense(4), jb.Tanh(), jb.Dense(3), jb.Softmax()], "cross_entropy", 3, "ganev")
     ref = jb.Network([jb.Dense(4), jb.Tanh(), jb.Dense(3), jb.Softmax()], "cross_entropy", 3, "ganev")

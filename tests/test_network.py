@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import jacobian_bp as jb
-from jacobian_bp import reference
+from jacobian_bp.oracles import reference
 from conftest import fd_gradient, make_data, rel_err
 
 PRESETS = list(jb.PRESETS)

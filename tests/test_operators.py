@@ -4,9 +4,9 @@ import pytest
 import scipy.sparse as sp
 import sympy
 
-from jacobian_bp import operators as O
+from jacobian_bp.backend import operators as O
 from jacobian_bp.errors import MemoryBudgetError, ShapeError
-from jacobian_bp.guard import memory_budget
+from jacobian_bp.backend.guard import memory_budget
 
 rng = np.random.default_rng(0)
 

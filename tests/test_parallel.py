@@ -1,4 +1,4 @@
-"""Threaded materialization (jacobian_bp.parallel) and the outer-product kernel (jacobian_bp.kernels).
+"""Threaded materialization (jacobian_bp.backend.parallel) and the outer-product kernel (jacobian_bp.backend.kernels).
 
 Oracles: the serial materialization (one thread), NumPy's broadcast multiply, and an
 independent torch.func.jacrev Jacobian where torch is installed."""
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import jacobian_bp as jb
-from jacobian_bp import operators as ops
-from jacobian_bp.kernels import KERNEL_MIN_SIZE as GER_MIN_SIZE, outer_into
-from jacobian_bp.parallel import MIN_PARALLEL_BYTES, parallel_for, run_tasks
+from jacobian_bp.backend import operators as ops
+from jacobian_bp.backend.kernels import KERNEL_MIN_SIZE as GER_MIN_SIZE, outer_into
+from jacobian_bp.backend.parallel import MIN_PARALLEL_BYTES, parallel_for, run_tasks
 
 from conftest import example
 
@@ -28,7 +28,7 @@ def test_set_num_threads_validates_and_restores():
 
 
 def test_env_var_sets_the_default(monkeypatch):
-    from jacobian_bp import parallel
+    from jacobian_bp.backend import parallel
 
     monkeypatch.setenv("JACOBIAN_BP_NUM_THREADS", "3")
     assert parallel._default_threads() == 3
@@ -51,7 +51,7 @@ def test_outer_into_equals_the_broadcast_product_bitwise(rows, cols):
 
 @pytest.mark.parametrize("kernel", ["jit", "ger", "numpy"])
 def test_every_outer_product_kernel_writes_the_same_bits(monkeypatch, kernel):
-    from jacobian_bp import kernels
+    from jacobian_bp.backend import kernels
 
     if kernel == "jit":
         pytest.importorskip("numba")
@@ -70,7 +70,7 @@ def test_every_outer_product_kernel_writes_the_same_bits(monkeypatch, kernel):
 
 
 def test_jit_kernel_can_be_switched_off(monkeypatch):
-    from jacobian_bp import kernels
+    from jacobian_bp.backend import kernels
 
     monkeypatch.setattr(kernels, "_jit_outer", None)
     monkeypatch.setenv("JACOBIAN_BP_JIT", "0")
@@ -78,7 +78,7 @@ def test_jit_kernel_can_be_switched_off(monkeypatch):
 
 
 def test_outer_into_without_threadpoolctl_stays_in_numpy(monkeypatch):
-    from jacobian_bp import kernels
+    from jacobian_bp.backend import kernels
 
     calls = []
     monkeypatch.setattr(kernels, "_jit_outer", False)
@@ -181,7 +181,7 @@ def test_batch_jacobian_is_identical_on_one_and_two_threads_and_matches_per_samp
     X = np.random.default_rng(3).standard_normal((40, 4))
     B1 = _dense_with(1, net.batch_jacobian_theta(X, p))
     with jb.num_threads(2):
-        from jacobian_bp import parallel
+        from jacobian_bp.backend import parallel
 
         old = parallel.MIN_PARALLEL_BYTES
         parallel.MIN_PARALLEL_BYTES = 0  # force the threaded path on this small batch
@@ -219,7 +219,7 @@ def test_lenet_jacobian_matches_torch_jacrev():
 
 
 def test_more_threads_than_before_grow_the_workers_and_agree(monkeypatch):
-    from jacobian_bp import parallel
+    from jacobian_bp.backend import parallel
 
     net, p, _, _ = example("damadi-3layer")
     X = np.random.default_rng(4).standard_normal((25, net.input_shape[0]))
@@ -233,7 +233,7 @@ def test_idle_workers_do_not_keep_the_result_alive(monkeypatch):
     import gc
     import weakref
 
-    from jacobian_bp import parallel
+    from jacobian_bp.backend import parallel
 
     monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)
     net, p, _, _ = example("damadi-2layer")

@@ -1,4 +1,4 @@
-"""Per-sample gradients and the materialized batch Jacobian (jacobian_bp.per_sample) against
+"""Per-sample gradients and the materialized batch Jacobian (jacobian_bp.engine.per_sample) against
 single-sample gradients, central differences, SymPy and torch (vmap(grad), jacrev)."""
 import numpy as np
 import pytest
@@ -6,9 +6,9 @@ import sympy
 from hypothesis import given, settings, strategies as st
 
 import jacobian_bp as jb
-from jacobian_bp.per_sample import batch_jacobian, per_sample_gradients
+from jacobian_bp.engine.per_sample import batch_jacobian, per_sample_gradients
 from jacobian_bp.spec import load_spec
-from jacobian_bp.torch_oracle import _act
+from jacobian_bp.oracles.torch_oracle import _act
 from conftest import make_data, dense_net
 
 PRESETS = ["damadi", "ganev", "park", "mml", "pytorch"]

@@ -14,7 +14,7 @@ from jacobian_bp.errors import ShapeError, SpecError
 from jacobian_bp.layers import layer_class
 from jacobian_bp.layers.flatten import Flatten
 from jacobian_bp.layers.pooling import AvgPool2d, MaxPool2d
-from jacobian_bp.operators import Identity, Sparse
+from jacobian_bp.backend.operators import Identity, Sparse
 from conftest import fd_jacobian
 
 POOLS = {"max": MaxPool2d, "avg": AvgPool2d}

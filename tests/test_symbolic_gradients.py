@@ -11,7 +11,7 @@ import sympy
 
 from jacobian_bp import (BCE, MSE, Dense, GenericActivation, IdentityActivation, Network, PRESETS, ReLU, Sigmoid,
                          Softmax, SpecError, Tanh)
-from jacobian_bp.reference import central_differences
+from jacobian_bp.oracles.reference import central_differences
 from jacobian_bp.spec import generate_data
 from jacobian_bp.symbolic import (SymbolicNetwork, chain_gradient, expanded_delta, lambdify_gradient, latex,
                                   named_forward, named_gradient, simplifies_to_zero)

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 import sympy
 
 from jacobian_bp import Dense, GenericActivation, Network, PRESETS, ReLU, ShapeError, Sigmoid, Softmax, Tanh
-from jacobian_bp.reference import central_differences
+from jacobian_bp.oracles.reference import central_differences
 from jacobian_bp.spec import generate_data
 from jacobian_bp.symbolic import (SymbolicNetwork, UndefinedSymbolError, cross_check_gradient, cross_check_jacobian,
                                   lambdify_gradient, lambdify_matrix, named_forward, named_gradient, symbol_values)

@@ -1,10 +1,10 @@
-"""Real data (jacobian_bp.datasets) and training with explicit-chain gradients (jacobian_bp.training)."""
+"""Real data (jacobian_bp.uses.datasets) and training with explicit-chain gradients (jacobian_bp.uses.training)."""
 import numpy as np
 import pytest
 
 import jacobian_bp as jb
-from jacobian_bp.datasets import Dataset, load_dataset, load_digits, load_iris, one_hot, stratified_split
-from jacobian_bp.training import (METHODS, TRAINING_CONVENTION, accuracy, compare_models, explicit_gradient,
+from jacobian_bp.uses.datasets import Dataset, load_dataset, load_digits, load_iris, one_hot, stratified_split
+from jacobian_bp.uses.training import (METHODS, TRAINING_CONVENTION, accuracy, compare_models, explicit_gradient,
                                   softmax_regression, train, two_layer_network)
 
 pytest.importorskip("sklearn")
@@ -73,7 +73,7 @@ def test_explicit_gradients_agree_with_each_other_and_torch(iris):
     grads = {m: explicit_gradient(net, X, Y, p, m) for m in METHODS}
     np.testing.assert_allclose(grads["jacobian"], grads["chain"], atol=1e-14)
     np.testing.assert_allclose(grads["operator"], grads["chain"], atol=1e-14)
-    torch_oracle = pytest.importorskip("jacobian_bp.torch_oracle")
+    torch_oracle = pytest.importorskip("jacobian_bp.oracles.torch_oracle")
     pytest.importorskip("torch")
     _, g = torch_oracle.torch_loss_and_grad(net, X, Y, net.canonical_params(p))
     np.testing.assert_allclose(grads["chain"], net.pack_canonical(g), atol=1e-14)

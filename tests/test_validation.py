@@ -97,6 +97,6 @@ def test_symbolic_entries_are_never_parsed_from_strings():
     p["W1"] = np.array([['__import__("os").system("true")', 1], [1, 1]], dtype=object)
     with pytest.raises(DataError, match="strings are never parsed"):
         net.gradient(np.ones(2), np.array([0.0, 1.0]), p)
-    from jacobian_bp.operators import Diagonal
+    from jacobian_bp.backend.operators import Diagonal
     with pytest.raises(TypeError, match="received str"):
         Diagonal(np.array(["x + 1"], dtype=object)).to_sympy()

@@ -11,9 +11,9 @@ two agree.  ReLU's derivative at 0 is a *stated* choice (``at_zero``), taken fro
 convention when not given: Park §3 uses 1, PyTorch uses 0.
 
 Numeric constructor arguments (``at_zero``, ``negative_slope``, ``alpha``) are validated
-when the layer is made (:func:`jacobian_bp.exact.real_number`: finite real numbers, never
+when the layer is made (:func:`jacobian_bp.backend.exact.real_number`: finite real numbers, never
 strings, booleans or complex numbers) and turned into SymPy constants by
-:func:`jacobian_bp.exact.exact_number`, which never parses text.
+:func:`jacobian_bp.backend.exact.exact_number`, which never parses text.
 
 Derivatives are computed in forms that keep their *relative* accuracy in the tails,
 where the textbook forms cancel to 0: :math:`\sigma'(z) = \sigma(z)\sigma(-z)`,
@@ -27,8 +27,8 @@ import sympy
 from scipy.special import expit
 
 from ..errors import SpecError, UnsupportedInputError
-from ..exact import exact_number, real_number
-from ..operators import Diagonal
+from ..backend.exact import exact_number, real_number
+from ..backend.operators import Diagonal
 from .base import Layer
 
 #: the point at which :meth:`ElementwiseActivation.sympy_df` differentiates :meth:`sympy_f` once

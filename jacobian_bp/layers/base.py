@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
-from ..operators import Operator
+from ..backend.operators import Operator
 
 
 class Layer:

@@ -10,7 +10,7 @@ One sample :math:`\mathbf a\in\mathbb R^{C_\text{in}\times H\times W}` is mapped
 with :math:`(u',v') = (u,v)` for ``mode="correlation"`` (``torch.nn.functional.conv2d``)
 and :math:`(u',v') = (k_h-1-u,\,k_w-1-v)` for ``mode="convolution"`` (flipped kernel,
 ``scipy.signal.convolve2d``); :math:`\tilde{\mathbf a}` is zero-padded.  The geometry and the
-matrices come from :mod:`jacobian_bp.toeplitz`.
+matrices come from :mod:`jacobian_bp.backend.toeplitz`.
 
 Jacobians of one sample (vectors flattened row-major = Damadi's :math:`\operatorname{Vec}(\mathbf X^\top)`
 per channel, channels stacked):
@@ -32,8 +32,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import DataError, ShapeError, SpecError
-from ..operators import Dense as DenseOp, Identity, Kron, Operator, Product, Sparse
-from .. import toeplitz as tp
+from ..backend.operators import Dense as DenseOp, Identity, Kron, Operator, Product, Sparse
+from ..backend import toeplitz as tp
 from .base import Layer
 
 __all__ = ["Conv2d"]
@@ -196,7 +196,7 @@ class Conv2d(Layer):
         r""":math:`\mathbf J_{\mathbf a}\mathbf z = \operatorname{Toep}(\mathbf K)` (Damadi Prop. 2), sparse ``(out_size, in_size)``.
 
         For a SymPy kernel (object array) the exact matrix is returned as a
-        :class:`~jacobian_bp.operators.Dense` with SymPy entries.
+        :class:`~jacobian_bp.backend.operators.Dense` with SymPy entries.
         """
         g = self.geometry
         K = np.asarray(params["K"])

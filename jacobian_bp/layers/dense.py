@@ -4,7 +4,7 @@ Canonical form (Ganev §2, Park eq. (1), PyTorch): :math:`\mathbf z = \mathbf W\
 with :math:`\mathbf W \in \mathbb R^{n_\text{out}\times n_\text{in}}`.  Damadi writes
 :math:`\mathbf z = \mathbf W_D^\top \mathbf a + \mathbf b` with :math:`\mathbf W_D = \mathbf W^\top
 \in \mathbb R^{n_\text{in}\times n_\text{out}}`; the network converts between the two
-(:mod:`jacobian_bp.conventions`).
+(:mod:`jacobian_bp.engine.conventions`).
 
 Jacobians (one sample, ``n = n_out``):
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DataError, ShapeError, SpecError
-from ..operators import Dense as DenseOp, Identity, Kron
+from ..backend.operators import Dense as DenseOp, Identity, Kron
 from .base import Layer
 
 

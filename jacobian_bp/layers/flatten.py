@@ -13,7 +13,7 @@ from math import prod
 import numpy as np
 
 from ..errors import ShapeError
-from ..operators import Identity, Operator
+from ..backend.operators import Identity, Operator
 from .base import Layer
 
 __all__ = ["Flatten"]

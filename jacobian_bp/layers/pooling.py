@@ -22,8 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ShapeError, SpecError, UnsupportedInputError
-from ..operators import Operator, Sparse
-from .. import toeplitz as tp
+from ..backend.operators import Operator, Sparse
+from ..backend import toeplitz as tp
 from .base import Layer
 
 __all__ = ["MaxPool2d", "AvgPool2d"]

@@ -20,7 +20,7 @@ import sympy
 from scipy.special import expit
 
 from ..errors import DataError
-from ..operators import Dense as DenseOp
+from ..backend.operators import Dense as DenseOp
 from .base import Layer
 
 

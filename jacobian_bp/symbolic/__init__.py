@@ -1,6 +1,6 @@
 r"""Symbolic engine: exact Jacobians in SymPy, readable gradients, block-level chains, proofs.
 
-The numeric engine's layers and :class:`~jacobian_bp.network.Network` also run on NumPy
+The numeric engine's layers and :class:`~jacobian_bp.engine.network.Network` also run on NumPy
 object arrays of SymPy expressions; this subpackage builds on that:
 
 * :mod:`~jacobian_bp.symbolic.networks` -- :class:`SymbolicNetwork`: symbols named as in

@@ -1,6 +1,6 @@
 r"""Block-level Jacobian chains of any size, as SymPy matrix expressions with shapes.
 
-:class:`BlockChain` writes Damadi's Algorithm 1 (corrected, see :mod:`jacobian_bp.network`)
+:class:`BlockChain` writes Damadi's Algorithm 1 (corrected, see :mod:`jacobian_bp.engine.network`)
 for a whole network with *matrix symbols* instead of entries, so that LeNet-300-100 costs
 nothing to build or display:
 
@@ -42,7 +42,7 @@ from sympy import BlockMatrix, Identity, KroneckerProduct, MatMul, MatrixSymbol,
 from sympy.matrices.exceptions import ShapeError as SympyShapeError
 
 from ..errors import ShapeError
-from ..network import Network, ParamEntry
+from ..engine.network import Network, ParamEntry
 from .errors import SizeBoundError
 from .intermediates import OUTPUT_NAME
 from .networks import SymbolicNetwork, symbol_array

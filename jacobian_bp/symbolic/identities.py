@@ -45,11 +45,11 @@ import sympy
 from sympy.core.function import AppliedUndef
 
 from ..errors import ShapeError, SpecError
-from ..exact import exact_number
+from ..backend.exact import exact_number
 from ..layers import Sigmoid, Softmax
 from ..layers.activations import IdentityActivation
-from ..losses import BCE, MSE, CrossEntropy
-from ..network import Network
+from ..layers.losses import BCE, MSE, CrossEntropy
+from ..engine.network import Network
 from .gradients import chain_gradient
 from .intermediates import _derivatives_as_subs, named_forward, substitute_definitions
 from .loss_expressions import closed_form_delta, loss_expression

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy
 
-from ..jacobian import Jacobian, hstack
-from ..operators import Identity, Product
+from ..engine.jacobian import Jacobian, hstack
+from ..backend.operators import Identity, Product
 from .networks import SymbolicNetwork, as_sympy_entry, require_symbolic_network, symbol_array
 
 __all__ = ["NamedForward", "named_forward", "substitute_definitions", "OUTPUT_NAME"]
@@ -69,7 +69,7 @@ class NamedForward:
         return self.network.L
 
     def stage_params(self, l: int) -> dict[str, np.ndarray]:
-        return self.network._stage_params(self.canonical, l)
+        return self.network.stage_params(self.canonical, l)
 
     # ------------------------------------------------------------------ typed Jacobians, named form
     def input_jacobian(self, l: int) -> Jacobian:

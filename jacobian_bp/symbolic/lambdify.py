@@ -203,7 +203,7 @@ class LambdifiedMatrix:
 
     def __init__(self, matrix, symbols: Sequence[sympy.Symbol], sparse: "bool | str" = "auto",
                  definitions: Sequence = ()):
-        from ..jacobian import Jacobian
+        from ..engine.jacobian import Jacobian
 
         if isinstance(matrix, Jacobian):
             matrix = matrix.to_sympy()

@@ -1,7 +1,7 @@
 r"""Losses as SymPy expressions, and the closed-form deltas of the matched pairs.
 
 For one sample with target :math:`\mathbf y` and prediction :math:`\hat{\mathbf y}` (the
-engine's :class:`~jacobian_bp.losses.Loss` objects give the kind and the scale):
+engine's :class:`~jacobian_bp.layers.losses.Loss` objects give the kind and the scale):
 
 * MSE: :math:`\ell = c\sum_i(\hat y_i-y_i)^2`, divided by :math:`n` when the loss averages
   over outputs (PyTorch); :math:`c = 1` for Damadi Table 1, ½ for Park eq. (26) / MML;
@@ -20,8 +20,8 @@ import numpy as np
 import sympy
 
 from ..errors import ShapeError, SpecError
-from ..exact import exact_number
-from ..losses import BCE, MSE, CrossEntropy, Loss
+from ..backend.exact import exact_number
+from ..layers.losses import BCE, MSE, CrossEntropy, Loss
 
 __all__ = ["loss_expression", "closed_form_delta", "loss_latex"]
 
@@ -46,7 +46,7 @@ def loss_expression(loss: Loss, y, yhat) -> sympy.Expr:
     Parameters
     ----------
     loss : Loss
-        An engine loss (:class:`~jacobian_bp.losses.MSE`, ``BCE`` or ``CrossEntropy``).
+        An engine loss (:class:`~jacobian_bp.layers.losses.MSE`, ``BCE`` or ``CrossEntropy``).
     y, yhat : sequence of SymPy expressions
         Target and prediction, equal lengths.
     """

@@ -1,4 +1,4 @@
-r"""Symbolic networks: the engine's :class:`~jacobian_bp.network.Network` with SymPy symbols.
+r"""Symbolic networks: the engine's :class:`~jacobian_bp.engine.network.Network` with SymPy symbols.
 
 A :class:`SymbolicNetwork` wraps a numeric-engine network and gives every input, target
 and parameter entry a real SymPy symbol named as in the documents:
@@ -24,7 +24,7 @@ symbols are created with ``real=True``.
 The same layer code as the numeric engine evaluates the network: parameters and inputs
 are NumPy *object* arrays of SymPy expressions, which every layer's ``forward``,
 ``jac_input`` and ``jac_params`` accept, and :meth:`jacobian_theta` returns the engine's
-structured :class:`~jacobian_bp.jacobian.Jacobian` whose ``to_sympy()`` is exact.
+structured :class:`~jacobian_bp.engine.jacobian.Jacobian` whose ``to_sympy()`` is exact.
 
 Mixed use: :meth:`SymbolicNetwork.substitute` replaces some symbols (or whole tensors) by
 numbers and keeps the rest; keys and values are validated (unknown names or symbols raise
@@ -40,8 +40,8 @@ import numpy as np
 import sympy
 
 from ..errors import DataError, ShapeError
-from ..jacobian import Jacobian
-from ..network import Cache, Network
+from ..engine.jacobian import Jacobian
+from ..engine.network import Cache, Network
 from .errors import SymbolicInputError, UndefinedSymbolError
 
 __all__ = ["SymbolicNetwork", "symbol_array", "symbol_name", "as_sympy_entry", "require_symbolic_network"]

@@ -1,0 +1,182 @@
+r"""Dense write kernels for materializing Kronecker blocks.
+
+The largest write in :math:`\mathbf J_\theta\mathbf z^{[L]}` is the outer-product block
+:math:`\mathbf P_l\otimes\mathbf a^\top` (Damadi Alg. 1 line 3): row :math:`i` of
+:math:`\mathbf P_l` times :math:`\mathbf a^\top` fills a contiguous ``n_l × n_{l-1}`` slab,
+:math:`S_{jk} = p_j a_k`.  :func:`outer_into` writes one slab with the fastest kernel
+available; all three write bitwise the same numbers (one IEEE product per entry):
+
+1. a compiled loop (Numba, ``nogil``) when ``numba`` is installed -- the ``fast`` extra.
+   It is compiled on the first large write (about a second; cached on disk afterwards)
+   and writes at close to memory speed.  ``JACOBIAN_BP_JIT=0`` turns it off;
+2. the BLAS rank-1 update ``dger`` (:math:`\mathbf A \leftarrow \alpha\,\mathbf x\mathbf y^\top
+   + \mathbf A`) on the zeroed slab, when ``threadpoolctl`` is installed: each entry is
+   :math:`0 + (1\cdot p_j)\,a_k = p_j a_k`;
+3. NumPy's broadcast multiply ``p[:, None] * a``, which runs one short inner loop per slab
+   row and reaches about a third of the speed of a contiguous multiply.
+
+Slabs smaller than :data:`KERNEL_MIN_SIZE` always take NumPy (no compilation for small
+networks).  :func:`blas_limit` caps the BLAS libraries' threads (through ``threadpoolctl``):
+at one (:func:`blas_single_threaded`) while :mod:`jacobian_bp.backend.parallel` runs its own threads,
+so that the two thread pools do not oversubscribe the cores, and at
+:func:`jacobian_bp.get_num_threads` during every materialization.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+import numpy as np
+
+__all__ = ["outer_into", "blas_single_threaded", "blas_limit", "blas_threads_controllable", "jit_kernel_available",
+           "KERNEL_MIN_SIZE"]
+
+KERNEL_MIN_SIZE = 16384
+"""Slabs with fewer entries than this are written by NumPy (call overhead and compilation dominate)."""
+
+_ger = None
+_controller = None
+_cpu_total = os.cpu_count() or 1
+_jit_outer = None  # the compiled kernel, False when numba is missing or disabled
+
+
+def _outer_loop(out, p, a):  # pragma: no cover - runs compiled (its result is tested bitwise)
+    for j in range(p.shape[0]):
+        v = p[j]
+        for k in range(a.shape[0]):
+            out[j, k] = v * a[k]
+
+
+def _get_jit_outer():
+    """The Numba-compiled :func:`_outer_loop` (``nogil``: several threads run it at once), or False."""
+    global _jit_outer
+    if _jit_outer is None:
+        import os
+
+        if os.environ.get("JACOBIAN_BP_JIT", "1").strip() in ("0", "false", "no", "off"):
+            _jit_outer = False
+            return _jit_outer
+        try:
+            import numba
+        except ImportError:
+            _jit_outer = False
+            return _jit_outer
+        from numba import types
+
+        vec = types.Array(types.float64, 1, "C", readonly=True)  # writable arrays convert to it
+        sig = types.void(types.Array(types.float64, 2, "C"), vec, vec)
+        for cache in (True, False):  # no writable cache directory: compile for this process only
+            try:
+                _jit_outer = numba.njit(sig, nogil=True, cache=cache, fastmath=False, boundscheck=False)(_outer_loop)
+                break
+            except Exception as exc:  # noqa: BLE001 - any compiler failure means: use the fallbacks
+                err = exc
+        else:
+            import warnings
+
+            warnings.warn(f"jacobian_bp: the Numba outer-product kernel failed to compile ({err}); using NumPy/BLAS")
+            _jit_outer = False
+    return _jit_outer
+
+
+def jit_kernel_available() -> bool:
+    """Whether large outer-product slabs are written by the compiled (Numba) kernel."""
+    return bool(_get_jit_outer())
+
+
+def _get_ger():
+    global _ger
+    if _ger is None:
+        from scipy.linalg.blas import dger
+
+        _ger = dger
+    return _ger
+
+
+def outer_into(out: np.ndarray, p: np.ndarray, a: np.ndarray) -> None:
+    r"""Write :math:`\mathbf p\,\mathbf a^\top` into the 2-D float64 view ``out`` (``len(p) × len(a)``).
+
+    Large C-contiguous slabs go to the compiled kernel or BLAS ``dger`` (see the module
+    docstring), others to NumPy's broadcast multiply; all give bitwise the same products.
+    """
+    if out.shape != (p.shape[0], a.shape[0]):
+        raise ValueError(f"outer_into: expected out of shape {(p.shape[0], a.shape[0])}, received {out.shape}")
+    large = out.size >= KERNEL_MIN_SIZE and out.flags.c_contiguous and out.dtype == np.float64 \
+        and p.dtype == np.float64 and a.dtype == np.float64
+    if large and _get_jit_outer():
+        _jit_outer(out, np.ascontiguousarray(p), np.ascontiguousarray(a))
+        return
+    if large and blas_threads_controllable():
+        slab = out.T  # Fortran-ordered (len(a) × len(p)): dger updates it in place
+        slab.fill(0.0)
+        res = _get_ger()(1.0, a, p, a=slab, overwrite_a=True)
+        if res is not slab and not np.shares_memory(res, slab):  # pragma: no cover - a wrapper that copied
+            slab[...] = res
+        return
+    np.multiply(p[:, None], a[None, :], out=out)
+
+
+_controllable: bool | None = None
+
+
+def blas_threads_controllable() -> bool:
+    """Whether ``threadpoolctl`` is installed, so that BLAS can be kept off our threads' cores.
+
+    Without it the outer-product kernel stays in NumPy: a multi-threaded BLAS call made from
+    each of several threads would oversubscribe the cores.
+    """
+    global _controllable
+    if _controllable is None:
+        try:
+            import threadpoolctl  # noqa: F401
+        except ImportError:
+            _controllable = False
+        else:
+            _controllable = True
+    return _controllable
+
+
+def _blas_controller():
+    """A ``threadpoolctl`` controller of the loaded BLAS libraries, or None without threadpoolctl."""
+    global _controller
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _controller = False
+            return None
+        import scipy.linalg.blas  # noqa: F401  (load SciPy's BLAS before the controller scans)
+
+        _controller = ThreadpoolController().select(user_api="blas")
+    return _controller or None
+
+
+def _blas_threads(ctl) -> int:
+    """The largest thread count among the BLAS libraries (a few microseconds: no library scan)."""
+    counts = [lib.get_num_threads() for lib in ctl.lib_controllers]
+    return max((c for c in counts if c is not None), default=1)
+
+
+_NO_LIMIT = contextlib.nullcontext()
+
+
+def blas_limit(n: int) -> contextlib.AbstractContextManager:
+    """A context manager that limits the BLAS libraries to at most ``n`` threads for its duration.
+
+    A no-op without ``threadpoolctl`` (the ``fast`` extra), when ``n`` is at least the number
+    of CPUs (free: BLAS was not told to use more, e.g. by ``OPENBLAS_NUM_THREADS``) or when BLAS
+    already uses at most ``n`` threads (a few microseconds); otherwise ``threadpoolctl`` sets the
+    limit (some tens of microseconds) and restores the previous counts on exit.
+    """
+    if n >= _cpu_total:  # BLAS does not start more threads than there are CPUs (unless told to)
+        return _NO_LIMIT
+    ctl = _blas_controller()
+    if ctl is None or _blas_threads(ctl) <= n:
+        return _NO_LIMIT
+    return ctl.limit(limits=n)
+
+
+def blas_single_threaded() -> contextlib.AbstractContextManager:
+    """Limit the BLAS libraries to one thread for the duration (no-op without ``threadpoolctl``)."""
+    return blas_limit(1)

@@ -1,0 +1,253 @@
+r"""Typed Jacobians: a structured matrix that knows the spaces it maps between.
+
+A :class:`Space` is a named coordinate space -- ``z^{[2]}``, ``\operatorname{vec} W^{[1]}``
+-- with a shape and the order in which its entries are flattened.  A
+:class:`Jacobian` is a structured :class:`~jacobian_bp.backend.operators.Operator` together
+with its output space (rows) and input space (columns) and a LaTeX *symbol* such as
+``\mathbf J_{\mathbf z^{[1]}} \mathbf a^{[1]}``.
+
+``A @ B`` is the chain rule: it is only allowed when ``A.input == B.output``; a
+mismatch raises :class:`~jacobian_bp.errors.SpaceMismatchError` naming both spaces.
+:func:`hstack` stacks Jacobians of one output over parameter groups (Damadi Alg. 1
+line 7) and concatenates their input spaces.
+"""
+from __future__ import annotations
+
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import sympy
+
+from ..backend.escape import escape_latex
+from ..errors import ShapeError, SpaceMismatchError
+from ..backend.operators import HStack, Operator, Product, VStack, BlockDiag, as_operator
+
+__all__ = ["Space", "Jacobian", "hstack", "vstack", "block_diag"]
+
+
+@dataclass(frozen=True)
+class Space:
+    r"""A named coordinate space.
+
+    Parameters
+    ----------
+    name : str
+        Plain-text name, unique within a network (``"z[2]"``, ``"vec W[1]"``, ``"theta"``).
+    shape : tuple of int
+        Shape of the underlying object (``(5,)`` for ``z^{[1]}``, ``(5, 4)`` for a weight).
+    latex : str
+        LaTeX symbol, e.g. ``\mathbf{z}^{[2]}``.
+    order : {"C", "F", "-"}
+        Flattening order of a matrix-shaped object: row-major ``"C"`` (stack rows),
+        column-major ``"F"`` (stack columns, the ``vec`` of Damadi and MML), ``"-"`` for
+        vectors and composite spaces.
+    parts : tuple of Space
+        For a composite space (``theta``), the spaces it concatenates, in order.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    latex: str = ""
+    order: str = "-"
+    parts: tuple["Space", ...] = field(default=(), compare=True)
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        if any(s < 0 for s in self.shape):
+            raise ShapeError(f"Space {self.name!r}: negative dimension in shape {self.shape}")
+        if self.order not in ("C", "F", "-"):
+            raise ValueError(f"Space {self.name!r}: order must be 'C', 'F' or '-', got {self.order!r}")
+        if not self.latex:
+            object.__setattr__(self, "latex", _escape_plain(self.name))
+        object.__setattr__(self, "_size", prod(self.shape) if self.shape else 1)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @staticmethod
+    def concat(parts: Sequence["Space"], name: str = "theta", latex: str = r"\boldsymbol{\theta}") -> "Space":
+        parts = tuple(parts)
+        return Space(name, (sum(p.size for p in parts),), latex, "-", parts)
+
+    def describe(self) -> str:
+        dims = "x".join(str(s) for s in self.shape)
+        o = {"C": ", rows stacked", "F": ", columns stacked", "-": ""}[self.order]
+        return f"{self.name} ({dims}{o})"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+def _escape_plain(name: str) -> str:
+    return escape_latex(name)
+
+
+#: Notebook display printers, keyed by the class name of what they print (``"Jacobian"``, ``"Gradient"``,
+#: ``"VerificationReport"``).  :mod:`jacobian_bp.render.latex` installs them when it is imported (the
+#: package imports it), so the engine shows LaTeX in Jupyter without importing a floor above it.
+DISPLAY_PRINTERS: dict[str, "Callable[[object], str]"] = {}
+
+
+def display_latex(obj: object) -> "str | None":
+    """The installed display printer's LaTeX for ``obj`` (``None`` when no printer is installed)."""
+    printer = DISPLAY_PRINTERS.get(type(obj).__name__)
+    return None if printer is None else printer(obj)
+
+
+class Jacobian:
+    r"""A Jacobian matrix :math:`\mathbf J_{\text{input}}\,\text{output}` with typed spaces.
+
+    Parameters
+    ----------
+    op : Operator or array-like
+        The matrix, kept structured (identity, diagonal, Kronecker, Toeplitz, block, product).
+    output, input : Space
+        Row space and column space; ``op.shape == (output.size, input.size)``.
+    symbol : str, optional
+        LaTeX for the Jacobian itself; defaults to ``\mathbf J_{input} output``.
+    factors : tuple of Jacobian, optional
+        For a product, the factor Jacobians (kept for rendering the chain).
+    """
+
+    def __init__(self, op, output: Space, input: Space, symbol: str | None = None,
+                 factors: Sequence["Jacobian"] = (), blocks: Sequence["Jacobian"] = (), notation: str | None = None):
+        self.op: Operator = as_operator(op)
+        if not isinstance(output, Space) or not isinstance(input, Space):
+            raise TypeError("Jacobian: output and input must be Space objects")
+        if self.op.shape != (output.size, input.size):
+            raise ShapeError(
+                f"Jacobian J_[{input.name}] {output.name}: expected a {output.size}x{input.size} matrix "
+                f"(output {output.describe()}, input {input.describe()}), received {self.op.shape[0]}x{self.op.shape[1]}"
+            )
+        self.output = output
+        self.input = input
+        self.symbol = symbol or rf"\mathbf{{J}}_{{{input.latex}}} {output.latex}"
+        self.factors = tuple(factors)
+        self.blocks = tuple(blocks)
+        self.notation = notation  # optional block-level LaTeX of the matrix itself (e.g. I_3 \otimes x^T)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.op.shape
+
+    @property
+    def structure(self) -> str:
+        return self.op.structure
+
+    def __repr__(self) -> str:
+        return (f"Jacobian(J_[{self.input.name}] {self.output.name}: {self.shape[0]}x{self.shape[1]}, "
+                f"{self.structure})")
+
+    # ------------------------------------------------------------------ algebra
+    def __matmul__(self, other: "Jacobian") -> "Jacobian":
+        if not isinstance(other, Jacobian):
+            return NotImplemented
+        if self.input != other.output:
+            raise SpaceMismatchError(
+                f"cannot chain {self.symbol_plain()} @ {other.symbol_plain()}: the left factor's input space "
+                f"{self.input.describe()} is not the right factor's output space {other.output.describe()}"
+            )
+        factors = (self.factors or (self,)) + (other.factors or (other,))
+        return Jacobian(Product([self.op, other.op]), self.output, other.input,
+                        rf"\mathbf{{J}}_{{{other.input.latex}}} {self.output.latex}", factors=factors)
+
+    def symbol_plain(self) -> str:
+        return f"J_[{self.input.name}] {self.output.name} ({self.shape[0]}x{self.shape[1]})"
+
+    @property
+    def T(self) -> Operator:
+        """The transposed operator (a gradient map, not a Jacobian)."""
+        return self.op.T
+
+    def matvec(self, v):
+        return self.op.matvec(v)
+
+    def rmatvec(self, v):
+        return self.op.rmatvec(v)
+
+    # ------------------------------------------------------------------ materialize
+    def to_dense(self) -> np.ndarray:
+        return self.op.to_dense()
+
+    def to_sparse(self) -> sp.csr_array:
+        return self.op.to_sparse()
+
+    def to_sympy(self) -> sympy.Matrix:
+        return self.op.to_sympy()
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.to_dense()
+        return a.astype(dtype) if dtype is not None else a
+
+    def block(self, name: str) -> "Jacobian":
+        """The block of a stacked Jacobian whose input space is named ``name``."""
+        for b in self.blocks:
+            if b.input.name == name:
+                return b
+        raise KeyError(f"{self.symbol_plain()} has no block with input {name!r}; blocks: "
+                       + ", ".join(b.input.name for b in self.blocks))
+
+    def _repr_latex_(self) -> "str | None":
+        return display_latex(self)
+
+
+def hstack(jacobians: Sequence[Jacobian], name: str = "theta", latex: str = r"\boldsymbol{\theta}",
+           space: Space | None = None) -> Jacobian:
+    r"""Stack Jacobians of one output side by side: :math:`[\mathbf J_{\theta_1} z\ \cdots\ \mathbf J_{\theta_k} z]`.
+
+    This is Damadi Alg. 1 line 7.  All blocks must share the output space.  ``space`` is
+    the concatenated input space when the caller already has it (its parts must be the
+    blocks' input spaces, in order); otherwise it is built from ``name`` and ``latex``.
+    """
+    jacobians = list(jacobians)
+    if not jacobians:
+        raise ShapeError("hstack: needs at least one Jacobian")
+    out = jacobians[0].output
+    for j in jacobians[1:]:
+        if j.output is not out and j.output != out:
+            raise SpaceMismatchError(
+                f"hstack: blocks have different output spaces: {out.describe()} vs {j.output.describe()}"
+            )
+    if space is None:
+        space = Space.concat([j.input for j in jacobians], name, latex)
+    elif len(space.parts) != len(jacobians) or any(
+        p is not j.input and p != j.input for p, j in zip(space.parts, jacobians)
+    ):
+        raise SpaceMismatchError(
+            f"hstack: the space {space.describe()} does not concatenate the blocks' input spaces "
+            + ", ".join(j.input.describe() for j in jacobians)
+        )
+    return Jacobian(HStack([j.op for j in jacobians]), out, space,
+                    rf"\mathbf{{J}}_{{{latex}}} {out.latex}", blocks=jacobians)
+
+
+def vstack(jacobians: Sequence[Jacobian], name: str, latex: str) -> Jacobian:
+    """Stack Jacobians of one input vertically (per-sample Jacobians of a batch)."""
+    jacobians = list(jacobians)
+    if not jacobians:
+        raise ShapeError("vstack: needs at least one Jacobian")
+    inp = jacobians[0].input
+    for j in jacobians[1:]:
+        if j.input != inp:
+            raise SpaceMismatchError(
+                f"vstack: blocks have different input spaces: {inp.describe()} vs {j.input.describe()}"
+            )
+    space = Space.concat([j.output for j in jacobians], name, latex)
+    return Jacobian(VStack([j.op for j in jacobians]), space, inp,
+                    rf"\mathbf{{J}}_{{{inp.latex}}} {latex}", blocks=jacobians)
+
+
+def block_diag(jacobians: Sequence[Jacobian], out_name: str, out_latex: str, in_name: str, in_latex: str) -> Jacobian:
+    r"""Block diagonal :math:`\sum_i \mathbf E_{ii} \otimes \mathbf J_i` over the samples of a batch."""
+    jacobians = list(jacobians)
+    if not jacobians:
+        raise ShapeError("block_diag: needs at least one Jacobian")
+    out = Space.concat([j.output for j in jacobians], out_name, out_latex)
+    inp = Space.concat([j.input for j in jacobians], in_name, in_latex)
+    return Jacobian(BlockDiag([j.op for j in jacobians]), out, inp, blocks=jacobians)

@@ -1,0 +1,302 @@
+r"""Lazy products with the batch Jacobian :math:`\mathbf J_\theta\mathbf Z^{[L]}`: Algorithm 1 at the cost of backprop.
+
+Materializing :math:`\mathbf J_\theta\mathbf z^{[L]}` costs :math:`n_L\,|\theta|` numbers per
+sample; applying it (or its transpose) to one vector costs what backpropagation
+costs, because the chain
+
+.. math::
+
+   \mathbf J_{\theta_l}\mathbf z^{[L]}
+   = \mathbf J_{\mathbf a^{[L-1]}}\mathbf z^{[L]}\,\mathbf J_{\mathbf z^{[L-1]}}\mathbf a^{[L-1]}
+     \cdots \mathbf J_{\mathbf z^{[l]}}\mathbf a^{[l]}\;\mathbf J_{\theta_l}\mathbf z^{[l]}
+   \qquad\text{(Damadi Alg. 1 line 3, corrected)}
+
+is kept as its structured factors (``W``, ``diag f'(z)``, ``I ⊗ aᵀ``, Toeplitz) and applied
+to a vector one factor at a time:
+
+* **reverse mode** (:func:`vjp_sweep`): :math:`\mathbf g = \sum_i(\mathbf J_\theta\mathbf z_i^{[L]})^\top\mathbf u_i`,
+  factors applied left to right to the row :math:`\mathbf u_i^\top` -- the transposed chain of
+  Damadi Alg. 1 line 8, i.e. backpropagation (Ganev Alg. 4/5);
+* **forward mode** (:func:`jvp`): :math:`\mathbf t_i = \mathbf J_\theta\mathbf z_i^{[L]}\,\mathbf v`
+  for every sample, factors applied right to left to the column :math:`\mathbf v`
+  (the directional derivative of the forward pass).
+
+:class:`jacobian_bp.uses.lazy.BatchJacobianOperator` packages both as an :class:`~jacobian_bp.backend.operators.Operator`
+of shape ``(N·n_L, |θ|)`` (rows sample-major, columns in the convention's θ order), so that
+it chains with the other structured operators and wraps as a SciPy ``LinearOperator``;
+:class:`jacobian_bp.uses.lazy.TransposedOperator` is the lazy transpose of any operator.
+
+Layer rules.  The reverse sweep uses each layer's batched ``vjp_input`` / ``vjp_params``.
+The layers have no forward-mode method, so the rules of :func:`jvp` are stated here:
+
+* Dense :math:`\mathbf z = \mathbf W\mathbf a + \mathbf b`:
+  :math:`\dot{\mathbf z} = \mathbf W\dot{\mathbf a} + \dot{\mathbf W}\mathbf a + \dot{\mathbf b}`;
+* Conv2d (bilinear in input and kernel, affine in the bias):
+  :math:`\dot{\mathbf z} = \operatorname{conv}(\dot{\mathbf a};\mathbf K) + \operatorname{conv}(\mathbf a;\dot{\mathbf K}) + \dot{\mathbf b}`;
+* elementwise :math:`f`: :math:`\dot{\mathbf a} = f'(\mathbf z)\odot\dot{\mathbf z}` (Damadi §3.4);
+* softmax: :math:`\dot{\mathbf s} = \mathbf s\odot(\dot{\mathbf z} - (\mathbf s^\top\dot{\mathbf z})\mathbf 1)`
+  (:math:`\operatorname{diag}\mathbf s - \mathbf s\mathbf s^\top`, Ganev Ex. 1d);
+* flatten and average pooling are linear: :math:`\dot{\mathbf a} = \mathbf f(\dot{\mathbf z})`;
+* any other layer: per sample, its own structured Jacobian ``jac_input`` / ``jac_params``
+  times the tangent (correct, not vectorized).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DataError, ShapeError, UnsupportedInputError
+from ..backend.operators import Operator
+
+# ``Network`` and ``Cache`` in annotations are jacobian_bp.engine.network's; this module is imported by it
+# and so never imports it (a network is recognized by what it does).
+
+__all__ = ["vjp_sweep", "jvp", "theta_view", "Linearization", "linearize"]
+
+
+# ---------------------------------------------------------------------------- the linearization point
+class Linearization:
+    """The data every product with :math:`\\mathbf J_\\theta\\mathbf Z^{[L]}` needs: the network,
+    the canonical parameters, the forward cache of a batch and (optionally) its targets.
+
+    Built by :func:`linearize`; shared by the lazy Jacobian, the Gauss--Newton and the NTK
+    operators so that the forward pass runs once.
+    """
+
+    def __init__(self, network: "Network", canon: dict, cache: "Cache", Yb: np.ndarray | None, single: bool):
+        self.network = network
+        self.canon = canon
+        self.cache = cache
+        self.Yb = Yb
+        self.single = single
+
+    @property
+    def N(self) -> int:
+        """Number of samples in the batch."""
+        return self.cache.a[0].shape[0]
+
+    @property
+    def n_out(self) -> int:
+        """:math:`n_L`, the size of :math:`\\mathbf z^{[L]}`."""
+        return self.network.n_out
+
+    @property
+    def n_params(self) -> int:
+        """:math:`|\\theta|`."""
+        return self.network.n_params
+
+
+def linearize(network: "Network", X, params, Y=None, numeric_only: bool = True) -> Linearization:
+    r"""Validate ``X`` (and ``Y``) in the convention's batch layout, run the forward pass once.
+
+    Parameters
+    ----------
+    network : Network
+    X : array
+        One sample of shape ``network.input_shape`` or a batch laid out per the
+        convention's ``batch_axis``.
+    params : dict
+        Parameters in the convention's layout.
+    Y : array, optional
+        Targets (needed for the Gauss--Newton matrix, whose :math:`\mathbf H` depends on them).
+    numeric_only : bool
+        Refuse SymPy (object) parameters or inputs with a ``TypeError`` (the lazy operators are
+        numeric); per-sample gradients and the materialized Jacobian also accept them.
+    """
+    if not all(hasattr(network, m) for m in ("as_batch", "canonical_params", "forward_cache")):
+        raise UnsupportedInputError(f"linearize: expected a jacobian_bp Network, received {type(network).__name__}")
+    Xb, Yb, single = network.as_batch(X, Y)
+    canon = network.canonical_params(params)
+    if numeric_only:
+        for name, v in canon.items():
+            if isinstance(v, np.ndarray) and v.dtype == object:
+                raise UnsupportedInputError(f"network {network.name!r}: parameter {name} is symbolic; lazy products are numeric only")
+        if Xb.dtype == object:
+            raise UnsupportedInputError(f"network {network.name!r}: symbolic inputs; lazy products are numeric only")
+    cache = network.forward_cache(Xb, canon)
+    return Linearization(network, canon, cache, Yb, single)
+
+
+# ---------------------------------------------------------------------------- reverse mode
+def theta_view(block: np.ndarray, lead: tuple[int, ...], e) -> np.ndarray:
+    """View of ``block`` (shape ``lead + (e.size,)``, one parameter entry's θ coordinates)
+    shaped ``lead + e.canonical_shape``, so that writing the canonical array into it writes θ.
+
+    The θ coordinates of an entry are its canonical array raveled in ``e.order``; for the
+    column-major order the view is the C reshape of the reversed shape, transposed
+    (not C-contiguous).
+    """
+    k = len(lead)
+    shape = tuple(e.canonical_shape)
+    if e.order == "C":
+        return np.reshape(block, lead + shape, copy=False)
+    v = np.reshape(block, lead + shape[::-1], copy=False)
+    return v.transpose(tuple(range(k)) + tuple(range(k + len(shape) - 1, k - 1, -1)))
+
+
+def _dense_weight_vjp(G: np.ndarray, A: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    r""":math:`\sum_i \mathbf g_i\mathbf a_i^\top = \mathbf G^\top\mathbf A` (``n_out × n_in``), into ``out`` when given.
+
+    For one sample this is the outer product :math:`\mathbf g\mathbf a^\top`, formed by
+    ``einsum``: a BLAS ``gemm`` with inner dimension 1 is several times slower, and the two
+    give the same floating-point numbers (one product per entry, no sums).  ``out`` must be
+    C-contiguous (the result is then bit-for-bit the one without ``out``).
+    """
+    if G.dtype == object or A.dtype == object:
+        R = G.T @ A
+        if out is None:
+            return R
+        out[...] = R
+        return out
+    if G.shape[0] == 1:
+        return np.einsum("i,j->ij", G[0], A[0], out=out)
+    return np.matmul(G.T, A, out=out)
+
+
+def vjp_sweep(network: "Network", cache: "Cache", canon: dict, D: np.ndarray,
+              out: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    r"""Reverse-mode product :math:`\sum_i (\mathbf J_\theta\mathbf z_i^{[L]})^\top\mathbf d_i` by one batched sweep.
+
+    Parameters
+    ----------
+    network : Network
+    cache : Cache
+        Forward cache of the batch (``network._forward``).
+    canon : dict
+        Canonical parameters.
+    D : ndarray, shape (N, n_L)
+        Row ``i`` is the cotangent :math:`\mathbf d_i` of :math:`\mathbf z_i^{[L]}` (for the
+        gradient: the reduced :math:`\nabla_{\mathbf z^{[L]}}\ell`).
+    out : ndarray, shape (|θ|,), optional
+        A θ-vector buffer: every block is written into its place in θ (convention order and
+        vec), and the returned arrays are views of it.  This avoids allocating the blocks and
+        then copying them into θ (on a 2 MB gradient the fresh pages cost more than the copy).
+
+    Returns
+    -------
+    dict
+        Canonical-layout sums over the batch, keyed ``W1, b1, …`` (Ganev Prop. 4.1:
+        ``grad_W = grad_Zᵀ A``, ``grad_b = grad_Zᵀ 1``, ``grad_A = grad_Z W``).
+    """
+    from ..layers.dense import Dense
+
+    N = cache.a[0].shape[0]
+    D = np.asarray(D)
+    if D.shape != (N, network.n_out):
+        raise ShapeError(
+            f"vjp_sweep: expected cotangents of z[{network.L}] of shape {(N, network.n_out)}, received {D.shape}"
+        )
+    views = None
+    if out is not None:
+        if not isinstance(out, np.ndarray) or out.shape != (network.n_params,):
+            raise ShapeError(f"vjp_sweep: out must be a θ vector of shape ({network.n_params},), "
+                             f"received {getattr(out, 'shape', type(out).__name__)}")
+        views = {e.name: theta_view(out[e.slice], (), e) for e in network.entries}
+    grads: dict[str, np.ndarray] = {}
+
+    def put(name: str, value) -> None:
+        if views is None:
+            grads[name] = value
+        else:
+            views[name][...] = value
+            grads[name] = views[name]
+
+    G = D
+    for l in range(network.L, 0, -1):
+        st = network.stages[l - 1]
+        layer = st.layer
+        p = network.stage_params(canon, l)
+        A = cache.a[l - 1]
+        shapes = layer.param_shapes()
+        if type(layer) is Dense:  # exact type: a subclass may change vjp_params
+            target = None if views is None else views[f"W{l}"]
+            if target is not None and target.flags.c_contiguous:
+                grads[f"W{l}"] = _dense_weight_vjp(G, A, out=target)
+            else:
+                put(f"W{l}", _dense_weight_vjp(G, A))
+            if layer.bias:
+                put(f"b{l}", G.sum(axis=0))
+        else:
+            for k, v in layer.vjp_params(A, cache.z[l], G, p).items():
+                put(f"{k}{l}", np.asarray(v).reshape(shapes[k]))
+        if l == 1:
+            break
+        G = network.post_vjp(cache, l - 1, layer.vjp_input(A, cache.z[l], G, p))
+    return grads
+
+
+# ---------------------------------------------------------------------------- forward mode
+def _jvp_parametric(layer, A: np.ndarray, Z: np.ndarray, p: dict, dp: dict, T: np.ndarray | None) -> np.ndarray:
+    r"""Tangent of the output of a parametric layer: :math:`\mathbf J_{\mathbf a}\mathbf z\,\dot{\mathbf a} + \sum_j\mathbf J_{\theta_j}\mathbf z\,\dot\theta_j`."""
+    N = A.shape[0]
+    if layer.kind == "dense":
+        out = A @ dp["W"].T
+        if "b" in dp:
+            out = out + dp["b"]
+        if T is not None:
+            out = out + T.reshape(N, -1) @ p["W"].T
+        return out
+    if layer.kind == "conv2d":
+        # bilinear in (input, kernel) and affine in the bias
+        out = layer.forward(A, dp)
+        if T is not None:
+            zero_bias = {k: (np.zeros_like(v) if k == "b" else v) for k, v in p.items()}
+            out = out + layer.forward(T.reshape(A.shape), zero_bias)
+        return out
+    out = np.zeros((N, layer.out_size))
+    for i in range(N):
+        for k, J in layer.jac_params(A[i], Z[i], p, "C").items():
+            out[i] += J.matvec(np.ravel(dp[k]))
+        if T is not None:
+            out[i] += layer.jac_input(A[i], Z[i], p).matvec(T[i].ravel())
+    return out.reshape(Z.shape)
+
+
+def _jvp_input(layer, A: np.ndarray, O: np.ndarray, T: np.ndarray) -> np.ndarray:
+    r"""Tangent of the output of a parameter-free layer: :math:`\mathbf J_{\mathbf a}\mathbf o\,\dot{\mathbf a}`."""
+    T = T.reshape(A.shape)
+    if getattr(layer, "elementwise", False):
+        return T * layer.derivative(A)
+    if layer.kind == "softmax":
+        return O * (T - np.sum(O * T, axis=-1, keepdims=True))
+    if layer.kind in ("flatten", "avgpool2d"):  # linear maps
+        return layer.forward(T, {})
+    N = A.shape[0]
+    out = np.empty((N, int(np.prod(O.shape[1:]))))
+    for i in range(N):
+        out[i] = layer.jac_input(A[i], O[i], {}).matvec(T[i].ravel())
+    return out.reshape(O.shape)
+
+
+def jvp(network: "Network", cache: "Cache", canon: dict, tangent: dict[str, np.ndarray]) -> np.ndarray:
+    r"""Forward-mode product :math:`\mathbf t_i = \mathbf J_\theta\mathbf z_i^{[L]}\,\mathbf v` for every sample.
+
+    Parameters
+    ----------
+    tangent : dict
+        The direction :math:`\mathbf v` in the canonical layout (``network.unpack_canonical(v)``).
+
+    Returns
+    -------
+    ndarray, shape (N, n_L)
+        Row ``i`` is the directional derivative of :math:`\mathbf z_i^{[L]}` along ``v``.
+    """
+    T = None  # the input x does not depend on θ
+    for st in network.stages:
+        l = st.index
+        p = network.stage_params(canon, l)
+        dp = {}
+        for k, shape in st.layer.param_shapes().items():
+            v = np.asarray(tangent[f"{k}{l}"], dtype=float)
+            if v.shape != tuple(shape):
+                raise ShapeError(f"jvp: tangent {k}{l} expected canonical shape {tuple(shape)}, received {v.shape}")
+            dp[k] = v
+        T = _jvp_parametric(st.layer, cache.a[l - 1], cache.z[l], p, dp, T)
+        if l == network.L:
+            break
+        ins = cache.post[l]
+        outs = ins[1:] + [cache.a[l]]
+        for post, Ain, Oout in zip(st.post, ins, outs):
+            T = _jvp_input(post, Ain, Oout, T)
+    return np.asarray(T).reshape(T.shape[0], -1)
+
+

@@ -1,0 +1,445 @@
+r"""A whole derivation as a standalone LaTeX article, and its compilation with pdflatex.
+
+:func:`derivation_document` writes, for any network, parameters and data:
+
+1. the network, its convention and the layout of :math:`\theta`;
+2. the forward pass (:math:`\mathbf z^{[l]}`, :math:`\mathbf a^{[l]}`, with values);
+3. each layer's Jacobians :math:`\mathbf J_{\theta_l}\mathbf z^{[l]}`, :math:`\mathbf J_{\mathbf a^{[l-1]}}\mathbf z^{[l]}`,
+   :math:`\mathbf J_{\mathbf z^{[l]}}\mathbf a^{[l]}` at the block level (shapes under every factor) and
+   at the entries level;
+4. the product chain :math:`\mathbf J_{\theta_l}\mathbf z^{[L]}` for every parameter block and
+   :math:`\mathbf J_\theta\mathbf z^{[L]}` (Damadi Alg. 1 lines 3, 4, 7, corrected);
+5. the closed-form deltas :math:`\boldsymbol\delta^{[l]}` and each parameter's gradient;
+6. the gradient :math:`\nabla_\theta\ell = (\mathbf J_\theta\mathbf z^{[L]})^\top\boldsymbol\delta^{[L]}` with values;
+7. the verification table of :func:`jacobian_bp.oracles.verify.verify`;
+
+and, for dense networks, Damadi's Algorithm 1 instantiated with the printed differences.
+The notation follows the network's convention preset (:mod:`jacobian_bp.render.notation`); every
+user-supplied text (title, network and convention names, layer descriptions) goes through
+:func:`jacobian_bp.backend.escape.escape_text`, and a custom notation's math symbols are
+validated against the whitelist of :func:`jacobian_bp.backend.escape.check_math`.  Only
+packages of Debian's ``texlive-latex-base`` are used (``amsmath``, ``amssymb``,
+``geometry``) and only OT1 Computer Modern fonts, so the document compiles with a
+minimal TeX installation.
+
+:func:`compile_pdf` runs ``pdflatex -halt-on-error -interaction=nonstopmode -no-shell-escape``
+in a temporary directory with kpathsea's paranoid file access (``openin_any=p``,
+``openout_any=p``) and a time limit, and writes the PDF atomically.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..backend.atomic import atomic_write_bytes, check_writable
+from ..errors import JacobianBPError, SpecError
+from .latex import NetworkLatex, matrix_latex, render, verification_table_latex
+from ..backend.escape import escape_text
+from .notation import Notation
+
+__all__ = ["derivation_document", "compile_pdf", "LatexError", "PdflatexNotFoundError", "LatexCompileError"]
+
+
+class LatexError(JacobianBPError):
+    """A LaTeX document could not be produced."""
+
+
+class PdflatexNotFoundError(LatexError):
+    """``pdflatex`` is not installed (Debian/Ubuntu: ``apt-get install texlive-latex-base``)."""
+
+
+class LatexCompileError(LatexError):
+    """pdflatex failed; the message ends with the tail of its log."""
+
+
+_PREAMBLE = r"""\documentclass[10pt,a4paper]{article}
+\usepackage{amsmath,amssymb}
+\usepackage[margin=1.8cm]{geometry}
+\IfFileExists{glyphtounicode.tex}{\input{glyphtounicode}\pdfgentounicode=1}{}
+\setcounter{MaxMatrixCols}{40}
+\allowdisplaybreaks
+\setlength{\parindent}{0pt}
+\setlength{\parskip}{4pt}
+\setlength{\arraycolsep}{3pt}
+"""
+
+
+def _names(network) -> str:
+    return escape_text(network.name)
+
+
+def _vec_row(nt: Notation, sym: str, v, precision: int, max_cols: int) -> str:
+    """``(v)^T = [ … ]`` for a column vector, compact on the page."""
+    v = np.asarray(v).reshape(1, -1)
+    return rf"{nt.T(sym)} = {matrix_latex(v, 3, max_cols, precision)}"
+
+
+def _align(lines: list[str]) -> str:
+    return "\\begin{align*}\n" + " \\\\\n".join(lines) + "\n\\end{align*}"
+
+
+def _steps(nl: NetworkLatex, named, steps, shapes_last: bool = True) -> str:
+    """``label &= step_1 \\\\ &= step_2 …`` with the shapes under the last step."""
+    nt = nl.nt
+    lab = render(named.label, nt)
+    rendered = []
+    for i, s in enumerate(steps):
+        t = render(named.body, nt, shapes_last and i == len(steps) - 1, s)
+        plain = render(named.body, nt, False, s)
+        if all(plain != render(named.body, nt, False, p) for p in steps[:i]):
+            rendered.append(t)
+    lines = [f"{lab} &= {rendered[0]}"] + [f"&= {t}" for t in rendered[1:]]
+    lines[-1] += r" \in " + (Notation.reals(named.shape[0]) if named.shape[1] == 1 else Notation.reals(*named.shape))
+    return _align(lines)
+
+
+def _affine(nl: NetworkLatex, l: int) -> str:
+    nt, net = nl.nt, nl.net
+    st = net.stages[l - 1]
+    a_prev = nt.a(l - 1)
+    if st.layer.kind == "dense":
+        W = nt.weight("W", l)
+        Wa = rf"{nt.T(W)}{a_prev}" if net.convention.weight_layout == "in_out" else rf"{W}{a_prev}"
+        return Wa + (rf" + {nt.bias(l)}" if st.layer.bias else "")
+    if st.layer.kind == "conv2d":
+        K = nt.weight("K", l)
+        return rf"{K} \star {a_prev}" + (rf" + {nt.bias(l)}" if "b" in st.layer.param_shapes() else "")
+    return rf"\mathrm{{{escape_text(st.layer.kind)}}}({a_prev})"
+
+
+def _convention_text(network, nt: Notation) -> str:
+    """The convention as a sentence (weight layout, vec, θ order, batch, reduction, MSE scale, ReLU'(0))."""
+    conv = network.convention
+    W, a, b, z = nt.weight("W", "l"), nt.a("l-1"), nt.bias("l"), nt.z("l")
+    if conv.weight_layout == "in_out":
+        aff = rf"${z} = {nt.T(W)}{a} + {b}$ with ${W}\in\mathbb{{R}}^{{n_{{l-1}}\times n_l}}$"
+    else:
+        aff = rf"${z} = {W}{a} + {b}$ with ${W}\in\mathbb{{R}}^{{n_l\times n_{{l-1}}}}$"
+    parts = [aff, f"vec stacks the {'columns' if conv.vec_order == 'col' else 'rows'} of a weight",
+             f"a batch is laid out {'samples first' if conv.batch_axis == 'first' else 'samples last'} and reduced by the "
+             f"{conv.reduction}"]
+    if network.loss.kind == "mse":
+        parts.append(f"the squared error is scaled by ${conv.mse_scale:g}$")
+    if any(p.kind == "relu" for st in network.stages for p in st.post):
+        parts.append(f"ReLU$'(0) = {conv.relu_at_zero:g}$")
+    return rf"Convention \texttt{{{escape_text(conv.name)}}}: " + "; ".join(parts) + "."
+
+
+def _activation_text(layer) -> str:
+    names = {"sigmoid": r"the sigmoid $\sigma(t) = 1/(1+e^{-t})$, $\sigma' = \sigma(1-\sigma)$",
+             "relu": r"ReLU $\max(0,t)$, with derivative $[t>0]$ and the subgradient %s at $0$",
+             "tanh": r"$\tanh$, derivative $1-\tanh^2$", "identity": "the identity",
+             "softmax": r"softmax, Jacobian $\operatorname{diag}(\mathbf{s})-\mathbf{s}\mathbf{s}^\top$",
+             "arctan": r"$\arctan$, derivative $1/(1+t^2)$", "softplus": r"softplus $\log(1+e^t)$, derivative $\sigma$",
+             "elu": "ELU", "leaky_relu": "leaky ReLU", "flatten": "flatten (identity on the row-major vector)",
+             "maxpool2d": "max pooling (0/1 selection matrix)", "avgpool2d": "average pooling",
+             "radial_sigmoid": "radial sigmoid", "generic": "an undefined function"}
+    t = names.get(layer.kind, escape_text(layer.kind))
+    if layer.kind == "relu":
+        t = t % f"${getattr(layer, 'at_zero', 0) or 0:g}$"
+    return t
+
+
+def derivation_document(network, params, X, Y, title: str | None = None, *, notation=None, precision: int = 4,
+                        max_rows: int = 8, max_cols: int = 8, report=None, use_torch: bool = True,
+                        include_algorithm: bool = True) -> str:
+    r"""A standalone LaTeX article deriving :math:`\nabla_\theta\ell` of ``network`` at ``params`` on ``(X, Y)``.
+
+    Parameters
+    ----------
+    network : Network
+    params : dict
+        Parameters in the convention's layout (``W1``, ``b1``, …).
+    X, Y : array
+        One sample (shapes ``input_shape`` and ``(n_L,)``) or a batch laid out per the
+        convention's batch axis; Jacobians are shown for the first sample, the gradient for
+        the (summed or averaged) batch loss.
+    title : str, optional
+        Escaped; defaults to ``"Backpropagation as a product of Jacobians: <network name>"``.
+    notation : str or Notation, optional
+        Defaults to the network's convention preset.
+    precision : int
+        Significant digits of the numbers shown.
+    max_rows, max_cols : int
+        Elision size of explicit matrices (``\vdots``, ``\cdots``, ``\ddots`` beyond).
+    report : VerificationReport, optional
+        A precomputed report; otherwise :func:`~jacobian_bp.oracles.verify.verify` runs on ``(X, Y)``.
+    use_torch : bool
+        Passed to ``verify`` (PyTorch autograd as an oracle when installed).
+    include_algorithm : bool
+        Append Damadi's Algorithm 1 instantiated for the network (dense networks only).
+
+    Returns
+    -------
+    str
+        The ``.tex`` source (pure ASCII).
+    """
+    from ..engine.network import Network
+    from ..oracles.verify import verify
+
+    if not isinstance(network, Network):
+        raise TypeError(f"derivation_document: expected a Network, received {type(network).__name__}")
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"derivation_document: title must be a string, received {type(title).__name__}")
+    Xb, Yb, single = network.as_batch(X, Y)
+    N = Xb.shape[0]
+    x0, y0 = Xb[0], Yb[0]
+    nl = NetworkLatex(network, params, x0, y0, notation=notation)
+    nt = nl.nt
+    L = network.L
+    conv = network.convention
+    grad = network.gradient(X, Y, params)
+    if report is None:
+        report = verify(network, X, Y, params, use_torch=use_torch)
+    title = title if title is not None else f"Backpropagation as a product of Jacobians: {network.name}"
+    out: list[str] = [_PREAMBLE, r"\title{" + escape_text(title) + "}",
+                      r"\author{generated by " + escape_text("jacobian_bp") + "}", r"\date{}", r"\begin{document}", r"\maketitle"]
+
+    def M(A):
+        return matrix_latex(A, max_rows, max_cols, precision)
+
+    # ------------------------------------------------------------------ 1. network
+    out.append(r"\section{The network}")
+    in_shape = r"\times ".join(map(str, network.input_shape))
+    out.append(rf"Network \texttt{{{_names(network)}}}: input of shape ${in_shape}$, "
+               rf"{L} parametric layer{'s' if L > 1 else ''}, loss {escape_text(network.loss.kind.replace('_', ' '))}, "
+               rf"$|{nt.theta}| = {network.n_params}$. " + _convention_text(network, nt))
+    rows = []
+    for st in network.stages:
+        post = ", ".join(escape_text(p.kind) for p in st.post) or "none"
+        shape_in = r"\times ".join(map(str, st.layer.in_shape))
+        shape_out = r"\times ".join(map(str, st.layer.out_shape))
+        kind = rf"dense ${st.layer.in_features}\to {st.layer.out_features}$" if st.layer.kind == "dense" \
+            else escape_text(st.layer.describe())
+        rows.append(rf"{st.index} & {kind} & ${shape_in}$ & ${shape_out}$ & {post} \\")
+    out.append(r"\begin{center}\begin{tabular}{rllll}\hline $l$ & layer & input & $" + nt.z("l") + r"$ & activation \\ \hline "
+               + "\n".join(rows) + r" \hline\end{tabular}\end{center}")
+    order = {"C": "rows", "F": "columns"}
+    rows = []
+    for e in network.entries:
+        shape = r"\times ".join(map(str, e.user_shape))
+        how = f"{order[e.space.order]} stacked" if e.space.order in order else "vector"
+        rows.append(rf"${nt.param(e.local, e.stage)}$ & ${shape}$ & ${e.offset + 1}$--${e.offset + e.size}$ & {how} \\")
+    out.append(r"The parameter vector $" + nt.theta + r"$ stacks the blocks in this order ("
+               + {"reverse": r"last layer first, Damadi Alg.~1 line 7", "forward": "first layer first",
+                  "weights_first": "all weights, then all biases (Ganev's Param)"}[conv.theta_order] + "):")
+    out.append(r"\begin{center}\begin{tabular}{llll}\hline block & shape & entries of $" + nt.theta
+               + r"$ & vec \\ \hline " + "\n".join(rows) + r" \hline\end{tabular}\end{center}")
+
+    # ------------------------------------------------------------------ 2. forward pass
+    out.append(r"\section{Forward pass}")
+    out.append(("One sample" if N == 1 else rf"Sample 1 of the batch of $N = {N}$")
+               + r" (the Jacobians below are those of this sample):" + r"\[" + _vec_row(nt, nt.x, x0, precision, max_cols) + r"\]")
+    lines = []
+    for st in network.stages:
+        l = st.index
+        lines.append(rf"{nt.z(l)} &= {_affine(nl, l)}, && {_vec_row(nt, nt.z(l), nl.cache.z[l][0], precision, max_cols)}")
+        if st.post:
+            lines.append(rf"{nt.a(l)} &= {nt.act(l, vector=True)}({nt.z(l)}), && "
+                         + _vec_row(nt, nt.a(l), nl.cache.a[l][0], precision, max_cols))
+    out.append(_align(lines))
+    acts = [rf"${nt.act(st.index, vector=True)}$ is " + "; then ".join(_activation_text(p) for p in st.post)
+            for st in network.stages if st.post]
+    if acts:
+        out.append("Activations: " + "; ".join(acts) + ".")
+    out.append(rf"The prediction is $\hat{{\mathbf{{y}}}} = {nt.a(L)}$; the target is "
+               + rf"${_vec_row(nt, nt.y, y0, precision, max_cols)}$, and the loss of this sample is "
+               + rf"${nt.loss} = {float(network.loss_value(x0, y0, params)):.{precision}g}$.")
+
+    # ------------------------------------------------------------------ 3. layer Jacobians
+    out.append(r"\section{The Jacobians of each layer}")
+    out.append("Each layer contributes three Jacobians: with respect to its parameters, with respect to its input, "
+               "and of its activation. Shapes are written under each block.")
+    for st in network.stages:
+        l = st.index
+        out.append(rf"\subsection{{Layer {l}}}")
+        loc = nl.local_jacobian(l)
+        out.append(_steps(nl, loc, (99,)))
+        jl = network.local_jacobian(x0, params, l)
+        out.append(r"\[" + render(loc.label, nt) + " = " + M(jl) + r"\]")
+        if l > 1:
+            ij = nl.input_jacobian(l)
+            out.append(r"\[" + render(ij.label, nt) + " = " + render(ij.body, nt) + " = " + M(ij.op)
+                       + r" \in " + Notation.reals(*ij.shape) + r"\]")
+        aj = nl.activation_jacobian(l)
+        if l < L:
+            out.append(r"\[" + render(aj.label, nt) + " = " + render(aj.body, nt) + " = " + M(aj.evaluate())
+                       + r" \in " + Notation.reals(*aj.shape) + r"\]")
+        else:
+            out.append(rf"The last activation ${nt.act(L, vector=True)}$ is paired with the loss (Damadi Fig.~2): "
+                       rf"it enters only through ${nt.dz(L)} = \nabla_{{{nt.z(L)}}}{nt.loss}$.")
+
+    # ------------------------------------------------------------------ 4. chains
+    out.append(r"\section{The chain for every parameter block}")
+    out.append(rf"By the chain rule, the block of ${render(nl.jacobian_theta().label, nt)}$ for the parameters of layer $l$ "
+               rf"is the product of the Jacobians between ${nt.z('l')}$ and ${nt.z(L)}$ with the layer's own block "
+               r"(Damadi Alg.~1 lines 3--4, corrected).")
+    J_op = network.jacobian_theta(x0, params)
+    for g in nl.stage_groups():
+        B = nl.block(g)
+        out.append(_steps(nl, B, (0, 1, 99)))
+        cols = [b for b in J_op.blocks if any(b.input == e.space for e in g)]
+        if cols and g[0].stage != L:  # the last layer's block was shown with its entries above
+            from ..engine.jacobian import hstack
+
+            Jg = hstack(cols) if len(cols) > 1 else cols[0]
+            out.append(r"\[" + render(B.label, nt) + " = " + M(Jg) + r"\]")
+    Jt = nl.jacobian_theta()
+    out.append("Stacking the blocks in the order of $" + nt.theta + r"$ (Alg.~1 line 7):")
+    out.append(r"\[" + render(Jt.label, nt) + " = " + render(Jt.body, nt, False, 0) + r" \in "
+               + Notation.reals(*Jt.shape) + r"\]")
+    out.append(r"\[" + render(Jt.label, nt) + " = " + M(J_op) + r"\]")
+
+    # ------------------------------------------------------------------ 5. deltas
+    out.append(r"\section{Closed-form deltas}")
+    formula, src = nl.output_delta_formula()
+    out.append(rf"At the output, ${nt.dz(L)} = \nabla_{{{nt.z(L)}}}{nt.loss} = {formula}$ ({escape_text(src)}). "
+               r"Transposing the chain gives the backward recursion (Ganev Prop.~3.1 (3.2), Park Thm.~5.4):")
+    lines = []
+    for l in range(L, 0, -1):
+        d = nl.delta(l)
+        body = render(d.body, nt, False, 99)
+        if l < L:
+            body = render(d.body, nt, False, 0) + " = " + body
+        lines.append(rf"{render(d.label, nt)} &= {body} && "
+                     + _vec_row(nt, nt.dz(l), nl.delta_symbol(l).value, precision, max_cols))
+    out.append(_align(lines))
+    out.append(r"Each parameter's gradient is the transposed local block times its delta:")
+    lines = []
+    for e in network.entries:
+        pg = nl.param_gradient(e)
+        closed = render(nl.param_gradient_closed(e), nt)
+        first = render(pg.body, nt, False, 99)
+        rhs = first if first == closed else f"{first} = {closed}"
+        if e.local == "W" and network.stages[e.stage - 1].layer.kind == "dense":
+            rhs += (rf" = \operatorname{{vec}}\big({nl.gradient_matrix_form(e)}\big)")
+        lines.append(rf"{render(pg.label, nt)} &= {rhs}")
+    out.append(_align(lines))
+    if any(e.local == "W" and network.stages[e.stage - 1].layer.kind == "dense" for e in network.entries):
+        out.append(r"Here $\operatorname{vec}$ stacks the " + {"col": "columns", "row": "rows"}[conv.vec_order]
+                   + r" of the weight as laid out in the convention, and $(\mathbf{I}\otimes\mathbf{a})\boldsymbol{\delta} = "
+                   r"\boldsymbol{\delta}\otimes\mathbf{a}$ is the mixed-product rule.")
+
+    # ------------------------------------------------------------------ 6. gradient
+    out.append(r"\section{The gradient}")
+    G = nl.gradient()
+    out.append(_steps(nl, G, (0, 99), shapes_last=False))
+    if N > 1:
+        red = r"\frac{1}{N}" if conv.reduction == "mean" else ""
+        out.append(rf"For the batch of $N = {N}$ samples the loss is {'the mean' if red else 'the sum'} of the "
+                   rf"per-sample losses, so $\nabla_{{{nt.theta}}}{nt.loss} = {red}\sum_{{i=1}}^{{N}}"
+                   rf"({nt.jac('{' + nt.z(L) + '}_{i}', nt.theta)})^{nt.transpose} \, {{{nt.dz(L)}}}_{{i}}$. Its value:")
+    else:
+        out.append("Its value, block by block in the layout of the convention:")
+    if nt.batch_gradient == "d":
+        out.append(r"In Park's notation (Remark 5.3, Thm.~5.4) $d\mathbf{T} = \nabla_{\mathbf{T}}J$ for the cost $J$: "
+                   r"$d\boldsymbol{Z}[\ell] = \frac{1}{N}\boldsymbol{\Delta}[\ell]$, "
+                   r"$d\boldsymbol{W}[\ell] = d\boldsymbol{Z}[\ell]\,\boldsymbol{A}[\ell-1]^T$ and $d\boldsymbol{b}[\ell]$ "
+                   r"is the sum of the columns of $d\boldsymbol{Z}[\ell]$ (samples as columns).")
+    lines = []
+    for e in network.entries:
+        v = np.asarray(grad.params[e.name])
+        lines.append(rf"{nt.cost_grad(nt.param(e.local, e.stage))} &= {M(v if v.ndim <= 2 else v.reshape(v.shape[0], -1))}"
+                     + r" \in " + Notation.reals(*e.user_shape))
+    out.append(_align(lines))
+
+    # ------------------------------------------------------------------ 7. verification
+    out.append(r"\section{Verification}")
+    out.append(r"The gradient by the explicit chain (Damadi Alg.~1, corrected) against the other methods, per block: "
+               r"maximum absolute error and normwise relative error $\|g - g_{\mathrm{chain}}\|/\max(\|g_{\mathrm{chain}}\|, \|\nabla_{\boldsymbol\theta}\ell\|)$, "
+               r"measured against the whole gradient when a block's own gradient is smaller.")
+    out.append(r"\begin{center}\small " + verification_table_latex(report, "text", nt) + r"\end{center}")
+    out.append(rf"Verdict: \textbf{{{escape_text(report.verdict)}}}.")
+
+    # ------------------------------------------------------------------ appendix: Algorithm 1 as printed
+    if include_algorithm:
+        from .paper_equations import damadi_algorithm1
+
+        try:
+            alg = damadi_algorithm1(network)
+        except SpecError:
+            alg = None
+        if alg is not None:
+            out.append(r"\appendix")
+            out.append(r"\section{Damadi's Algorithm 1 for this network, as printed and corrected}")
+            out.append(alg.to_latex(section=None))
+    out.append(r"\end{document}")
+    return "\n\n".join(out) + "\n"
+
+
+def _log_tail(log: str, n: int = 40) -> str:
+    lines = log.splitlines()
+    errors = [i for i, s in enumerate(lines) if s.startswith("!")]
+    if errors:
+        start = max(0, errors[0] - 2)
+        return "\n".join(lines[start:start + n])
+    return "\n".join(lines[-n:])
+
+
+def compile_pdf(tex_path, timeout: float = 120.0, output: "str | Path | None" = None) -> Path:
+    """Compile a ``.tex`` file with pdflatex and return the path of the PDF.
+
+    Runs ``pdflatex -halt-on-error -interaction=nonstopmode -no-shell-escape`` twice (for
+    the title and any references) in a temporary directory, with kpathsea's paranoid file
+    access (``openin_any=p``, ``openout_any=p``: no absolute path, no ``..``, no dot file),
+    shell escape also disabled in the environment (``shell_escape=f``), standard input
+    closed and a time limit per run, and writes the PDF next to ``tex_path`` (or to
+    ``output``) atomically (a temporary file in the same folder, then :func:`os.replace`).
+
+    Parameters
+    ----------
+    tex_path : str or Path
+        The ``.tex`` file (it is copied into the temporary directory; pdflatex never runs
+        in the user's folder).
+    timeout : float
+        Seconds allowed for each of the two pdflatex runs.
+    output : str or Path, optional
+        Where to write the PDF (default: ``tex_path`` with suffix ``.pdf``).
+
+    Raises
+    ------
+    PdflatexNotFoundError
+        When ``pdflatex`` is not on the PATH.
+    LatexCompileError
+        When pdflatex fails or times out; the message ends with the log tail.
+    FileNotFoundError
+        When ``tex_path`` does not exist.
+    DataError
+        When the output path cannot be written (checked before pdflatex runs).
+    """
+    tex_path = Path(tex_path)
+    if not tex_path.is_file():
+        raise FileNotFoundError(f"compile_pdf: {str(tex_path)!r} does not exist")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise SpecError(f"compile_pdf: timeout must be a positive number of seconds, received {timeout!r}")
+    exe = shutil.which("pdflatex")
+    if exe is None:
+        raise PdflatexNotFoundError("compile_pdf: pdflatex is not installed or not on the PATH "
+                                    "(Debian/Ubuntu: apt-get install texlive-latex-base)")
+    dest = Path(output) if output is not None else tex_path.with_suffix(".pdf")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(dest)  # fail before running pdflatex
+    with tempfile.TemporaryDirectory(prefix="jacobian_bp_tex_") as td:
+        work = Path(td)
+        shutil.copyfile(tex_path, work / "document.tex")
+        env = dict(os.environ, openin_any="p", openout_any="p", shell_escape="f", TEXMFOUTPUT=str(work))
+        cmd = [exe, "-halt-on-error", "-interaction=nonstopmode", "-no-shell-escape", "document.tex"]
+        for _ in range(2):
+            try:
+                proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, timeout=timeout,
+                                      stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                raise LatexCompileError(f"compile_pdf: pdflatex did not finish {str(tex_path)!r} within {timeout:g} s") from None
+            log_file = work / "document.log"
+            log = log_file.read_text(encoding="latin-1") if log_file.exists() else proc.stdout.decode("latin-1")
+            if proc.returncode != 0 or not (work / "document.pdf").exists():
+                raise LatexCompileError(f"compile_pdf: pdflatex failed on {str(tex_path)!r} (exit code {proc.returncode}); "
+                                        f"log:\n{_log_tail(log)}")
+        # the PDF appears complete or not at all (an existing file is replaced by a rename)
+        atomic_write_bytes(dest, (work / "document.pdf").read_bytes())
+    return dest
