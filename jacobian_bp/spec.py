@@ -23,8 +23,15 @@ Layer types: ``dense`` (``out_features``, ``bias``), ``identity``, ``relu`` (``a
 ``elu`` (``alpha``), ``softmax``, ``radial_sigmoid``, ``conv2d`` (``out_channels``,
 ``kernel_size``, ``stride``, ``padding``, ``dilation``, ``mode`` (``correlation``/``convolution``),
 ``bias`` (``tied``/``untied``/``none``), ``in_channels``, ``size_rule`` (``floor``/``exact``)),
-``maxpool2d``/``avgpool2d`` (``kernel_size``, ``stride``, ``padding``, ``size_rule``), ``flatten``.
+``maxpool2d``/``avgpool2d`` (``kernel_size``, ``stride``, ``padding``, ``size_rule``), ``flatten``,
+``residual`` (``body``: a non-empty list of layer objects, output shape equal to the input shape;
+``x + body(x)``; its parameters are named ``W<l>.<k>``, ``b<l>.<k>`` -- stage ``l``, ``k``-th
+parametric layer of the body).  The first layers may be parameter-free (e.g. pooling or flatten on
+the input): they make ``a[0]`` and own no parameters.
 Losses: ``mse`` (``scale``, ``reduce_outputs``), ``bce``, ``cross_entropy``.
+Conventions: a preset or ``{"preset": ..., knob: value}``; ``"reduction": "mean_elements"`` is
+PyTorch's default mean of each loss (``MSELoss``/``BCELoss`` over all ``N·n_L`` elements,
+``CrossEntropyLoss`` over the ``N`` samples; :func:`jacobian_bp.engine.conventions.reduction_factor`).
 
 Unknown keys anywhere are errors; values are never evaluated as code.
 """
@@ -43,6 +50,7 @@ from .engine.conventions import PRESETS, get_convention
 from .errors import DataError, SpecError
 from .layers import layer_class
 from .layers.losses import LOSSES
+from .layers.residual import Residual  # noqa: F401 - registers the "residual" layer type
 from .engine.network import Network
 
 _TOP_KEYS = {"name", "description", "input", "layers", "loss", "convention", "data", "params"}
@@ -123,19 +131,31 @@ def generate_data(network: Network, batch: int = 1, seed: int = 0) -> tuple[np.n
         raise DataError(f"generate_data: seed must be an integer >= 0, received {_short(seed)}")
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((batch,) + network.input_shape)
-    n = network.n_out
-    kind = network.loss.kind
-    if kind == "cross_entropy":
-        Y = np.eye(n)[rng.integers(0, n, size=batch)]
-    elif kind == "bce":
-        Y = rng.integers(0, 2, size=(batch, n)).astype(float)
-    else:
-        Y = rng.standard_normal((batch, n))
+    Y = _sample_targets(network.loss, rng, batch, network.n_out)
     if batch == 1:
         return X[0], Y[0]
     if network.convention.batch_axis == "last":
         return np.moveaxis(X, 0, -1), Y.T
     return X, Y
+
+
+def _sample_targets(loss, rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
+    """Valid random targets ``(batch, n)``: the loss's own ``sample_targets`` (the layer protocol).
+
+    Until every loss has it, the facts of today's losses, drawn in the order they always were (so
+    that seeded data stay the same): one-hot rows for cross entropy, {0, 1} for BCE, standard
+    normal for MSE.
+    """
+    own = getattr(loss, "sample_targets", None)
+    if callable(own):
+        return np.asarray(own(rng, batch, n), dtype=float)
+    from .layers.losses import BCE, CrossEntropy
+
+    if isinstance(loss, CrossEntropy):
+        return np.eye(n)[rng.integers(0, n, size=batch)]
+    if isinstance(loss, BCE):
+        return rng.integers(0, 2, size=(batch, n)).astype(float)
+    return rng.standard_normal((batch, n))
 
 
 def _check_keys(obj: dict, allowed: set, where: str) -> None:
@@ -183,11 +203,15 @@ def _matches(v, name: str) -> bool:
     return True  # an annotation this check does not know: left to the constructor
 
 
+#: the parameter sorts of a constructor that a spec may name (not ``*args``, ``**kwargs``, positional-only)
+_NAMED_PARAMETERS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
 def _keyword_parameters(cls) -> dict[str, inspect.Parameter]:
     """The named keyword parameters of ``cls.__init__`` (``*args``/``**kwargs`` are not spec keys)."""
     sig = inspect.signature(cls.__init__)
     return {n: p for n, p in sig.parameters.items()
-            if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+            if n != "self" and any(p.kind is named for named in _NAMED_PARAMETERS)}
 
 
 def _check_kwargs(cls, kwargs: dict, where: str) -> dict:
@@ -248,15 +272,34 @@ def _construct(cls, kwargs: dict, where: str):
         raise SpecError(f"{where}: {type(exc).__name__}: {exc}") from None
 
 
-def _build_layer(entry: dict, i: int):
+def _build_layer(entry: dict, i: int, path: str = "layers"):
+    """One layer object of the spec; ``path`` locates it in error messages (``layers[1].body[0]``).
+
+    A composite layer class (``composite = True``, e.g. ``residual``) takes its ``body`` as a
+    non-empty list of layer objects, each built (and checked) by this function in turn.
+    """
+    at = f"{path}[{i}]"
     if not isinstance(entry, dict) or "type" not in entry:
-        raise SpecError(f"layers[{i}]: expected an object with a \"type\" key, received {_short(entry)}")
+        raise SpecError(f"{at}: expected an object with a \"type\" key, received {_short(entry)}")
     kind = entry["type"]
     if not isinstance(kind, str):
-        raise SpecError(f"layers[{i}]: \"type\" must be a string, received {_short(kind)}")
-    cls = layer_class(kind)
-    where = f"layers[{i}] ({kind})"
-    kwargs = _check_kwargs(cls, {k: v for k, v in entry.items() if k != "type"}, where)
+        raise SpecError(f"{at}: \"type\" must be a string, received {_short(kind)}")
+    try:
+        cls = layer_class(kind)
+    except SpecError as exc:
+        raise SpecError(f"{at}: {exc}") if path != "layers" else exc from None
+    where = f"{at} ({kind})"
+    rest = {k: v for k, v in entry.items() if k != "type"}
+    if getattr(cls, "composite", False):
+        unknown = set(rest) - {"body"}
+        if unknown:
+            raise SpecError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: body")
+        body = rest.get("body")
+        if not isinstance(body, list) or not body:
+            raise SpecError(f"{where}: body must be a non-empty list of layer objects, received {_short(body)}")
+        layers = [_build_layer(e, j, f"{at}.body") for j, e in enumerate(body)]
+        return _construct(cls, {"body": layers}, where)
+    kwargs = _check_kwargs(cls, rest, where)
     return _construct(cls, kwargs, where)
 
 

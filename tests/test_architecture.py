@@ -27,12 +27,8 @@ MAX_LINES = 700
 KNOWN_UPWARD: set[str] = set()
 KNOWN_CIRCLES: set[frozenset] = set()
 # what is left to move into the layers (issue #12): may only shrink
-KNOWN_KIND_BRANCH_MODULES: dict[str, int] = {
-    "claims.core": 9, "documents.catalogue": 1, "engine.chain": 1, "engine.network": 5, "engine.sweeps": 4,
-    "render.derivation": 8, "render.latex": 10, "render.paper_equations": 2, "spec": 3, "symbolic.blocks": 6,
-    "symbolic.gradients": 3, "symbolic.identities": 4, "uses.convert": 2,
-}
-KNOWN_LARGE: set[str] = {"backend.operators", "claims.core", "documents.catalogue", "engine.network", "render.latex"}
+KNOWN_KIND_BRANCH_MODULES: dict[str, int] = {}
+KNOWN_LARGE: set[str] = {"backend.operators"}
 
 
 def _modules() -> dict[str, Path]:

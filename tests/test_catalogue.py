@@ -161,3 +161,40 @@ def test_entry_lookup_and_validation():
         entry("nope")
     with pytest.raises(ValueError):
         catalogue("knuth")
+
+
+def test_one_module_per_document():
+    """Each source document is one module giving its DOCUMENT and entries(); the catalogue registers them in
+    order, and every entry of a module names that module's document."""
+    from jacobian_bp.documents import catalogue as cat
+
+    assert [s.__name__.rpartition(".")[2] for s in cat.SOURCES] == ["damadi", "ganev", "park", "mml"]
+    assert list(DOCUMENTS) == [s.DOCUMENT.key for s in cat.SOURCES]
+    assert all(DOCUMENTS[s.DOCUMENT.key] is s.DOCUMENT for s in cat.SOURCES)
+    total = 0
+    for s in cat.SOURCES:
+        own = s.entries()
+        assert own and {e.document for e in own} == {s.DOCUMENT.key}
+        assert [e.id for e in own] == [e.id for e in catalogue(s.DOCUMENT.key)]
+        total += len(own)
+    assert total == len(catalogue())
+
+
+def test_document_registration_and_entry_category():
+    from jacobian_bp.claims import Claim, Setting
+    from jacobian_bp.documents.model import CATEGORIES, KINDS, Document, Entry, register_document
+
+    park = DOCUMENTS["park"]
+    assert register_document(park) is park  # registering the same document again is harmless
+    with pytest.raises(ValueError, match="another document"):
+        register_document(Document("park", "t", "s", "f", "park"))
+    with pytest.raises(TypeError, match="expected a Document"):
+        register_document("park")
+    claim = Claim("x", lambda q, l: q.W[l], "W", Setting("park", widths=((2, 3),), seeds=(0,)))
+    e = Entry("park.x", "park", "l. 1", "formula", "W", claim)
+    assert e.category == e.kind == "formula" and KINDS == CATEGORIES
+    with pytest.raises(ValueError, match="category must be one of"):
+        Entry("park.x", "park", "l. 1", "poem", "W", claim)
+    with pytest.raises(ValueError, match="unknown document"):
+        Entry("knuth.x", "knuth", "l. 1", "formula", "W", claim)
+    assert entry("park.code1.softmax").category == "listing"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import sympy
 
 from jacobian_bp.claims import (FAILS, HOLDS, ILL_TYPED, Claim, Correction, ExpressionClaim, ListingClaim, Mistake,
                                 Setting, check)
@@ -297,3 +298,74 @@ def test_sympy_expression_claims_and_their_diagnoses():
     assert rb.verdict == FAILS
     with pytest.raises(Exception):
         Claim.from_sympy("x", good, "grad_W", Setting("ganev"))
+
+
+# ---------------------------------------------------------------------------------------- names of the claim's own fields
+def test_states_and_its_former_name_kind():
+    """``states`` says what a claim states (value or shape); ``kind=`` is still accepted and read back."""
+    st = Setting("ganev", widths=((3, 4, 2),), seeds=(0,))
+    by_states = Claim("W shape", lambda q, l: (q.n[l], q.n[l - 1]), "W", st, states="shape")
+    by_kind = Claim("W shape", lambda q, l: (q.n[l], q.n[l - 1]), "W", st, kind="shape")
+    assert by_states.states == by_kind.states == by_kind.kind == "shape"
+    assert Claim("v", lambda q, l: q.W[l], "W", st).kind == "value"
+    assert check(by_states).verdict == check(by_kind).verdict == HOLDS
+    # Ganev's W_ℓ is n_ℓ × n_{ℓ−1}: the transposed shape fails as a dimension statement
+    assert check(Claim("W shape", lambda q, l: (q.n[l - 1], q.n[l]), "W", st, states="shape")).verdict == FAILS
+    from jacobian_bp.errors import SpecError
+
+    with pytest.raises(SpecError, match="states"):
+        Claim("x", lambda q, l: 0, "W", st, states="vibes")
+
+
+def test_explanation_names_its_mistake():
+    r = check(Claim("sign", lambda q, l: -(q.delta[l] @ q.a[l - 1].T), "grad_W", GANEV))
+    assert r.verdict == FAILS and r.diagnosis
+    assert all(e.kind is e.mistake and isinstance(e.mistake, Mistake) for e in r.diagnosis)
+    assert Mistake.SIGN in {e.mistake for e in r.diagnosis}
+    assert str(r.diagnosis[0]).startswith(r.diagnosis[0].mistake.value + ": ")
+
+
+# ---------------------------------------------------------------------------------------- the oracle's own formulas
+@pytest.mark.parametrize("name", ["identity", "sigmoid", "tanh"])
+def test_symbolic_oracle_restates_the_layers_activations(name):
+    """The symbolic oracle restates its activations on purpose (independent of the layers): they must agree
+    with the layer classes' SymPy forms, and the oracle's derivative (SymPy's) with the layers' f' at points."""
+    from jacobian_bp.claims.symbolic_oracle import _ELEMENTWISE
+    from jacobian_bp.layers import layer_class
+
+    t = sympy.Symbol("t", real=True)
+    mine = _ELEMENTWISE[name](None, t)
+    layer = layer_class(name)()
+    assert sympy.simplify(mine - layer.sympy_f(t)) == 0
+    z = np.linspace(-3, 3, 13)
+    d_mine = sympy.lambdify(t, sympy.diff(mine, t), "numpy")
+    np.testing.assert_allclose(np.broadcast_to(d_mine(z), z.shape), layer.df(z), rtol=1e-12, atol=1e-14)
+
+
+def test_symbolic_oracle_softmax_and_losses_against_closed_forms():
+    from jacobian_bp.claims.symbolic_oracle import _LOSSES, _VECTOR
+    from jacobian_bp.engine.conventions import get_convention
+
+    v = sympy.Matrix([sympy.Rational(1, 2), -1, 2])
+    s = np.array(_VECTOR["softmax"](v).evalf(), dtype=float).ravel()
+    e = np.exp([0.5, -1.0, 2.0])
+    np.testing.assert_allclose(s, e / e.sum(), rtol=1e-14)
+    y, yh = sympy.Matrix([0, 1]), sympy.Matrix([sympy.Rational(1, 4), sympy.Rational(2, 3)])
+    conv = get_convention("park")  # ½‖·‖²
+    assert _LOSSES["mse"](conv, y, yh) == sympy.Rational(1, 2) * (sympy.Rational(1, 16) + sympy.Rational(1, 9))
+    assert _LOSSES["cross_entropy"](conv, y, yh) == -sympy.log(sympy.Rational(2, 3))
+    assert sympy.simplify(_LOSSES["bce"](conv, y, yh) + sympy.log(sympy.Rational(3, 4)) + sympy.log(sympy.Rational(2, 3))) == 0
+
+
+def test_activation_jacobian_at_another_width():
+    """Softmax is defined on every R^n, so σ_L's Jacobian at z[l] of another width is computed (closed form
+    diag(s) − s sᵀ); another vector activation is asked at its layer's width only."""
+    from jacobian_bp.claims import build_instances
+
+    d = build_instances(Setting("ganev", output="softmax", loss="cross_entropy", widths=((3, 5, 2),), seeds=(0,)))[0]
+    z = np.array([0.3, -1.2, 0.7, 2.0, -0.4])  # width 5, the output layer has width 2
+    s = np.exp(z) / np.exp(z).sum()
+    np.testing.assert_allclose(d.act_jacobian(2, z), np.diag(s) - np.outer(s, s), atol=1e-15)
+    d2 = build_instances(Setting("ganev", output="radial_sigmoid", widths=((3, 5, 2),), seeds=(0,)))[0]
+    with pytest.raises(ValueError, match="expected a vector in R"):
+        d2.act_jacobian(2, z)

@@ -136,6 +136,10 @@ def _activation(layer, z: torch.Tensor) -> torch.Tensor:
         return torch.logaddexp(z, torch.zeros_like(z))
     if k == "elu":
         return torch.where(z > 0, z, layer.alpha * torch.expm1(torch.clamp(z, max=0.0)))
+    if k == "gelu":  # torch's definitions: x Φ(x), or the tanh approximation
+        if getattr(layer, "approximate", "none") == "tanh":
+            return 0.5 * z * (1 + torch.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z ** 3)))
+        return 0.5 * z * (1 + torch.erf(z / np.sqrt(2.0)))
     if k == "softmax":
         return torch.softmax(z, dim=-1)
     if k == "radial_sigmoid":

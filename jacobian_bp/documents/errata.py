@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from .catalogue import DOCUMENTS, Entry, catalogue, result
-from ..claims.core import FAILS, HOLDS, ILL_TYPED, CheckResult
+from ..claims import FAILS, HOLDS, ILL_TYPED, CheckResult
 from ..backend.escape import escape_text
 
 __all__ = ["ErrataItem", "ErrataReport", "build_errata", "to_ascii"]
@@ -48,9 +48,9 @@ class ErrataItem:
     def diagnosis_text(self) -> str:
         """The diagnosis, without the stated corrections (shown in their own column)."""
         stated = {c.description for c, _ in self.result.corrections}
-        return "; ".join(e.description if e.description not in stated and e.kind.value == "stated correction"
+        return "; ".join(e.description if e.description not in stated and e.mistake.value == "stated correction"
                          else str(e) for e in self.result.diagnosis
-                         if not (e.kind.value == "stated correction" and e.description in stated))
+                         if not (e.mistake.value == "stated correction" and e.description in stated))
 
     def one_line(self) -> str:
         """``id (location): printed — verdict: reason; fix``, for issue notes."""
@@ -58,6 +58,16 @@ class ErrataItem:
         r = self.result.reason.split(" (widths")[0].split(" (case")[0]
         return f"[{self.entry.document}] {self.entry.location}: {self.entry.printed} — {self.verdict}: {r}" + \
             (f" → {fix}" if fix else "")
+
+
+_NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                 "twelve")
+
+
+def _title() -> str:
+    """``"Errata of the four source documents"``: the number of registered documents, in words up to twelve."""
+    n = len(DOCUMENTS)
+    return f"Errata of the {_NUMBER_WORDS[n] if n < len(_NUMBER_WORDS) else n} source document{'' if n == 1 else 's'}"
 
 
 @dataclass
@@ -82,7 +92,7 @@ class ErrataReport:
     # ------------------------------------------------------------------ text
     def to_text(self) -> str:
         c = self.counts()
-        lines = ["Errata of the four source documents (verdicts computed by jacobian_bp.claims.check)", ""]
+        lines = [f"{_title()} (verdicts computed by jacobian_bp.claims.check)", ""]
         lines.append(f"{'document':<22}{'checked':>8}{'holds':>8}{'fails':>8}{'ill-typed':>11}")
         for key in list(DOCUMENTS) + ["total"]:
             name = DOCUMENTS[key].short if key in DOCUMENTS else "total"
@@ -105,7 +115,7 @@ class ErrataReport:
 
     def to_markdown(self) -> str:
         c = self.counts()
-        md = ["# Errata of the four source documents", "",
+        md = [f"# {_title()}", "",
               "Every verdict below was computed by `jacobian_bp.claims.check` from the encoding of the statement "
               "in `jacobian_bp.documents.catalogue`, under the document's own conventions; the corrected formulas were "
               "verified the same way. Reproduce with `jacobian-bp errata --markdown errata.md`.", "",
@@ -134,7 +144,7 @@ class ErrataReport:
         out = [r"\documentclass[10pt]{article}", r"\usepackage[margin=1.8cm,landscape]{geometry}",
                r"\usepackage{longtable}", r"\usepackage{array}",
                r"\setlength{\LTpre}{4pt}\setlength{\LTpost}{4pt}",
-               r"\title{Errata of the four source documents}",
+               rf"\title{{{_title()}}}",
                r"\author{jacobian\_bp claim checker}", rf"\date{{{date.today().isoformat()}}}",
                r"\begin{document}", r"\maketitle",
                _tex("Every verdict was computed by jacobian_bp.claims.check from the encoding of the "

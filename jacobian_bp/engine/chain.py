@@ -100,9 +100,9 @@ class LeftChain(Operator):
             steps = self.steps
         else:
             layer, A, O, params = self.steps[0]
-            if not self.symbolic and layer.kind == "dense":
+            if not self.symbolic and layer.affine_weight_name is not None:
                 # P_L = I, so the first factor J_{a[L-1]} z[L] = W[L] is the product itself
-                cur = np.asarray(params["W"])[None]
+                cur = np.asarray(params[layer.affine_weight_name])[None]
                 steps = self.steps[1:]
             else:
                 n = self.shape[0]

@@ -8,7 +8,7 @@ weight layout      ``in_out``:       ``out_in``:      ``out_in``       ``out_in`
 vec of W           columns stacked   rows stacked     rows stacked     columns stacked   rows stacked
 θ order            [L, ..., 1]       all W, all b     per layer        per layer         per layer
 batch axis         first             first (§4)       last (n×N)       first             first
-reduction          sum               sum              mean (1/N)       sum               mean
+reduction          sum               sum              mean (1/N)       sum               mean (1/N)
 MSE per sample     ‖y−ŷ‖²            ‖y−ŷ‖²           ½‖y−ŷ‖²          ½‖y−ŷ‖²           mean over outputs
 ReLU'(0)           0                 0                1 (Park §3)      0                 0
 =================  ================  ===============  ===============  ================  ================
@@ -20,6 +20,13 @@ Park eq. (1), Python code 1 (``X`` of shape ``(n, N)``, ``dZ = 1/N (A − y)``, 
 ``/(2N)``), §3 (``relu'(0) = 1``); MML §5.4 (column-major vec); PyTorch ``nn.Linear``
 (``weight`` is out×in, flattened row-major) and ``MSELoss``/``CrossEntropyLoss``
 (``reduction="mean"``).
+
+PyTorch's own default ``reduction="mean"`` averages ``MSELoss`` and ``BCELoss`` over all ``N·n_L``
+elements and ``CrossEntropyLoss`` over the ``N`` samples.  The ``pytorch`` preset reproduces
+``MSELoss()`` (per-sample MSE averaged over the outputs, then the batch mean) and
+``CrossEntropyLoss()``; for ``BCELoss()`` with ``n_L > 1`` outputs it is ``n_L`` times larger (the
+batch mean of per-sample sums).  ``replace(reduction="mean_elements")`` gives all three exactly
+(:func:`reduction_factor`).
 
 Internally the engine keeps every weight in the *canonical* layout ``out×in``.  For a
 Dense weight, the user-facing ``vec`` corresponds to a row-major (``"C"``) or a
@@ -42,7 +49,7 @@ _CHOICES = {
     "vec_order": ("row", "col"),
     "theta_order": ("forward", "reverse", "weights_first"),
     "batch_axis": ("first", "last"),
-    "reduction": ("sum", "mean"),
+    "reduction": ("sum", "mean", "mean_elements"),
     "mse_reduce_outputs": ("sum", "mean"),
     "gradient_form": ("column", "row"),
     "notation": ("damadi", "ganev", "park", "mml", "pytorch"),
@@ -66,8 +73,13 @@ class Convention:
         (Damadi Alg. 1 line 7); ``weights_first``: ``[W1, …, WL, b1, …, bL]`` (Ganev's Param).
     batch_axis : {"first", "last"}
         Where the sample index sits in ``X``, ``Y`` (``N×n`` or ``n×N``).
-    reduction : {"sum", "mean"}
-        Batch loss is the sum or the mean of per-sample losses.
+    reduction : {"sum", "mean", "mean_elements"}
+        Batch loss is the sum or the mean of per-sample losses; ``mean_elements`` is PyTorch's default
+        ``reduction="mean"`` of each loss: the mean over all ``N·n_L`` elements for a loss whose
+        per-sample value sums over the outputs (``BCELoss``; ``MSELoss`` when the per-sample MSE sums,
+        ``mse_reduce_outputs="sum"``) and the mean over the ``N`` samples for the others
+        (``CrossEntropyLoss``, whose per-sample value is already one number per sample; an MSE that
+        already averages its outputs).  See :func:`reduction_factor`.
     mse_scale : float
         ``c`` in the per-sample MSE :math:`c\\,\\|\\mathbf y-\\hat{\\mathbf y}\\|^2`.
     mse_reduce_outputs : {"sum", "mean"}
@@ -120,8 +132,9 @@ class Convention:
     def canonical_order(self, is_dense_weight: bool) -> str:
         """Flattening order ("C"/"F") of the *canonical* parameter that gives the user's vec.
 
-        For a Dense weight stored ``in_out`` the user's matrix is the transpose of the
-        canonical one, so stacking its columns is stacking the canonical rows.
+        ``is_dense_weight``: the parameter is one the weight layout transposes (the layer says which:
+        a Dense weight, also inside a residual block).  Stored ``in_out``, the user's matrix is the
+        transpose of the canonical one, so stacking its columns is stacking the canonical rows.
         """
         user = "C" if self.vec_order == "row" else "F"
         if is_dense_weight and self.weight_layout == "in_out":
@@ -129,7 +142,7 @@ class Convention:
         return user
 
     def to_user(self, value: np.ndarray, is_dense_weight: bool) -> np.ndarray:
-        """Canonical parameter (``out×in`` for a weight) to the user's layout."""
+        """Canonical parameter (``out×in`` for a weight) to the user's layout (``is_dense_weight``: see :meth:`canonical_order`)."""
         return value.T if (is_dense_weight and self.weight_layout == "in_out") else value
 
     def from_user(self, value: np.ndarray, is_dense_weight: bool) -> np.ndarray:
@@ -158,6 +171,33 @@ PRESETS: dict[str, Convention] = {
                           batch_axis="first", reduction="mean", mse_scale=1.0, mse_reduce_outputs="mean",
                           relu_at_zero=0.0, notation="pytorch", source="torch.nn.Linear, MSELoss, CrossEntropyLoss"),
 }
+
+
+def _sums_over_outputs(loss) -> bool:
+    """Whether the loss's per-sample value is a sum over the ``n_L`` outputs (which PyTorch's element
+    mean divides by ``n_L``).  Asks the loss (``loss.sums_over_outputs``); until every loss says it, the
+    facts of today's losses: BCE sums, cross entropy does not, MSE sums unless it averages its outputs."""
+    says = getattr(loss, "sums_over_outputs", None)
+    if isinstance(says, bool):
+        return says
+    from ..layers.losses import BCE, MSE
+
+    if isinstance(loss, MSE):
+        return loss.reduce_outputs == "sum"
+    return isinstance(loss, BCE)
+
+
+def reduction_factor(convention: Convention, loss, n_samples: int, n_out: int) -> float:
+    r"""The factor :math:`r` of the batch loss :math:`r\sum_i\ell_i` (and of its gradient).
+
+    ``sum``: 1; ``mean``: :math:`1/N`; ``mean_elements`` (PyTorch's default mean): :math:`1/(N n_L)` when
+    the per-sample loss sums over the outputs (BCE, an MSE that sums), :math:`1/N` otherwise.
+    """
+    if convention.reduction == "sum":
+        return 1.0
+    if convention.reduction == "mean_elements" and _sums_over_outputs(loss):
+        return 1.0 / (n_samples * n_out)
+    return 1.0 / n_samples
 
 
 def get_convention(conv: "str | Convention") -> Convention:

@@ -46,67 +46,27 @@ blocks of stage :math:`l` and linked to :math:`\mathbf P_{l+1}`, multiplied out 
 first time a block is materialized or applied.
 """
 from __future__ import annotations
+from __future__ import annotations
 
 import copy
-import numbers
 from dataclasses import dataclass, field
-from math import prod
 from typing import Sequence
 
 import numpy as np
-import sympy
 
-from .conventions import Convention, get_convention
-from ..errors import DataError, ShapeError, SpecError, UnknownNameError
-from .jacobian import Jacobian, Space, block_diag, display_latex, hstack, vstack
+from .algorithm1 import Algorithm1
+from .conventions import Convention, get_convention, reduction_factor
+from ..errors import DataError, ShapeError, SpecError, UnsupportedInputError
+from .jacobian import Space, display_latex
+from .params import ParamEntry, ThetaLayout, ValidatedParams, check_seed, real_array
 from ..layers.base import Layer
 from ..layers.losses import Loss, make_loss
-from ..backend.operators import Dense as DenseOp, Identity, Product
 
-__all__ = ["Network", "Stage", "ParamEntry", "Cache", "Gradient"]
+__all__ = ["Network", "Stage", "ParamEntry", "Cache", "Gradient", "ValidatedParams"]
 
-
-def _real_array(v, what: str) -> np.ndarray:
-    """``v`` as a float64 array, or a NumPy object array of SymPy expressions/real numbers (symbolic use).
-
-    Refused with :class:`DataError` (never silently converted): booleans (they would become 0/1),
-    complex numbers (the imaginary part would be dropped), strings (never parsed), ``None``,
-    ragged nestings, and object arrays holding anything but SymPy expressions and real numbers.
-    """
-    if isinstance(v, np.ndarray) and v.dtype == object:
-        for t in v.flat:
-            if isinstance(t, (bool, np.bool_)) or not isinstance(t, (sympy.Basic, numbers.Real)):
-                raise DataError(f"{what}: an object array must hold SymPy expressions or real numbers, found "
-                                f"{type(t).__name__} {str(t)[:40]!r} (strings are never parsed)")
-        return v
-    if v is None:
-        raise DataError(f"{what}: expected an array of real numbers, received None")
-    try:
-        a = np.asarray(v)
-    except (ValueError, TypeError) as exc:  # ragged lists and the like
-        raise DataError(f"{what}: not an array of real numbers ({' '.join(str(exc).split())[:120]})") from None
-    kind = a.dtype.kind
-    if kind == "b":
-        raise DataError(f"{what}: expected real numbers, received a boolean array (convert it explicitly, e.g. .astype(float))")
-    if kind == "c":
-        raise DataError(f"{what}: expected real numbers, received a complex array (dtype {a.dtype}); "
-                        "the imaginary part would be lost")
-    if kind in "iuf":
-        return a.astype(np.float64, copy=False)
-    if kind == "O":  # a list holding SymPy numbers, Fractions, … : accepted only if every entry is a real number
-        if all(isinstance(t, numbers.Real) and not isinstance(t, (bool, np.bool_)) for t in a.flat):
-            try:
-                return a.astype(np.float64)
-            except (TypeError, ValueError):
-                pass
-        raise DataError(f"{what}: expected real numbers; pass symbolic entries as a NumPy object array")
-    raise DataError(f"{what}: expected real numbers, received an array of dtype {a.dtype} (strings are never parsed)")
-
-
-def _check_seed(seed, what: str) -> int:
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DataError(f"{what}: seed must be an integer >= 0, received {seed!r}")
-    return int(seed)
+# former private names of the helpers that moved to jacobian_bp.engine.params
+_real_array = real_array
+_check_seed = check_seed
 
 
 @dataclass
@@ -118,57 +78,32 @@ class Stage:
     post: list[Layer] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class ParamEntry:
-    """Where one parameter tensor sits in θ under the network's convention."""
-
-    name: str  # global name: "W1", "b2", "K1"
-    stage: int
-    local: str  # local name in the layer: "W", "b", "K"
-    canonical_shape: tuple[int, ...]
-    user_shape: tuple[int, ...]
-    order: str  # flattening order of the canonical array that gives the user's vec
-    is_dense_weight: bool
-    offset: int
-    space: Space
-
-    @property
-    def size(self) -> int:
-        return prod(self.canonical_shape)
-
-    @property
-    def slice(self) -> slice:
-        return slice(self.offset, self.offset + self.size)
-
 
 @dataclass
 class Cache:
-    """Forward cache, batch-first: ``z[l]`` (``z[0]`` is None), ``a[l]`` (``a[0]`` = x) and
-    ``post[l]`` the inputs of each post layer of stage ``l`` followed by ``a[l]``; ``params[l]`` the
-    parameters stage ``l`` was run with (``params[0]`` is empty)."""
+    """Forward cache, batch-first: ``z[l]`` (``z[0]`` is None), ``a[l]`` (``a[0]`` = x, or the output of
+    the parameter-free layers before stage 1) and ``post[l]`` the inputs of each post layer of stage
+    ``l`` followed by ``a[l]``; ``params[l]`` the parameters stage ``l`` was run with (``params[0]`` is
+    empty); ``pre`` the inputs of the parameter-free first layers (``pre[0]`` = x; empty without them)."""
 
     z: list
     a: list
     post: list
     params: list = field(default_factory=list)  # params[l]: stage l's canonical parameters, by local name
+    pre: list = field(default_factory=list)
 
     @property
     def output(self) -> np.ndarray:
         return self.a[-1]
 
+    @property
+    def x(self) -> np.ndarray:
+        """The network input, batch-first."""
+        return self.pre[0] if self.pre else self.a[0]
+
 
 _OVERFLOW_HINT = ("the loss or an activation overflowed or saturated -- scale the inputs/parameters down, or "
                   "pair the last activation with its matching loss (softmax + cross_entropy, sigmoid + bce)")
-
-
-class ValidatedParams(dict):
-    """Parameters already validated and converted to the canonical layout (read-only copies).
-
-    Returned by :meth:`Network.validated_params`; every method accepts it in place of a
-    user-layout dict and then skips validation (useful in loops and benchmarks).
-    """
-
-    network_id: int = 0
 
 
 class Gradient:
@@ -199,7 +134,7 @@ class Gradient:
         return display_latex(self)
 
 
-class Network:
+class Network(ThetaLayout, Algorithm1):
     r"""A feed-forward network with a loss, under a :class:`~jacobian_bp.engine.conventions.Convention`.
 
     Parameters
@@ -244,17 +179,24 @@ class Network:
         # each network builds its own copies: build() fixes shapes, labels and convention-dependent
         # defaults (ReLU's at_zero) on the layer, which must not leak into another network
         layers = [copy.copy(layer) for layer in layers]
-        if not layers[0].parametric:
+        if not any(layer.parametric for layer in layers):
             raise SpecError(
-                f"network {self.name!r}: the first layer must be parametric (dense or conv2d), received {layers[0].kind!r}"
+                f"network {self.name!r}: needs a parametric layer (dense, conv2d, a residual block with one): "
+                f"the first layer must be parametric or be followed by one, received only "
+                f"{', '.join(repr(layer.kind) for layer in layers)}"
             )
         self.layers = layers
+        # parameter-free layers before the first parametric one: a[0] = f[0](x) (a[0] = x without them)
+        self.pre: list[Layer] = []
         self.stages: list[Stage] = []
         shape = self.input_shape
         for layer in layers:
             if layer.parametric:
                 self.stages.append(Stage(len(self.stages) + 1, layer))
                 layer.label = f"layer {len(self.stages)} ({layer.kind})"
+            elif not self.stages:
+                self.pre.append(layer)
+                layer.label = f"layer 0 ({layer.kind}, before the first parametric layer)"
             else:
                 self.stages[-1].post.append(layer)
                 layer.label = f"layer {len(self.stages)} activation ({layer.kind})"
@@ -317,60 +259,42 @@ class Network:
         s = self.stages[l - 1].layer
         return Space(f"z[{l}]", s.out_shape, rf"\mathbf{{z}}^{{[{l}]}}")
 
+    def input_space(self) -> Space:
+        """The space of one input sample :math:`\\mathbf x`."""
+        return Space("x", self.input_shape, r"\mathbf{x}")
+
     def a_space(self, l: int) -> Space:
-        if l == 0:
-            return Space("x", self.input_shape, r"\mathbf{x}")
+        if l == 0:  # a[0] = x, or f[0](x) after parameter-free first layers
+            if not self.pre:
+                return self.input_space()
+            return Space("a[0]", self.pre[-1].out_shape, r"\mathbf{a}^{[0]}")
         st = self.stages[l - 1]
         shape = st.post[-1].out_shape if st.post else st.layer.out_shape
         return Space(f"a[{l}]", shape, rf"\mathbf{{a}}^{{[{l}]}}")
 
-    def _build_entries(self) -> None:
-        conv = self.convention
-        per_stage = []
-        for st in self.stages:
-            items = []
-            for local, cshape in st.layer.param_shapes().items():
-                dense_w = st.layer.kind == "dense" and local == "W"
-                ushape = tuple(reversed(cshape)) if (dense_w and conv.weight_layout == "in_out") else tuple(cshape)
-                order = conv.canonical_order(dense_w) if len(cshape) > 1 else "C"  # vectors: order is moot
-                items.append((local, tuple(cshape), ushape, order, dense_w))
-            per_stage.append(items)
-        order: list[tuple[int, tuple]] = []
-        if conv.theta_order == "forward":
-            order = [(l, it) for l, items in enumerate(per_stage, 1) for it in items]
-        elif conv.theta_order == "reverse":
-            order = [(l, it) for l, items in reversed(list(enumerate(per_stage, 1))) for it in items]
-        else:  # weights_first: all non-bias tensors, then all biases
-            order = [(l, it) for l, items in enumerate(per_stage, 1) for it in items if it[0] != "b"]
-            order += [(l, it) for l, items in enumerate(per_stage, 1) for it in items if it[0] == "b"]
-        entries, off = [], 0
-        for l, (local, cshape, ushape, o, dense_w) in order:
-            name = f"{local}{l}"
-            if local == "b":
-                space = Space(f"b[{l}]", ushape, rf"\mathbf{{b}}^{{[{l}]}}")
-            else:
-                sym = r"\mathbf{W}" if local == "W" else rf"\mathbf{{{local}}}"
-                space = Space(f"vec {local}[{l}]", ushape, rf"\operatorname{{vec}}{sym}^{{[{l}]}}",
-                              "C" if conv.vec_order == "row" else "F")
-            entries.append(ParamEntry(name, l, local, cshape, ushape, o, dense_w, off, space))
-            off += prod(cshape)
-        self.entries: list[ParamEntry] = entries
-        self._stage_entries = {st.index: [e for e in entries if e.stage == st.index] for st in self.stages}
-        self._stage_names = {st.index: [(local, f"{local}{st.index}") for local in st.layer.param_shapes()]
-                             for st in self.stages}
-        self._zL_space = self.z_space(self.L)
-        self.n_params = off
-        self.theta_space = Space.concat([e.space for e in entries])
-
-    def entry(self, name: str) -> ParamEntry:
-        for e in self.entries:
-            if e.name == name:
-                return e
-        raise UnknownNameError(f"network {self.name!r} has no parameter {name!r}; parameters: {', '.join(self.param_names)}")
 
     @property
-    def param_names(self) -> list[str]:
-        return [e.name for e in self.entries]
+    def composite(self) -> bool:
+        """Whether the network goes beyond Damadi's stages: parameter-free first layers or a composite
+        stage (a residual block).  The symbolic and LaTeX renderers do not draw these yet
+        (:meth:`require_renderable`)."""
+        return bool(self.pre) or any(getattr(st.layer, "composite", False) for st in self.stages)
+
+    def require_renderable(self, what: str) -> None:
+        """Refuse symbolic/LaTeX rendering of a network the renderers do not draw yet (one-line error).
+
+        Raises
+        ------
+        UnsupportedInputError
+            ``"<what>: residual blocks are not rendered symbolically yet"`` (or the same for
+            parameter-free first layers).
+        """
+        if any(getattr(st.layer, "composite", False) for st in self.stages):
+            raise UnsupportedInputError(f"{what}: residual blocks are not rendered symbolically yet "
+                                        f"(network {self.name!r})")
+        if self.pre:
+            raise UnsupportedInputError(f"{what}: parameter-free first layers are not rendered symbolically yet "
+                                        f"(network {self.name!r})")
 
     def describe(self) -> str:
         parts = [f"input {self.input_shape}"] + [l.describe() for l in self.layers] + [f"loss {self.loss.kind}"]
@@ -378,82 +302,6 @@ class Network:
 
     def __repr__(self) -> str:
         return f"Network({self.describe()})"
-
-    # ------------------------------------------------------------------ parameters
-    def init_params(self, seed: int = 0) -> dict[str, np.ndarray]:
-        """Random parameters (fan-in scaled Gaussian), in the convention's layout."""
-        rng = np.random.default_rng(_check_seed(seed, f"network {self.name!r}: init_params"))
-        canon = {}
-        for st in self.stages:
-            for local, v in st.layer.init_params(rng).items():
-                canon[f"{local}{st.index}"] = v
-        return self.user_params(canon)
-
-    def user_params(self, canonical: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = {}
-        for e in self.entries:
-            out[e.name] = self.convention.to_user(np.asarray(canonical[e.name]).reshape(e.canonical_shape), e.is_dense_weight)
-        return out
-
-    def validated_params(self, params: dict[str, np.ndarray]) -> ValidatedParams:
-        """Validate once; the result (canonical, read-only copies) is accepted by every method without re-validation."""
-        canon = self.canonical_params(params)
-        out = ValidatedParams()
-        for k, v in canon.items():
-            c = np.array(v, copy=True)
-            c.flags.writeable = False
-            out[k] = c
-        out.network_id = id(self)
-        return out
-
-    def canonical_params(self, params: dict[str, np.ndarray], symbolic_ok: bool = True) -> dict[str, np.ndarray]:
-        """Validate user-layout parameters and return them in the canonical layout."""
-        if isinstance(params, ValidatedParams) and params.network_id == id(self):
-            return params
-        if not isinstance(params, dict):
-            raise DataError(f"network {self.name!r}: parameters must be a dict keyed {', '.join(self.param_names)}")
-        missing = [n for n in self.param_names if n not in params]
-        extra = [k for k in params if k not in self.param_names]
-        if missing or extra:
-            raise DataError(
-                f"network {self.name!r}: parameter names do not match; missing: {missing or 'none'}, "
-                f"unknown: {extra or 'none'}; expected {self.param_names}"
-            )
-        canon = {}
-        for e in self.entries:
-            v = _real_array(params[e.name], f"layer {e.stage} ({self.stages[e.stage - 1].layer.kind}): parameter {e.name}")
-            if v.shape != e.user_shape:
-                raise ShapeError(
-                    f"layer {e.stage} ({self.stages[e.stage - 1].layer.kind}): parameter {e.name} expected shape "
-                    f"{e.user_shape} under convention {self.convention.name!r}, received {v.shape}"
-                )
-            if v.dtype == object:
-                pass  # entries checked by _real_array
-            elif not np.all(np.isfinite(v)):
-                raise DataError(f"layer {e.stage}: parameter {e.name} contains NaN or Inf")
-            canon[e.name] = self.convention.from_user(v, e.is_dense_weight)
-        return canon
-
-    def stage_params(self, canon: dict, l: int) -> dict[str, np.ndarray]:
-        return {local: canon[name] for local, name in self._stage_names[l]}
-
-    def pack_canonical(self, canonical: dict[str, np.ndarray]) -> np.ndarray:
-        """θ vector (convention order and vec) from canonical parameters."""
-        arrays = [np.asarray(canonical[e.name]).reshape(e.canonical_shape).ravel(order=e.order) for e in self.entries]
-        return np.concatenate(arrays) if arrays else np.zeros(0)
-
-    def pack(self, params: dict[str, np.ndarray]) -> np.ndarray:
-        """θ vector from user-layout parameters (Damadi: [vec W[L]; b[L]; …; vec W[1]; b[1]])."""
-        return self.pack_canonical(self.canonical_params(params))
-
-    def unpack_canonical(self, theta: np.ndarray) -> dict[str, np.ndarray]:
-        theta = np.asarray(theta)
-        if theta.shape != (self.n_params,):
-            raise ShapeError(f"network {self.name!r}: expected θ of shape ({self.n_params},), received {theta.shape}")
-        return {e.name: theta[e.slice].reshape(e.canonical_shape, order=e.order) for e in self.entries}
-
-    def unpack(self, theta: np.ndarray) -> dict[str, np.ndarray]:
-        return self.user_params(self.unpack_canonical(theta))
 
     # ------------------------------------------------------------------ data
     def as_batch(self, X, Y=None, what: str = "input"):
@@ -463,7 +311,7 @@ class Network:
         if X.ndim == k:
             single = True
             if X.shape != self.input_shape:
-                raise ShapeError(f"{self.stages[0].layer.label}: expected input of shape {self.input_shape}, received {X.shape}")
+                raise ShapeError(f"{self.layers[0].label}: expected input of shape {self.input_shape}, received {X.shape}")
             Xb = X[None]
         elif X.ndim == k + 1:
             single = False
@@ -471,12 +319,12 @@ class Network:
             if Xb.shape[1:] != self.input_shape:
                 lay = "(N, *shape)" if self.convention.batch_axis == "first" else "(*shape, N)"
                 raise ShapeError(
-                    f"{self.stages[0].layer.label}: expected a batch of inputs of shape {self.input_shape} laid out "
+                    f"{self.layers[0].label}: expected a batch of inputs of shape {self.input_shape} laid out "
                     f"{lay} (batch axis {self.convention.batch_axis}), received {X.shape}"
                 )
         else:
             raise ShapeError(
-                f"{self.stages[0].layer.label}: expected input of shape {self.input_shape} or a batch of them, received {X.shape}"
+                f"{self.layers[0].label}: expected input of shape {self.input_shape} or a batch of them, received {X.shape}"
             )
         if Xb.shape[0] == 0:
             raise DataError(f"network {self.name!r}: empty batch (N = 0)")
@@ -506,11 +354,15 @@ class Network:
     def forward_cache(self, Xb: np.ndarray, canon: dict, need_output: bool = True) -> Cache:
         """Forward pass over a batch-first array.  With ``need_output=False`` the post layers of
         the last stage are skipped and ``a[L]`` is None (J_θ z[L] and J_x z[L] never read it)."""
+        pre: list = []
+        cur = Xb
+        for layer in self.pre:  # a[0] = f[0](x): the parameter-free layers before stage 1
+            pre.append(cur)
+            cur = layer.forward(cur, {})
         z: list = [None]
-        a: list = [Xb]
+        a: list = [cur]
         post: list = [[]]
         params: list = [{}] + [self.stage_params(canon, st.index) for st in self.stages]
-        cur = Xb
         last = self.stages[-1]
         for st in self.stages:
             cur = st.layer.forward(cur, params[st.index])
@@ -525,7 +377,7 @@ class Network:
                 cur = layer.forward(cur, {})
             post.append(ins)
             a.append(cur)
-        return Cache(z, a, post, params)
+        return Cache(z, a, post, params, pre)
 
     def forward(self, X, params) -> Cache:
         """Forward pass; returns the batch-first :class:`Cache` of z[l] and a[l]."""
@@ -543,7 +395,8 @@ class Network:
         return self.loss.value(Yb, cache.a[-1])
 
     def reduce_factor(self, N: int) -> float:
-        return 1.0 / N if self.convention.reduction == "mean" else 1.0
+        """:math:`r` in the batch loss :math:`r\\sum_i\\ell_i` (:func:`~jacobian_bp.engine.conventions.reduction_factor`)."""
+        return reduction_factor(self.convention, self.loss, N, self.n_out)
 
     def loss_value(self, X, Y, params) -> float:
         """The (reduced) loss: sum or mean over the batch of per-sample losses."""
@@ -561,6 +414,30 @@ class Network:
         ins = cache.post[l]
         outs = ins[1:] + [cache.a[l]]
         return list(reversed(list(zip(self.stages[l - 1].post, ins, outs))))
+
+    def torch_forward(self, A, tensors: dict):
+        """The network's torch twin, for the autograd oracle: ``(z[L], a[L])`` of a float64 batch ``A``.
+
+        ``tensors`` holds torch tensors keyed by the network's parameter names, canonical layout; every
+        layer runs its own ``torch_forward`` (the parameter-free first layers, the stages, their
+        activations), so a residual block runs its body.  Raises ``NotImplementedError`` naming a
+        layer without a twin.
+        """
+        for layer in self.pre:
+            A = layer.torch_forward(A, {})
+        Z = None
+        for st in self.stages:
+            Z = st.layer.torch_forward(A, {local: tensors[name] for local, name in self._stage_names[st.index]})
+            A = Z
+            for layer in st.post:
+                A = layer.torch_forward(A, {})
+        return Z, A
+
+    def pre_steps(self, cache: Cache) -> list[tuple[Layer, np.ndarray, np.ndarray]]:
+        r"""The parameter-free layers before stage 1 as ``(layer, input, output)`` from a[0] back to x
+        (reverse order): the factors of :math:`\mathbf J_{\mathbf x}\mathbf a^{[0]}` read right to left."""
+        outs = cache.pre[1:] + [cache.a[0]]
+        return list(reversed(list(zip(self.pre, cache.pre, outs))))
 
     def post_vjp(self, cache: Cache, l: int, G: np.ndarray) -> np.ndarray:
         r""":math:`(\mathbf J_{\mathbf z^{[l]}}\mathbf a^{[l]})^\top` applied to each row of ``G`` (``(N, size a[l])`` → ``(N, size z[l])``)."""
@@ -585,194 +462,6 @@ class Network:
             d = self.delta_from_cache(self.forward_cache(Xb, self.canonical_params(params)), Yb)
         self._check_finite(d, "gradient of the loss with respect to z[L] (delta)")
         return d[0] if single else d
-
-    # ------------------------------------------------------------------ Algorithm 1
-    def left_products(self, cache: Cache, canon: dict, need_input: bool = False) -> list[np.ndarray]:
-        """P[l] = J_{z[l]} z[L] for every stage, batched: ``(N, n_L, size z[l])``; P[0] = J_x z[L]
-        (computed only when ``need_input``: it is not needed for J_θ z[L])."""
-        N = cache.a[0].shape[0]
-        nL = self.n_out
-        P: list = [None] * (self.L + 1)
-        symbolic = self._is_symbolic(cache.a[0], canon)
-        # exact integer identity for SymPy entries (a float eye would put 1.0 factors into exact Jacobians)
-        eye = np.eye(nL, dtype=np.int64).astype(object) if symbolic else np.eye(nL)
-        cur = eye[None] if N == 1 else np.broadcast_to(eye, (N, nL, nL))
-        P[self.L] = cur
-        for l in range(self.L, 0 if need_input else 1, -1):
-            st = self.stages[l - 1]
-            # J_{a[l-1]} z[l]; while P is the identity, a dense layer's factor is W itself
-            if l == self.L and not symbolic and st.layer.kind == "dense":
-                W = canon[f"W{l}"]
-                cur = W[None] if N == 1 else np.broadcast_to(W, (N,) + W.shape)
-            else:
-                cur = st.layer.left_jac_input(cache.a[l - 1], cache.z[l], cur, cache.params[l])
-            if l - 1 >= 1:
-                for layer, A, O in self.post_steps(cache, l - 1):
-                    cur = layer.left_jac_input(A, O, cur, {})
-            P[l - 1] = cur
-        return P
-
-    def _left_chains(self, cache: Cache, i: int, symbolic: bool, P: list | None = None) -> list:
-        """The left factors P[l] = J_{z[l]} z[L] of sample ``i`` as :class:`~jacobian_bp.engine.chain.LeftChain`
-        links (P[L] = identity is ``None``); nothing is multiplied until a block needs it, unless the
-        batched products ``P`` of :meth:`_left_products` are given."""
-        from .chain import LeftChain
-
-        chains: list = [None] * (self.L + 1)
-        s = slice(i, i + 1)
-        for l in range(self.L - 1, 0, -1):
-            nxt = self.stages[l]  # stage l + 1: J_{a[l]} z[l+1], then J_{z[l]} a[l] back through stage l's activations
-            steps = [(nxt.layer, cache.a[l][s], cache.z[l + 1][s], cache.params[l + 1])]
-            steps += [(layer, A[s], O[s], {}) for layer, A, O in self.post_steps(cache, l)]
-            chains[l] = LeftChain(chains[l + 1], steps, self.n_out, symbolic, None if P is None else P[l][i])
-        return chains
-
-    def _param_blocks(self, cache: Cache, i: int, symbolic: bool = False,
-                      P: list | None = None) -> dict[str, Jacobian]:
-        """Per-parameter Jacobian blocks J_{θ_p} z[L] = P_l J_{θ_p} z[l] of sample ``i`` (structured products)."""
-        zL = self._zL_space
-        chains = self._left_chains(cache, i, symbolic, P)
-        blocks: dict[str, Jacobian] = {}
-        for st in self.stages:
-            l = st.index
-            params = cache.params[l]
-            stage_entries = self._stage_entries[l]
-            a_prev = cache.a[l - 1][i]
-            z_l = cache.z[l][i]
-            # one call per distinct vec order among the stage's parameters
-            local_ops = {}
-            for order in {e.order for e in stage_entries}:
-                wanted = {e.local for e in stage_entries if e.order == order}
-                for k, op in st.layer.jac_params(a_prev, z_l, params, order).items():
-                    if k in wanted:
-                        local_ops[k] = op
-            Pl = chains[l]
-            for e in stage_entries:
-                op = local_ops[e.local]
-                full = op if Pl is None else Product([Pl, op])
-                blocks[e.name] = Jacobian(full, zL, e.space)
-        return blocks
-
-    def _is_symbolic(self, Xb: np.ndarray, canon: dict) -> bool:
-        return Xb.dtype == object or any(np.asarray(v).dtype == object for v in canon.values())
-
-    def jacobian_theta(self, x, params) -> Jacobian:
-        r""":math:`\mathbf J_\theta\mathbf z^{[L]}` of one sample, ``n_L × |θ|``, blocks in θ order (Alg. 1 line 7).
-
-        Each block is the structured product :math:`\mathbf J_{\mathbf z^{[l]}}\mathbf z^{[L]}\,\mathbf J_{\theta_l}\mathbf z^{[l]}`
-        (e.g. :math:`\mathbf P_l(\mathbf I\otimes\mathbf a^{[l-1]\top})`), never materialized
-        until :meth:`Jacobian.to_dense` / :meth:`Jacobian.to_sparse`.
-        """
-        Xb, _, single = self.as_batch(x)
-        if not single:
-            raise ShapeError(f"jacobian_theta: expected one sample of shape {self.input_shape}, received a batch {np.shape(x)}; use batch_jacobian_theta")
-        canon = self.canonical_params(params)
-        cache = self.forward_cache(Xb, canon, need_output=False)
-        blocks = self._param_blocks(cache, 0, self._is_symbolic(Xb, canon))
-        return hstack([blocks[e.name] for e in self.entries], space=self.theta_space)
-
-    def layer_jacobian(self, x, params, l: int) -> Jacobian:
-        r"""Damadi's :math:`\mathbf J_{\mathbf W^{[l]},\mathbf b^{[l]}}\mathbf z^{[L]}` (all parameters of stage ``l``)."""
-        l = self._check_stage(l, "layer_jacobian")
-        J = self.jacobian_theta(x, params)
-        bl = [b for b in J.blocks if any(e.stage == l and e.space == b.input for e in self.entries)]
-        return hstack(bl, name=f"theta[{l}]", latex=",".join(b.input.latex for b in bl)) if bl else None
-
-    def jacobian_input(self, x, params) -> Jacobian:
-        r""":math:`\mathbf J_{\mathbf x}\mathbf z^{[L]}` of one sample, ``n_L × n_0``."""
-        Xb, _, single = self.as_batch(x)
-        if not single:
-            raise ShapeError(f"jacobian_input: expected one sample of shape {self.input_shape}, received {np.shape(x)}")
-        canon = self.canonical_params(params)
-        cache = self.forward_cache(Xb, canon)
-        P = self.left_products(cache, canon, need_input=True)
-        return Jacobian(DenseOp(P[0][0]), self.z_space(self.L), self.a_space(0))
-
-    def chain_factors(self, x, params, l: int) -> list[Jacobian]:
-        r"""The typed factors of :math:`\mathbf J_{\mathbf z^{[l]}}\mathbf z^{[L]}`, left to right:
-        :math:`\mathbf J_{\mathbf a^{[L-1]}}\mathbf z^{[L]}, \mathbf J_{\mathbf z^{[L-1]}}\mathbf a^{[L-1]}, \dots,
-        \mathbf J_{\mathbf z^{[l]}}\mathbf a^{[l]}` (one sample).  Their product, formed with ``@``,
-        type-checks every link of the chain.  ``l`` is in ``0..L`` (``l = 0``: down to the input
-        :math:`\mathbf x`; ``l = L``: no factor)."""
-        l = self._check_stage(l, "chain_factors", allow_zero=True)
-        Xb, _, _ = self.as_batch(x)
-        canon = self.canonical_params(params)
-        cache = self.forward_cache(Xb, canon)
-        factors = []
-        for k in range(self.L, l, -1):
-            st = self.stages[k - 1]
-            op = st.layer.jac_input(cache.a[k - 1][0], cache.z[k][0], cache.params[k])
-            factors.append(Jacobian(op, self.z_space(k), self.a_space(k - 1)))
-            if k == 1:  # a[0] = x: no activation below the first layer
-                break
-            prev = self.stages[k - 2]
-            ins = cache.post[k - 1]
-            outs = ins[1:] + [cache.a[k - 1]]
-            ops = [layer.jac_input(A[0], O[0], {}) for layer, A, O in zip(prev.post, ins, outs)]
-            post_op = Product(list(reversed(ops))) if ops else Identity(prev.layer.out_size)
-            factors.append(Jacobian(post_op, self.a_space(k - 1), self.z_space(k - 1)))
-        return factors
-
-    def local_jacobian(self, x, params, l: int) -> Jacobian:
-        r""":math:`\mathbf J_{\theta_l}\mathbf z^{[l]}`, e.g. Damadi's :math:`[\mathbf I\otimes\mathbf a^{[l-1]\top}\ \ \mathbf I]`."""
-        l = self._check_stage(l, "local_jacobian")
-        Xb, _, _ = self.as_batch(x)
-        canon = self.canonical_params(params)
-        cache = self.forward_cache(Xb, canon)
-        st = self.stages[l - 1]
-        blocks = []
-        for e in self.entries:
-            if e.stage == l:
-                op = st.layer.jac_params(cache.a[l - 1][0], cache.z[l][0], cache.params[l], e.order)[e.local]
-                blocks.append(Jacobian(op, self.z_space(l), e.space))
-        blocks.sort(key=lambda j: 0 if not j.input.name.startswith("b") else 1)
-        return hstack(blocks, name=f"theta[{l}]", latex=",".join(b.input.latex for b in blocks))
-
-    # ------------------------------------------------------------------ batches
-    def batch_jacobian_theta(self, X, params) -> Jacobian:
-        r""":math:`\mathbf J_\theta \mathbf Z^{[L]}` of a batch: per-sample Jacobians stacked (sample-major rows)."""
-        Xb, _, _ = self.as_batch(X)
-        canon = self.canonical_params(params)
-        cache = self.forward_cache(Xb, canon, need_output=False)
-        symbolic = self._is_symbolic(Xb, canon)
-        # the left products of all samples at once (batched BLAS), handed to each sample's chain
-        P = self.left_products(cache, canon) if Xb.shape[0] > 1 else None
-        rows = []
-        for i in range(Xb.shape[0]):
-            blocks = self._param_blocks(cache, i, symbolic, P)
-            rows.append(hstack([blocks[e.name] for e in self.entries], space=self.theta_space))
-        rows = [Jacobian(r.op, Space(f"z[{self.L}]_{i + 1}", r.output.shape, rf"\mathbf{{z}}^{{[{self.L}]}}_{{{i + 1}}}"), r.input, blocks=r.blocks)
-                for i, r in enumerate(rows)]
-        return vstack(rows, name=f"Z[{self.L}]", latex=rf"\mathbf{{Z}}^{{[{self.L}]}}")
-
-    def batch_jacobian_input(self, X, params) -> Jacobian:
-        r""":math:`\mathbf J_{\mathbf X}\mathbf Z^{[L]} = \sum_i \mathbf E_{ii}\otimes\mathbf J_{\mathbf x_i}\mathbf z_i^{[L]}` (block diagonal over samples)."""
-        Xb, _, _ = self.as_batch(X)
-        canon = self.canonical_params(params)
-        cache = self.forward_cache(Xb, canon)
-        P = self.left_products(cache, canon, need_input=True)
-        js = [Jacobian(DenseOp(P[0][i]), Space(f"z[{self.L}]_{i + 1}", (self.n_out,)), Space(f"x_{i + 1}", self.input_shape))
-              for i in range(Xb.shape[0])]
-        return block_diag(js, f"Z[{self.L}]", rf"\mathbf{{Z}}^{{[{self.L}]}}", "X", r"\mathbf{X}")
-
-    def activation_jacobian_batch(self, X, params, l: int) -> Jacobian:
-        r"""Ganev Prop. 4.1's :math:`\Phi_\ell = \sum_i \mathbf E_{ii}\otimes \mathrm{Jac}_{i,\ell}^\top` for stage ``l``.
-
-        Returned as the block-diagonal operator of the transposed per-sample activation
-        Jacobians (batch-first, rows of :math:`\mathbf Z_\ell` stacked)."""
-        l = self._check_stage(l, "activation_jacobian_batch")
-        Xb, _, _ = self.as_batch(X)
-        canon = self.canonical_params(params)
-        cache = self.forward_cache(Xb, canon)
-        st = self.stages[l - 1]
-        ins = cache.post[l]
-        outs = ins[1:] + [cache.a[l]]
-        js = []
-        for i in range(Xb.shape[0]):
-            ops = [layer.jac_input(A[i], O[i], {}) for layer, A, O in zip(st.post, ins, outs)]
-            op = Product(list(reversed(ops))) if ops else Identity(st.layer.out_size)
-            js.append(Jacobian(op.T, Space(f"z[{l}]_{i + 1}", st.layer.out_shape), Space(f"a[{l}]_{i + 1}", self.a_space(l).shape)))
-        return block_diag(js, f"Z[{l}]", rf"\mathbf{{Z}}_{{{l}}}", f"A[{l}]", rf"\mathbf{{A}}_{{{l}}}")
 
     # ------------------------------------------------------------------ gradients
     def gradient(self, X, Y, params, method: str = "chain") -> Gradient:
@@ -809,7 +498,7 @@ class Network:
                 l = st.index
                 Gl = D if l == self.L else np.einsum("nk,nkj->nj", D, P[l])
                 for k, v in st.layer.vjp_params(cache.a[l - 1], cache.z[l], Gl, cache.params[l]).items():
-                    canon_grad[f"{k}{l}"] = np.asarray(v).reshape(st.layer.param_shapes()[k])
+                    canon_grad[self.param_name(l, k)] = np.asarray(v).reshape(st.layer.param_shapes()[k])
         elif method == "chain":
             total = {e.name: 0.0 for e in self.entries}
             for i in range(Xb.shape[0]):
@@ -818,28 +507,67 @@ class Network:
                     total[e.name] = total[e.name] + blocks[e.name].rmatvec(D[i])
             canon_grad = {e.name: np.asarray(total[e.name]).reshape(e.canonical_shape, order=e.order) for e in self.entries}
         elif method == "operator":
-            from .sweeps import vjp_sweep
-
-            if D.dtype != object and all(np.asarray(v).dtype != object for v in canon.values()):
+            if (not self._sweep_aliases() and D.dtype != object
+                    and all(np.asarray(v).dtype != object for v in canon.values())):
                 theta = np.empty(self.n_params)
-                return Gradient(self, vjp_sweep(self, cache, canon, D, out=theta), vector=theta)
-            canon_grad = self._vjp_sweep(cache, canon, D)
+                return Gradient(self, self.reverse_sweep(cache, canon, D, out=theta), vector=theta)
+            canon_grad = self.reverse_sweep(cache, canon, D)
         else:  # pragma: no cover - checked by gradient()
             raise DataError(f"gradient: method must be 'chain' or 'operator', received {method!r}")
         return Gradient(self, canon_grad)
 
-    def _vjp_sweep(self, cache: Cache, canon: dict, D: np.ndarray) -> dict[str, np.ndarray]:
-        """The batched reverse sweep :math:`\\sum_i (\\mathbf J_\\theta\\mathbf z_i^{[L]})^\\top\\mathbf d_i` (see :func:`jacobian_bp.uses.lazy.vjp_sweep`)."""
+    # ------------------------------------------------------------------ the sweeps (operator mode)
+    def _sweep_aliases(self) -> dict[str, str]:
+        """``{key: network name}`` for the block parameters whose key in :mod:`jacobian_bp.engine.sweeps`
+        (``f"{local}{l}"``, e.g. ``W.12``) is not their network name (``W2.1``); empty for plain networks.
+
+        A bridge until the sweeps name parameters by :meth:`param_name` (then every key is a name and
+        the renaming below does nothing)."""
+        alias = getattr(self, "_sweep_alias_cache", None)
+        if alias is None:
+            alias = {f"{e.local}{e.stage}": e.name for e in self.entries if f"{e.local}{e.stage}" != e.name}
+            keys = [f"{e.local}{e.stage}" for e in self.entries]
+            if len(set(keys)) != len(keys):  # pragma: no cover - needs a block of 10+ parametric layers at stage 1
+                raise UnsupportedInputError(f"network {self.name!r}: parameter keys of the sweeps collide ({keys})")
+            self._sweep_alias_cache = alias
+        return alias
+
+    def reverse_sweep(self, cache: Cache, canon: dict, D: np.ndarray, out: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The batched reverse sweep :math:`\\sum_i (\\mathbf J_\\theta\\mathbf z_i^{[L]})^\\top\\mathbf d_i`
+        (:func:`jacobian_bp.engine.sweeps.vjp_sweep`), keyed by the network's parameter names (canonical layout)."""
         from .sweeps import vjp_sweep
 
-        return vjp_sweep(self, cache, canon, D)
+        alias = self._sweep_aliases()
+        if not alias:
+            return vjp_sweep(self, cache, canon, D, out=out)
+        grads = {alias.get(k, k): v for k, v in vjp_sweep(self, cache, canon, D).items()}
+        if out is not None:
+            for e in self.entries:
+                out[e.slice] = np.asarray(grads[e.name]).reshape(e.canonical_shape).ravel(order=e.order)
+        return grads
+
+    def forward_sweep(self, cache: Cache, canon: dict, tangent: dict[str, np.ndarray]) -> np.ndarray:
+        """The batched forward sweep :math:`\\mathbf J_\\theta\\mathbf z_i^{[L]}\\mathbf v` of every sample, ``(N, n_L)``
+        (:func:`jacobian_bp.engine.sweeps.jvp`), for a tangent keyed by the network's parameter names."""
+        from .sweeps import jvp
+
+        alias = self._sweep_aliases()
+        if alias:
+            tangent = dict(tangent)
+            for key, name in alias.items():
+                tangent[key] = tangent[name]
+        return jvp(self, cache, canon, tangent)
+
+    def _vjp_sweep(self, cache: Cache, canon: dict, D: np.ndarray) -> dict[str, np.ndarray]:
+        """Former name of :meth:`reverse_sweep`."""
+        return self.reverse_sweep(cache, canon, D)
 
     # the engine methods other modules call are public; their former private names stay as aliases
     _forward = forward_cache
-    _stage_params = stage_params
+    _stage_params = ThetaLayout.stage_params
     _reduce_factor = reduce_factor
     _per_sample_loss = per_sample_loss
-    _left_products = left_products
+    _left_products = Algorithm1.left_products
     _delta = delta_from_cache
 
     def per_sample_gradients(self, X, Y, params) -> np.ndarray:

@@ -26,19 +26,11 @@ of shape ``(N·n_L, |θ|)`` (rows sample-major, columns in the convention's θ o
 it chains with the other structured operators and wraps as a SciPy ``LinearOperator``;
 :class:`jacobian_bp.uses.lazy.TransposedOperator` is the lazy transpose of any operator.
 
-Layer rules.  The reverse sweep uses each layer's batched ``vjp_input`` / ``vjp_params``.
-The layers have no forward-mode method, so the rules of :func:`jvp` are stated here:
-
-* Dense :math:`\mathbf z = \mathbf W\mathbf a + \mathbf b`:
-  :math:`\dot{\mathbf z} = \mathbf W\dot{\mathbf a} + \dot{\mathbf W}\mathbf a + \dot{\mathbf b}`;
-* Conv2d (bilinear in input and kernel, affine in the bias):
-  :math:`\dot{\mathbf z} = \operatorname{conv}(\dot{\mathbf a};\mathbf K) + \operatorname{conv}(\mathbf a;\dot{\mathbf K}) + \dot{\mathbf b}`;
-* elementwise :math:`f`: :math:`\dot{\mathbf a} = f'(\mathbf z)\odot\dot{\mathbf z}` (Damadi §3.4);
-* softmax: :math:`\dot{\mathbf s} = \mathbf s\odot(\dot{\mathbf z} - (\mathbf s^\top\dot{\mathbf z})\mathbf 1)`
-  (:math:`\operatorname{diag}\mathbf s - \mathbf s\mathbf s^\top`, Ganev Ex. 1d);
-* flatten and average pooling are linear: :math:`\dot{\mathbf a} = \mathbf f(\dot{\mathbf z})`;
-* any other layer: per sample, its own structured Jacobian ``jac_input`` / ``jac_params``
-  times the tangent (correct, not vectorized).
+Layer rules.  The reverse sweep uses each layer's batched ``vjp_input`` / ``vjp_params``, the
+forward sweep its ``jvp_params`` / ``jvp_input`` (:mod:`jacobian_bp.layers.base`): each layer states
+its own forward-mode rule (Dense :math:`\dot{\mathbf z} = \mathbf W\dot{\mathbf a} + \dot{\mathbf W}\mathbf a + \dot{\mathbf b}`,
+elementwise :math:`\dot{\mathbf a} = f'(\mathbf z)\odot\dot{\mathbf z}`, …), and a layer without one
+falls back to its structured Jacobian times the tangent, per sample.
 """
 from __future__ import annotations
 
@@ -225,48 +217,6 @@ def vjp_sweep(network: "Network", cache: "Cache", canon: dict, D: np.ndarray,
 
 
 # ---------------------------------------------------------------------------- forward mode
-def _jvp_parametric(layer, A: np.ndarray, Z: np.ndarray, p: dict, dp: dict, T: np.ndarray | None) -> np.ndarray:
-    r"""Tangent of the output of a parametric layer: :math:`\mathbf J_{\mathbf a}\mathbf z\,\dot{\mathbf a} + \sum_j\mathbf J_{\theta_j}\mathbf z\,\dot\theta_j`."""
-    N = A.shape[0]
-    if layer.kind == "dense":
-        out = A @ dp["W"].T
-        if "b" in dp:
-            out = out + dp["b"]
-        if T is not None:
-            out = out + T.reshape(N, -1) @ p["W"].T
-        return out
-    if layer.kind == "conv2d":
-        # bilinear in (input, kernel) and affine in the bias
-        out = layer.forward(A, dp)
-        if T is not None:
-            zero_bias = {k: (np.zeros_like(v) if k == "b" else v) for k, v in p.items()}
-            out = out + layer.forward(T.reshape(A.shape), zero_bias)
-        return out
-    out = np.zeros((N, layer.out_size))
-    for i in range(N):
-        for k, J in layer.jac_params(A[i], Z[i], p, "C").items():
-            out[i] += J.matvec(np.ravel(dp[k]))
-        if T is not None:
-            out[i] += layer.jac_input(A[i], Z[i], p).matvec(T[i].ravel())
-    return out.reshape(Z.shape)
-
-
-def _jvp_input(layer, A: np.ndarray, O: np.ndarray, T: np.ndarray) -> np.ndarray:
-    r"""Tangent of the output of a parameter-free layer: :math:`\mathbf J_{\mathbf a}\mathbf o\,\dot{\mathbf a}`."""
-    T = T.reshape(A.shape)
-    if getattr(layer, "elementwise", False):
-        return T * layer.derivative(A)
-    if layer.kind == "softmax":
-        return O * (T - np.sum(O * T, axis=-1, keepdims=True))
-    if layer.kind in ("flatten", "avgpool2d"):  # linear maps
-        return layer.forward(T, {})
-    N = A.shape[0]
-    out = np.empty((N, int(np.prod(O.shape[1:]))))
-    for i in range(N):
-        out[i] = layer.jac_input(A[i], O[i], {}).matvec(T[i].ravel())
-    return out.reshape(O.shape)
-
-
 def jvp(network: "Network", cache: "Cache", canon: dict, tangent: dict[str, np.ndarray]) -> np.ndarray:
     r"""Forward-mode product :math:`\mathbf t_i = \mathbf J_\theta\mathbf z_i^{[L]}\,\mathbf v` for every sample.
 
@@ -290,13 +240,15 @@ def jvp(network: "Network", cache: "Cache", canon: dict, tangent: dict[str, np.n
             if v.shape != tuple(shape):
                 raise ShapeError(f"jvp: tangent {k}{l} expected canonical shape {tuple(shape)}, received {v.shape}")
             dp[k] = v
-        T = _jvp_parametric(st.layer, cache.a[l - 1], cache.z[l], p, dp, T)
+        A, Z = cache.a[l - 1], cache.z[l]
+        out = st.layer.jvp_params(A, Z, dp, p)  # J_θ z · θ̇, then + J_a z · ȧ (the input tangent)
+        T = out if T is None else out + st.layer.jvp_input(A, Z, T, p)
         if l == network.L:
             break
         ins = cache.post[l]
         outs = ins[1:] + [cache.a[l]]
         for post, Ain, Oout in zip(st.post, ins, outs):
-            T = _jvp_input(post, Ain, Oout, T)
+            T = post.jvp_input(Ain, Oout, T, {})
     return np.asarray(T).reshape(T.shape[0], -1)
 
 

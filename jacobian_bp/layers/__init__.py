@@ -1,8 +1,9 @@
-"""Layer families.  Each spec name maps to a class; conv/pool/flatten load lazily.
+"""Layer families.  Each spec name maps to a class (:mod:`.registry`); conv/pool/flatten load lazily.
 
 The registry is used by :mod:`jacobian_bp.spec` to build networks from JSON: a spec
-entry ``{"type": NAME, **kwargs}`` becomes ``REGISTRY[NAME](**kwargs)`` after its keys
-were checked against the constructor's signature.
+entry ``{"type": NAME, **kwargs}`` becomes ``layer_class(NAME)(**kwargs)`` after its keys
+were checked against the constructor's signature.  Each class registers itself with
+``@register(NAME)`` in its own file.
 """
 from __future__ import annotations
 
@@ -15,50 +16,24 @@ from .activations import (
     Sigmoid, Softplus, Tanh,
 )
 from .vector_activations import RadialSigmoid, Softmax
+from .registry import REGISTRY, all_layer_classes, layer_class, register
 
-_LAZY = {
-    "conv2d": ("jacobian_bp.layers.conv", "Conv2d"),
-    "maxpool2d": ("jacobian_bp.layers.pooling", "MaxPool2d"),
-    "avgpool2d": ("jacobian_bp.layers.pooling", "AvgPool2d"),
-    "flatten": ("jacobian_bp.layers.flatten", "Flatten"),
-}
-
-REGISTRY = {
-    "dense": Dense,
-    "identity": IdentityActivation,
-    "relu": ReLU,
-    "leaky_relu": LeakyReLU,
-    "sigmoid": Sigmoid,
-    "tanh": Tanh,
-    "arctan": Arctan,
-    "softplus": Softplus,
-    "elu": ELU,
-    "softmax": Softmax,
-    "radial_sigmoid": RadialSigmoid,
-}
-
-
-def layer_class(name: str) -> type:
-    """Return the layer class registered under ``name`` (a spec's ``"type"``)."""
-    if name in REGISTRY:
-        return REGISTRY[name]
-    if name in _LAZY:
-        mod, cls = _LAZY[name]
-        return getattr(importlib.import_module(mod), cls)
-    from ..errors import SpecError
-
-    raise SpecError(f"unknown layer type {name!r}; known: {', '.join(sorted(set(REGISTRY) | set(_LAZY)))}")
+_LAZY = {"Conv2d": "jacobian_bp.layers.conv", "MaxPool2d": "jacobian_bp.layers.pooling",
+         "AvgPool2d": "jacobian_bp.layers.pooling", "Flatten": "jacobian_bp.layers.flatten"}
 
 
 def __getattr__(name):
-    for mod, cls in _LAZY.values():
-        if cls == name:
-            return getattr(importlib.import_module(mod), cls)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    # any registered class by its class name (a new layer needs no line here)
+    for cls in all_layer_classes().values():
+        if cls.__name__ == name:
+            return cls
     raise AttributeError(name)
 
 
 __all__ = [
     "Layer", "Dense", "ElementwiseActivation", "IdentityActivation", "ReLU", "LeakyReLU", "Sigmoid",
     "Tanh", "Arctan", "Softplus", "ELU", "GenericActivation", "Softmax", "RadialSigmoid",
-    "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "REGISTRY", "layer_class",
+    "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "REGISTRY", "layer_class", "register", "all_layer_classes",
 ]

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import numpy as np
 import sympy
-from scipy.special import expit
+from scipy.special import erfc, erfcx, expit
 
 from ..errors import SpecError, UnsupportedInputError
 from ..backend.exact import exact_number, real_number
 from ..backend.operators import Diagonal
 from .base import Layer
+from .registry import register
 
 #: the point at which :meth:`ElementwiseActivation.sympy_df` differentiates :meth:`sympy_f` once
 _DF_POINT = sympy.Dummy("s", real=True)
@@ -39,6 +40,7 @@ class ElementwiseActivation(Layer):
     """Base class of elementwise activations; subclasses define ``f``, ``df`` and ``sympy_f``."""
 
     elementwise = True
+    jacobian_symmetric = True  # diagonal
     symbol = "f"  # LaTeX name of the function
 
     def f(self, z: np.ndarray) -> np.ndarray:  # pragma: no cover
@@ -82,21 +84,50 @@ class ElementwiseActivation(Layer):
     def left_jac_input(self, A, O, P, params):
         return P * self.derivative(A).reshape(P.shape[0], 1, -1)
 
+    @classmethod
+    def protocol_examples(cls):
+        return [({}, (5,)), ({}, (2, 3, 3))]  # elementwise: any per-sample shape
+
+    def jvp_input(self, A, O, T, params):
+        r""":math:`\dot{\mathbf a} = f'(\mathbf z)\odot\dot{\mathbf z}` (Damadi §3.4)."""
+        T = T.reshape(A.shape)
+        return T * self.derivative(A)
+
+    def torch_forward(self, A, params):
+        """:meth:`torch_f` applied entrywise (the batch shape is kept)."""
+        return self.torch_f(A)
+
+    def torch_f(self, z):
+        """The activation in torch (float64 tensor ``z``); subclasses with a torch equivalent override it."""
+        raise NotImplementedError(f"no torch equivalent for layer {self.kind!r} ({type(self).__name__})")
+
     def latex_name(self) -> str:
         return self.symbol
 
+    #: the derivation's phrase for this activation (LaTeX text mode); empty: its kind
+    latex_prose: str = ""
 
+    def prose(self) -> str:
+        return self.latex_prose or super().prose()
+
+
+@register("identity")
 class IdentityActivation(ElementwiseActivation):
     r""":math:`f(z) = z`, :math:`f'(z) = 1` (regression output, Damadi Table 1)."""
 
     kind = "identity"
     symbol = r"\operatorname{id}"
+    jacobian_is_identity = True
+    latex_prose = "the identity"
 
     def f(self, z):
         return np.asarray(z, dtype=float).copy()
 
     def df(self, z):
         return np.ones_like(z, dtype=float)
+
+    def torch_f(self, z):
+        return z
 
     def sympy_f(self, t):
         return t
@@ -105,6 +136,7 @@ class IdentityActivation(ElementwiseActivation):
         return sympy.Integer(1)
 
 
+@register("relu")
 class ReLU(ElementwiseActivation):
     r""":math:`f(z)=\max(0,z)`, :math:`f'(z) = [z>0]`, and :math:`f'(0)=` ``at_zero``.
 
@@ -157,6 +189,12 @@ class ReLU(ElementwiseActivation):
             self._at_zero_convention = 0.0
         return super().build(in_shape, convention)
 
+    #: ReLU'(0) comes from the convention when not stated (the derivation states the convention's value)
+    follows_convention_at_zero = True
+
+    def prose(self) -> str:
+        return r"ReLU $\max(0,t)$, with derivative $[t>0]$ and the subgradient %s at $0$" % f"${getattr(self, 'at_zero', 0) or 0:g}$"
+
     def _h0(self) -> float:
         h0 = self.at_zero
         return 0.0 if h0 is None else h0
@@ -171,6 +209,11 @@ class ReLU(ElementwiseActivation):
             np.putmask(d, np.asarray(z) == 0, h0)
         return d
 
+    def torch_f(self, z):
+        import torch
+
+        return torch.nn.functional.relu(z)
+
     def sympy_f(self, t):
         return t * sympy.Heaviside(t, exact_number(self._h0(), f"{self._name()}: at_zero"))
 
@@ -178,6 +221,7 @@ class ReLU(ElementwiseActivation):
         return sympy.Heaviside(t, exact_number(self._h0(), f"{self._name()}: at_zero"))
 
 
+@register("leaky_relu")
 class LeakyReLU(ElementwiseActivation):
     r""":math:`f(z) = z` for :math:`z>0`, :math:`\alpha z` otherwise; :math:`f'(0)=\alpha` unless ``at_zero``.
 
@@ -199,6 +243,8 @@ class LeakyReLU(ElementwiseActivation):
 
     kind = "leaky_relu"
     symbol = r"\operatorname{lrelu}"
+    latex_prose = "leaky ReLU"
+    is_kinked = True
 
     def __init__(self, negative_slope: float = 0.01, at_zero: float | None = None):
         super().__init__()
@@ -214,6 +260,11 @@ class LeakyReLU(ElementwiseActivation):
         h0 = self.negative_slope if self.at_zero is None else self.at_zero
         return np.where(z > 0, 1.0, np.where(z < 0, self.negative_slope, h0))
 
+    def torch_f(self, z):
+        import torch
+
+        return torch.nn.functional.leaky_relu(z, self.negative_slope)
+
     def sympy_f(self, t):
         a = exact_number(self.negative_slope, f"{self._name()}: negative_slope")
         return sympy.Piecewise((t, t > 0), (a * t, True))
@@ -224,6 +275,7 @@ class LeakyReLU(ElementwiseActivation):
         return sympy.Piecewise((1, t > 0), (a, t < 0), (h0, True))
 
 
+@register("sigmoid")
 class Sigmoid(ElementwiseActivation):
     r""":math:`\sigma(z) = 1/(1+e^{-z})`, :math:`\sigma'(z) = \sigma(z)(1-\sigma(z))` (Ganev Ex. 1a).
 
@@ -233,6 +285,7 @@ class Sigmoid(ElementwiseActivation):
 
     kind = "sigmoid"
     symbol = r"\sigma"
+    latex_prose = r"the sigmoid $\sigma(t) = 1/(1+e^{-t})$, $\sigma' = \sigma(1-\sigma)$"
 
     def f(self, z):
         return expit(z)
@@ -240,10 +293,16 @@ class Sigmoid(ElementwiseActivation):
     def df(self, z):
         return expit(z) * expit(np.negative(z))
 
+    def torch_f(self, z):
+        import torch
+
+        return torch.sigmoid(z)
+
     def sympy_f(self, t):
         return 1 / (1 + sympy.exp(-t))
 
 
+@register("tanh")
 class Tanh(ElementwiseActivation):
     r""":math:`\tanh z`, derivative :math:`1-\tanh^2 z`.
 
@@ -254,6 +313,7 @@ class Tanh(ElementwiseActivation):
 
     kind = "tanh"
     symbol = r"\tanh"
+    latex_prose = r"$\tanh$, derivative $1-\tanh^2$"
 
     def f(self, z):
         return np.tanh(z)
@@ -262,10 +322,16 @@ class Tanh(ElementwiseActivation):
         e = np.exp(-2.0 * np.abs(z))
         return 4.0 * e / np.square(1.0 + e)
 
+    def torch_f(self, z):
+        import torch
+
+        return torch.tanh(z)
+
     def sympy_f(self, t):
         return sympy.tanh(t)
 
 
+@register("arctan")
 class Arctan(ElementwiseActivation):
     r""":math:`\arctan z`, derivative :math:`1/(1+z^2)` (Ganev Ex. 1c).
 
@@ -275,6 +341,7 @@ class Arctan(ElementwiseActivation):
 
     kind = "arctan"
     symbol = r"\arctan"
+    latex_prose = r"$\arctan$, derivative $1/(1+t^2)$"
 
     def f(self, z):
         return np.arctan(z)
@@ -286,15 +353,22 @@ class Arctan(ElementwiseActivation):
         w2 = np.square(w)
         return np.where(big, w2 / (1.0 + w2), 1.0 / (1.0 + np.square(np.where(big, 0.0, z))))
 
+    def torch_f(self, z):
+        import torch
+
+        return torch.atan(z)
+
     def sympy_f(self, t):
         return sympy.atan(t)
 
 
+@register("softplus")
 class Softplus(ElementwiseActivation):
     r""":math:`\log(1+e^{z})` (computed as ``logaddexp(0, z)``), derivative :math:`\sigma(z)`."""
 
     kind = "softplus"
     symbol = r"\operatorname{softplus}"
+    latex_prose = r"softplus $\log(1+e^t)$, derivative $\sigma$"
 
     def f(self, z):
         return np.logaddexp(0.0, z)
@@ -302,10 +376,16 @@ class Softplus(ElementwiseActivation):
     def df(self, z):
         return expit(z)
 
+    def torch_f(self, z):
+        import torch
+
+        return torch.nn.functional.softplus(z)
+
     def sympy_f(self, t):
         return sympy.log(1 + sympy.exp(t))
 
 
+@register("elu")
 class ELU(ElementwiseActivation):
     r""":math:`z` for :math:`z>0`, :math:`\alpha(e^{z}-1)` otherwise; derivative 1 or :math:`\alpha e^{z}`.
 
@@ -320,6 +400,8 @@ class ELU(ElementwiseActivation):
 
     kind = "elu"
     symbol = r"\operatorname{elu}"
+    latex_prose = "ELU"
+    is_kinked = True
 
     def __init__(self, alpha: float = 1.0):
         super().__init__()
@@ -331,6 +413,11 @@ class ELU(ElementwiseActivation):
     def df(self, z):
         return np.where(z > 0, 1.0, self.alpha * np.exp(np.minimum(z, 0.0)))
 
+    def torch_f(self, z):
+        import torch
+
+        return torch.nn.functional.elu(z, self.alpha)
+
     def sympy_f(self, t):
         a = exact_number(self.alpha, f"{self._name()}: alpha")
         return sympy.Piecewise((t, t > 0), (a * (sympy.exp(t) - 1), True))
@@ -338,6 +425,97 @@ class ELU(ElementwiseActivation):
     def sympy_df(self, t):
         a = exact_number(self.alpha, f"{self._name()}: alpha")
         return sympy.Piecewise((1, t > 0), (a * sympy.exp(t), True))
+
+
+@register("gelu")
+class GELU(ElementwiseActivation):
+    r"""Gaussian error linear unit (Hendrycks & Gimpel 2016), PyTorch's ``torch.nn.functional.gelu``.
+
+    * ``approximate="none"``: :math:`f(z) = z\,\Phi(z)` with the standard normal CDF
+      :math:`\Phi(z) = \tfrac12(1+\operatorname{erf}(z/\sqrt2))`;
+      :math:`f'(z) = \Phi(z) + z\,\varphi(z)`, :math:`\varphi(z) = e^{-z^2/2}/\sqrt{2\pi}`.
+    * ``approximate="tanh"``: :math:`f(z) = \tfrac12 z\,(1+\tanh u)`,
+      :math:`u = \sqrt{2/\pi}\,(z + 0.044715\,z^3)`; since :math:`\tfrac12(1+\tanh u) = \sigma(2u)`,
+      :math:`f(z) = z\,\sigma(2u)` and :math:`f'(z) = \sigma(2u) + 2 z u'\,\sigma(2u)\sigma(-2u)`,
+      :math:`u' = \sqrt{2/\pi}\,(1 + 3\cdot0.044715\,z^2)`.
+
+    Tail accuracy: :math:`\Phi(z) = \tfrac12\operatorname{erfc}(-z/\sqrt2)` (no cancellation for
+    :math:`z \ll 0`), and for :math:`z<0` the derivative is
+    :math:`\varphi(z)\,(R(|z|) - |z|)` with the Mills ratio
+    :math:`R(t) = \sqrt{\pi/2}\,\operatorname{erfcx}(t/\sqrt2) = (1-\Phi(t))/\varphi(t)`, so that
+    :math:`\Phi(z)` and :math:`z\varphi(z)` never cancel in floating point away from the root of
+    :math:`f'` (:math:`z \approx -0.7518`).
+
+    Parameters
+    ----------
+    approximate : {"none", "tanh"}
+        The exact form (default) or the tanh approximation, as in PyTorch.
+
+    Raises
+    ------
+    SpecError
+        If ``approximate`` is not ``"none"`` or ``"tanh"``.
+    """
+
+    kind = "gelu"
+    symbol = r"\operatorname{gelu}"
+
+    def prose(self) -> str:
+        if self.approximate == "tanh":
+            return (r"GELU (tanh form) $\tfrac12 t(1+\tanh(\sqrt{2/\pi}(t+0.044715t^3)))$, "
+                    r"derivative $\sigma(2u) + 2tu'\sigma(2u)\sigma(-2u)$")
+        return r"GELU $t\,\Phi(t)$, derivative $\Phi(t) + t\varphi(t)$ ($\Phi$, $\varphi$: standard normal CDF and density)"
+    _C = 0.044715  # PyTorch's constant (as a double), exactly 44715/10**6 in the SymPy form
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        if not isinstance(approximate, str) or approximate not in ("none", "tanh"):
+            raise SpecError(f"gelu: approximate must be 'none' or 'tanh', received {approximate!r}")
+        self.approximate = approximate
+
+    def _two_u(self, z):
+        return 2.0 * np.sqrt(2.0 / np.pi) * (z + self._C * z * z * z)
+
+    def f(self, z):
+        z = np.asarray(z, dtype=float)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.approximate == "tanh":
+                return z * expit(self._two_u(z))
+            return z * (0.5 * erfc(-z / np.sqrt(2.0)))
+
+    def df(self, z):
+        z = np.asarray(z, dtype=float)
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            if self.approximate == "tanh":
+                zc = np.clip(z, -1e10, 1e10)  # beyond, f' is 0 or 1 to double precision; keeps z^3 finite
+                v = self._two_u(zc)
+                du = np.sqrt(2.0 / np.pi) * (1.0 + 3.0 * self._C * zc * zc)
+                s = expit(v)
+                return s + 2.0 * zc * du * s * expit(-v)
+            phi = np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
+            t = np.abs(z)
+            mills = np.sqrt(np.pi / 2.0) * erfcx(t / np.sqrt(2.0))
+            neg = phi * (mills - t)                       # z < 0: Φ(z) + zφ(z) = φ(z)(R(|z|) - |z|)
+            pos = 0.5 * erfc(-z / np.sqrt(2.0)) + z * phi  # z >= 0: two non-negative terms
+            return np.where(z < 0, neg, pos)
+
+    def sympy_f(self, t):
+        if self.approximate == "tanh":
+            c = sympy.Rational(44715, 10 ** 6)
+            return t * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi) * (t + c * t ** 3))) / 2
+        return t * (1 + sympy.erf(t / sympy.sqrt(2))) / 2
+
+    def torch_f(self, z):
+        import torch
+
+        return torch.nn.functional.gelu(z, approximate=self.approximate)
+
+    @classmethod
+    def protocol_examples(cls):
+        return [({}, (5,)), ({"approximate": "tanh"}, (2, 3, 3))]
+
+    def describe(self):
+        return "gelu" if self.approximate == "none" else f"gelu (approximate={self.approximate})"
 
 
 class GenericActivation(ElementwiseActivation):
@@ -348,6 +526,7 @@ class GenericActivation(ElementwiseActivation):
     """
 
     kind = "generic"
+    latex_prose = "an undefined function"
 
     def __init__(self, name: str = "f"):
         super().__init__()

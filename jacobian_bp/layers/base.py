@@ -23,6 +23,32 @@ Methods every layer implements
     Batched products with the transposed Jacobians (used by the operator-mode
     gradient); the defaults loop over samples and call the Jacobians.
 
+``jvp_input(A, O, T, params)`` / ``jvp_params(A, O, dparams, params)``
+    Forward mode: batched :math:`\mathbf J_{\mathbf a_i}\mathbf o_i\mathbf t_i` and
+    :math:`\sum_j\mathbf J_{\theta_j}\mathbf o_i\operatorname{vec}\dot\theta_j`, flat rows ``(N, out_size)``;
+    the defaults apply the per-sample Jacobians.
+``torch_forward(A, params)``
+    The PyTorch twin (float64, batch-first) the autograd oracle runs; the default raises
+    ``NotImplementedError`` naming the layer, which ``verify`` reports as torch skipped.
+``protocol_examples()`` (classmethod)
+    Small ``(kwargs, in_shape)`` instances on which ``tests/test_layer_protocol.py`` checks all of
+    the above for every registered class.
+
+Facts the consumers ask for instead of switching on ``kind``
+-----------------------------------------------------------
+Attributes: ``affine_weight_name`` (the parameter that *is* :math:`\mathbf J_{\mathbf a}\mathbf o`,
+Dense's ``"W"``), ``jacobian_is_identity``, ``jacobian_symmetric``, ``is_kinked``,
+``follows_convention_at_zero``, ``block_symbol`` / ``block_input_name`` (names in the SymPy block
+chain).  Methods: ``prose()`` and ``latex_describe()`` (derivation text), ``latex_forward(nt, l, a_prev,
+weight_layout)`` (:math:`\mathbf z^{[l]} = \dots`), ``latex_input_jacobian(params_latex)``,
+``latex_jacobian(out, transpose)``, ``block_param_jacobian(alg, local, order)`` and
+``block_param_gradient(alg, local, order, delta)`` (written once in an abstract matrix algebra that
+the LaTeX renderer and the SymPy block chain both implement), ``sympy_vector(z)`` (the defining
+formula on SymPy symbols).  Elementwise activations add ``f``, ``df``, ``sympy_f`` (``sympy_df`` by
+differentiation), ``symbol``, ``torch_f`` (:mod:`.activations`).  Losses have their own set
+(:mod:`.losses`: ``torch_per_sample``, ``sample_targets``, ``output_scale``, ``latex_output_delta``,
+``scaled_by_convention``).  Every class registers itself with ``@register(name)`` (:mod:`.registry`).
+
 Parametric layers (Dense, Conv2d) open a new *stage* ``l`` of the network:
 :math:`\mathbf z^{[l]}` is their output, and the parameter-free layers that follow
 (activations, pooling, flatten) make :math:`\mathbf a^{[l]} = \mathbf f^{[l]}(\mathbf z^{[l]})`.
@@ -35,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
+from ..backend.escape import escape_text
 from ..backend.operators import Operator
 
 
@@ -46,6 +73,27 @@ class Layer:
     parametric: bool = False
     #: a vector activation (softmax, radial sigmoid) or elementwise (diagonal Jacobian)
     elementwise: bool = False
+    #: the parameter that *is* the input Jacobian :math:`\mathbf J_{\mathbf a}\mathbf o` in its canonical
+    #: shape ``(out_size, in_size)``, whatever the input: the weight of an affine layer
+    #: :math:`\mathbf W\mathbf a + \mathbf b` (``"W"``); None otherwise
+    affine_weight_name: str | None = None
+    #: :math:`\mathbf J_{\mathbf a}\mathbf o = \mathbf I` (identity activation, flatten): renderers drop the factor
+    jacobian_is_identity: bool = False
+    #: :math:`\mathbf J_{\mathbf a}\mathbf o` is declared symmetric (diagonal; softmax's
+    #: :math:`\operatorname{diag}\mathbf s - \mathbf s\mathbf s^\top`): renderers may print its transpose as itself
+    jacobian_symmetric: bool = False
+    #: piecewise with a kink at 0 where SymPy's derivative of the formula and the stated
+    #: subgradient differ (leaky ReLU, ELU): exact identities are refused for it
+    is_kinked: bool = False
+    #: the block-level symbol of :math:`\mathbf J_{\mathbf a}\mathbf o` in :class:`jacobian_bp.symbolic.blocks.BlockChain`
+    #: as ``(plain name, meaning, LaTeX)``, the last two templates in ``{l}`` (the stage); None: a generic
+    #: :math:`\mathbf J^{[l]}_k`
+    block_symbol: tuple[str, str, str] | None = None
+    #: the plain name of the block symbol of :math:`\mathbf J_{\mathbf a}\mathbf z^{[l]}` when
+    #: :meth:`latex_input_jacobian` gives its LaTeX (e.g. ``"T"`` for a Toeplitz matrix)
+    block_input_name: str = "Jin"
+    #: the layer takes a subgradient at 0 from the convention (ReLU's ``relu_at_zero``)
+    follows_convention_at_zero: bool = False
 
     def __init__(self) -> None:
         self.in_shape: tuple[int, ...] | None = None
@@ -100,6 +148,105 @@ class Layer:
         (reverse mode); the default loops over samples.
         """
         return np.stack([self.jac_input(A[i], O[i], params).left_matmat(P[i]) for i in range(P.shape[0])])
+
+    # ------------------------------------------------------------------ forward mode
+    def jvp_input(self, A: np.ndarray, O: np.ndarray, T: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+        r"""Batched :math:`\mathbf J_{\mathbf a_i}\mathbf o_i\,\mathbf t_i` for tangents ``T`` of shape ``(N, in_size)``.
+
+        Returns ``(N, out_size)`` (flat rows).  The default is correct for every layer but not
+        vectorized: per sample, the structured ``jac_input`` times the tangent.
+        """
+        N = A.shape[0]
+        T = np.asarray(T).reshape(N, -1)
+        out = np.empty((N, self.out_size))
+        for i in range(N):
+            out[i] = self.jac_input(A[i], O[i], params).matvec(T[i])
+        return out
+
+    def jvp_params(self, A: np.ndarray, O: np.ndarray, dparams: dict[str, np.ndarray],
+                   params: dict[str, np.ndarray]) -> np.ndarray:
+        r"""Batched :math:`\sum_j \mathbf J_{\operatorname{vec}\theta_j}\mathbf o_i\,\operatorname{vec}(\dot\theta_j)`, ``(N, out_size)``.
+
+        ``dparams`` holds the tangents keyed by local parameter name, in canonical shapes.  The
+        default applies the per-sample ``jac_params(..., "C")`` (row-major vec, the canonical one).
+        """
+        N = A.shape[0]
+        out = np.zeros((N, self.out_size))
+        for i in range(N):
+            for k, J in self.jac_params(A[i], O[i], params, "C").items():
+                out[i] += J.matvec(np.ravel(dparams[k]))
+        return out
+
+    # ------------------------------------------------------------------ torch twin
+    def torch_forward(self, A, params):
+        """The layer's PyTorch twin (float64, batch-first ``(N, *in_shape)``), used by the autograd oracle.
+
+        ``params`` holds torch tensors keyed by local parameter name in canonical shapes.  A
+        layer without a twin raises :class:`NotImplementedError`; the oracle then reports torch
+        as skipped, naming the layer.
+        """
+        raise NotImplementedError(f"no torch equivalent for layer {self.kind!r} ({type(self).__name__})")
+
+    # ------------------------------------------------------------------ examples for the contract tests
+    @classmethod
+    def protocol_examples(cls) -> list[tuple[dict, tuple[int, ...]]]:
+        """Small ``(constructor kwargs, per-sample input shape)`` pairs on which the contract tests
+        (``tests/test_layer_protocol.py``) check every protocol method of the class; default: the
+        default constructor on a vector of 5 entries.  A layer with required arguments overrides it."""
+        return [({}, (5,))]
+
+    # ------------------------------------------------------------------ symbolic and LaTeX facts
+    def prose(self) -> str:
+        """A LaTeX-safe phrase naming the layer in a derivation's text ("the sigmoid ..."); default: its kind."""
+        return escape_text(self.kind)
+
+    def latex_describe(self) -> str:
+        """The layer in a derivation's table of layers (LaTeX text mode); default: :meth:`describe`, escaped."""
+        return escape_text(self.describe())
+
+    def latex_forward(self, nt, l: int, a_prev: str, weight_layout: str) -> str:
+        r"""The right-hand side of :math:`\mathbf z^{[l]} = \dots` for a stage-opening layer, in LaTeX.
+
+        ``nt`` is the renderer's notation (``weight(name, l)``, ``bias(l)``, ``T(symbol)``),
+        ``a_prev`` the LaTeX of its input, ``weight_layout`` the convention's (``"in_out"``:
+        Damadi's :math:`\mathbf W^\top\mathbf a`).  Default: :math:`\mathrm{kind}(\mathbf a)`.
+        """
+        return rf"\mathrm{{{escape_text(self.kind)}}}({a_prev})"
+
+    def latex_input_jacobian(self, params_latex: dict[str, str]) -> str | None:
+        r"""LaTeX of :math:`\mathbf J_{\mathbf a}\mathbf o` from the LaTeX of the layer's parameters, when it has a
+        closed name (a convolution's :math:`\operatorname{Toep}(\mathbf K)`); None: a generic Jacobian symbol."""
+        return None
+
+    def latex_jacobian(self, out: str, transpose) -> str | None:
+        r"""LaTeX of a parameter-free layer's :math:`\mathbf J_{\mathbf a}\mathbf o` from the LaTeX ``out`` of its output
+        (``transpose(symbol)`` writes a transpose), when it has a closed form; None: a generic symbol."""
+        return None
+
+    def block_param_jacobian(self, alg, local: str, order: str):
+        r""":math:`\mathbf J_{\operatorname{vec}\theta}\mathbf z` of the local parameter ``local`` as a matrix expression.
+
+        ``alg`` is the caller's matrix-expression algebra (the LaTeX renderer's and the SymPy
+        block chain's implement the same operations): ``identity(n)``, ``kron(A, B)``,
+        ``matmul(A, B)``, ``ones(n)`` (a column of ones), ``input_column()`` / ``input_row()``
+        (:math:`\mathbf a` and :math:`\mathbf a^\top` of the layer's input), ``patches(rows, cols)``
+        (im2col matrix :math:`\mathbf P(\mathbf a)`) and ``permutation(local)`` (the vec
+        permutation of ``local`` for ``order="F"``); the last two may return None (not
+        expressible by that caller).  Returns None for a generic symbol (the default).
+        """
+        return None
+
+    def block_param_gradient(self, alg, local: str, order: str, delta):
+        r"""Closed form of :math:`(\mathbf J_{\operatorname{vec}\theta}\mathbf z)^\top\boldsymbol\delta` in ``alg``
+        (see :meth:`block_param_jacobian`), or None: the transposed block times :math:`\boldsymbol\delta`."""
+        return None
+
+    def sympy_vector(self, z: list) -> list:
+        """The layer's defining formula applied to a list of SymPy symbols ``z`` (one sample, flat).
+
+        Default: :meth:`forward` on an object array (every layer that accepts SymPy entries).
+        """
+        return list(np.ravel(self.forward(np.array([list(z)], dtype=object), {})[0]))
 
     # ------------------------------------------------------------------ helpers
     def describe(self) -> str:

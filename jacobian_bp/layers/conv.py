@@ -35,6 +35,7 @@ from ..errors import DataError, ShapeError, SpecError
 from ..backend.operators import Dense as DenseOp, Identity, Kron, Operator, Product, Sparse
 from ..backend import toeplitz as tp
 from .base import Layer
+from .registry import register
 
 __all__ = ["Conv2d"]
 
@@ -52,6 +53,7 @@ def _permutation(perm_cols: np.ndarray, exact: bool = False, label: str = "permu
     return Sparse(sp.csr_array((ones, (perm_cols, np.arange(n))), shape=(n, n)), label)
 
 
+@register("conv2d")
 class Conv2d(Layer):
     r"""2-D convolution :math:`\mathbf z = \mathbf K \star \mathbf a + \mathbf b` with explicit Jacobians.
 
@@ -85,6 +87,7 @@ class Conv2d(Layer):
 
     kind = "conv2d"
     parametric = True
+    block_input_name = "T"
 
     def __init__(self, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  mode: str = "correlation", bias: str | bool = "tied", in_channels: int | None = None,
@@ -116,6 +119,13 @@ class Conv2d(Layer):
             raise SpecError(f"{who}: size_rule must be 'floor' or 'exact', received {size_rule!r}")
         self.size_rule = size_rule
         self.geometry: tp.ConvGeometry | None = None
+
+    @classmethod
+    def protocol_examples(cls):
+        return [({"out_channels": 2, "kernel_size": 2}, (2, 4, 5)),
+                ({"out_channels": 3, "kernel_size": [2, 3], "stride": 2, "padding": 1, "mode": "convolution",
+                  "bias": "untied"}, (1, 5, 6)),
+                ({"out_channels": 2, "kernel_size": 2, "dilation": 2, "bias": "none"}, (2, 5, 5))]
 
     # ------------------------------------------------------------------ shapes
     def build(self, in_shape, convention=None):
@@ -277,6 +287,33 @@ class Conv2d(Layer):
             out["b"] = G.sum(axis=0).ravel()
         return out
 
+    # ------------------------------------------------------------------ forward mode
+    def jvp_input(self, A, O, T, params):
+        r""":math:`\operatorname{conv}(\dot{\mathbf a};\mathbf K)` (linear in the input: the bias left out), ``(N, out_size)``."""
+        A = np.asarray(A)
+        zero_bias = {k: (np.zeros_like(v) if k == "b" else v) for k, v in params.items()}
+        return self.forward(T.reshape(A.shape), zero_bias).reshape(A.shape[0], -1)
+
+    def jvp_params(self, A, O, dparams, params):
+        r""":math:`\operatorname{conv}(\mathbf a;\dot{\mathbf K}) + \dot{\mathbf b}` (linear in the kernel, affine in the bias), ``(N, out_size)``."""
+        A = np.asarray(A)
+        return self.forward(A, dparams).reshape(A.shape[0], -1)
+
+    # ------------------------------------------------------------------ torch twin
+    def torch_forward(self, A, params):
+        """torch.nn.functional.conv2d (cross-correlation); true convolution flips the kernel."""
+        import torch
+
+        K = params["K"]
+        if self.mode == "convolution":
+            K = torch.flip(K, dims=(-2, -1))
+        Z = torch.nn.functional.conv2d(A, K, None, self.stride, self.padding, self.dilation)
+        if self.bias == "tied":
+            Z = Z + params["b"][None, :, None, None]
+        elif self.bias == "untied":
+            Z = Z + params["b"][None]
+        return Z
+
     # ------------------------------------------------------------------ text
     def describe(self):
         kh, kw = self.kernel_size
@@ -294,3 +331,33 @@ class Conv2d(Layer):
 
     def latex_name(self):
         return r"\operatorname{conv2d}"
+
+    def latex_forward(self, nt, l, a_prev, weight_layout):
+        r""":math:`\mathbf K\star\mathbf a + \mathbf b`."""
+        K = nt.weight("K", l)
+        return rf"{K} \star {a_prev}" + (rf" + {nt.bias(l)}" if "b" in self.param_shapes() else "")
+
+    def latex_input_jacobian(self, params_latex):
+        r""":math:`\operatorname{Toep}(\mathbf K)` (Damadi Prop. 2)."""
+        return rf"\operatorname{{Toep}}({params_latex['K']})"
+
+    def block_param_jacobian(self, alg, local, order):
+        r""":math:`\mathbf I_{C}\otimes\mathbf P(\mathbf a)` (im2col; times the vec permutation for ``order="F"``),
+        :math:`\mathbf I_C\otimes\mathbf 1_{H_\text{out}W_\text{out}}` (tied bias), :math:`\mathbf I` or a permutation (untied)."""
+        Co = self.out_channels
+        n = self.out_size
+        HoWo = n // Co
+        if local == "K":
+            P = alg.patches(HoWo, self.geometry.kernel_size // Co)
+            if P is None:
+                return None
+            J = alg.kron(alg.identity(Co), P)
+            if order == "C":
+                return J
+            Pi = alg.permutation(local)
+            return None if Pi is None else alg.matmul(J, Pi)
+        if self.bias == "tied":
+            return alg.kron(alg.identity(Co), alg.ones(HoWo))  # one bias per filter, broadcast over H_out W_out
+        if order == "C":
+            return alg.identity(n)  # untied bias, stacked like z
+        return alg.permutation(local)

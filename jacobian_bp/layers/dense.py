@@ -22,8 +22,10 @@ import numpy as np
 from ..errors import DataError, ShapeError, SpecError
 from ..backend.operators import Dense as DenseOp, Identity, Kron
 from .base import Layer
+from .registry import register
 
 
+@register("dense")
 class Dense(Layer):
     r"""Affine layer :math:`\mathbf z = \mathbf W \mathbf a + \mathbf b`.
 
@@ -39,6 +41,7 @@ class Dense(Layer):
 
     kind = "dense"
     parametric = True
+    affine_weight_name = "W"
 
     def __init__(self, out_features: int, in_features: int | None = None, bias: bool = True):
         super().__init__()
@@ -120,6 +123,53 @@ class Dense(Layer):
         if self.bias:
             out["b"] = G.sum(axis=0)
         return out
+
+    def jvp_input(self, A, O, T, params):
+        r""":math:`\dot{\mathbf z} = \mathbf W\dot{\mathbf a}` for every sample, ``(N, n_out)``."""
+        N = A.shape[0]
+        return T.reshape(N, -1) @ params["W"].T
+
+    def jvp_params(self, A, O, dparams, params):
+        r""":math:`\dot{\mathbf z} = \dot{\mathbf W}\mathbf a + \dot{\mathbf b}` for every sample, ``(N, n_out)``."""
+        out = A @ dparams["W"].T
+        if "b" in dparams:
+            out = out + dparams["b"]
+        return out
+
+    def torch_forward(self, A, params):
+        r"""``torch.nn.functional.linear`` (:math:`\mathbf W\mathbf a + \mathbf b`)."""
+        import torch
+
+        return torch.nn.functional.linear(A, params["W"], params.get("b"))
+
+    @classmethod
+    def protocol_examples(cls):
+        return [({"out_features": 3}, (4,)), ({"out_features": 2, "bias": False}, (5,))]
+
+    # ------------------------------------------------------------------ LaTeX and block facts
+    def latex_describe(self):
+        return rf"dense ${self.in_features}\to {self.out_features}$"
+
+    def latex_forward(self, nt, l, a_prev, weight_layout):
+        r""":math:`\mathbf W^\top\mathbf a + \mathbf b` (Damadi, ``in_out``) or :math:`\mathbf W\mathbf a + \mathbf b`."""
+        W = nt.weight("W", l)
+        Wa = rf"{nt.T(W)}{a_prev}" if weight_layout == "in_out" else rf"{W}{a_prev}"
+        return Wa + (rf" + {nt.bias(l)}" if self.bias else "")
+
+    def block_param_jacobian(self, alg, local, order):
+        r""":math:`\mathbf I_n\otimes\mathbf a^\top` (rows of ``W`` stacked), :math:`\mathbf a^\top\otimes\mathbf I_n` (columns), :math:`\mathbf I_n` for ``b``."""
+        n = self.out_features
+        if local == "b":
+            return alg.identity(n)
+        aT = alg.input_row()
+        return alg.kron(alg.identity(n), aT) if order == "C" else alg.kron(aT, alg.identity(n))
+
+    def block_param_gradient(self, alg, local, order, delta):
+        r"""Mixed-product rule: :math:`(\mathbf I\otimes\mathbf a^\top)^\top\boldsymbol\delta = \boldsymbol\delta\otimes\mathbf a`; :math:`\boldsymbol\delta` for ``b``."""
+        if local == "b":
+            return delta
+        a = alg.input_column()
+        return alg.kron(delta, a) if order == "C" else alg.kron(a, delta)
 
     def describe(self):
         return f"dense {self.in_features}->{self.out_features}"

@@ -15,14 +15,24 @@ import numpy as np
 from ..errors import ShapeError
 from ..backend.operators import Identity, Operator
 from .base import Layer
+from .registry import register
 
 __all__ = ["Flatten"]
 
 
+@register("flatten")
 class Flatten(Layer):
     r"""Reshape ``(C, H, W)`` (or any per-sample shape) to ``(C*H*W,)``; Jacobian :math:`\mathbf I`."""
 
     kind = "flatten"
+    jacobian_is_identity = True
+
+    def prose(self) -> str:
+        return "flatten (identity on the row-major vector)"
+
+    @classmethod
+    def protocol_examples(cls):
+        return [({}, (2, 3, 4)), ({}, (6,))]
 
     def build(self, in_shape, convention=None):
         in_shape = tuple(int(s) for s in in_shape)
@@ -50,6 +60,14 @@ class Flatten(Layer):
 
     def left_jac_input(self, A, O, P, params):
         return np.asarray(P)
+
+    def jvp_input(self, A, O, T, params):
+        """Flatten is linear: the tangent is flattened like the input, ``(N, out_size)``."""
+        A = np.asarray(A)
+        return self.forward(T.reshape(A.shape), {})
+
+    def torch_forward(self, A, params):
+        return A.reshape(A.shape[0], -1)
 
     def describe(self):
         return f"flatten {'x'.join(map(str, self.in_shape or ()))}->{self.out_size if self.in_shape else '?'}"

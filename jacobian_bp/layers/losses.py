@@ -31,6 +31,24 @@ from scipy.special import expit, log_softmax, softmax
 
 from ..errors import DataError, ShapeError, SpecError
 from ..backend.exact import real_number
+from ..backend.escape import escape_text
+
+#: the loss registry: spec name -> class, filled by :func:`register_loss` on each class
+LOSSES: dict[str, type] = {}
+
+
+def register_loss(*names: str):
+    """Class decorator: record a loss class under its spec name(s) (the first is its ``kind``)."""
+    def deco(cls: type) -> type:
+        for name in names:
+            old = LOSSES.get(name)
+            if old is not None and old is not cls:
+                raise SpecError(f"loss {name!r} is registered twice ({old.__name__} and {cls.__name__})")
+            LOSSES[name] = cls
+        return cls
+
+    return deco
+
 
 _MATCH_HINT = ("pair the last activation with its matching loss (sigmoid + bce, softmax + cross_entropy), "
                "which is computed stably from the logits, or scale the inputs/parameters down")
@@ -103,7 +121,36 @@ class Loss:
     def latex(self) -> str:
         return r"\ell"
 
+    #: the convention's MSE scale applies to this loss (the derivation states it)
+    scaled_by_convention: bool = False
 
+    def output_scale(self, n: int) -> float:
+        """The constant :math:`c` in front of the per-sample loss of ``n`` outputs (1 unless a subclass scales it)."""
+        return 1.0
+
+    def latex_output_delta(self, diff: str, n: int, format_number) -> tuple[str, str]:
+        r"""(closed form, source) of :math:`\nabla_{\mathbf z^{[L]}}\ell` for the matched pair, in LaTeX.
+
+        ``diff`` is the LaTeX of :math:`\hat{\mathbf y}-\mathbf y`, ``n`` the number of outputs,
+        ``format_number(x, digits)`` the renderer's number format.
+        """
+        return (diff, f"{escape_text(self.kind)}, Damadi Table 1")
+
+    def sample_targets(self, rng: np.random.Generator, batch: int, n: int) -> np.ndarray:
+        """Valid random targets for this loss, ``(batch, n)`` (standard normal unless a subclass restricts them)."""
+        return rng.standard_normal((batch, n))
+
+    def torch_per_sample(self, Y, output, logits, matched: bool):
+        r"""The per-sample loss ``(N,)`` in torch (float64): the autograd oracle's twin of :meth:`value`.
+
+        ``output`` is the network's prediction :math:`\hat{\mathbf y}`, ``logits`` its last
+        pre-activation :math:`\mathbf z^{[L]}`; a matched pair is computed from the logits, as
+        the engine does.
+        """
+        raise NotImplementedError(f"no torch equivalent for loss {self.kind!r}")
+
+
+@register_loss("mse")
 class MSE(Loss):
     r"""Squared error :math:`c\sum_i (\hat y_i - y_i)^2` (``reduce_outputs="sum"``) or
     :math:`\frac{c}{n}\sum_i(\hat y_i-y_i)^2` (``"mean"``, PyTorch's ``MSELoss``)."""
@@ -117,8 +164,24 @@ class MSE(Loss):
             raise SpecError(f"mse loss: reduce_outputs must be 'sum' or 'mean', received {reduce_outputs!r}")
         self.reduce_outputs = str(reduce_outputs)
 
+    scaled_by_convention = True
+
     def _c(self, n):
         return self.scale / (n if self.reduce_outputs == "mean" else 1)
+
+    def output_scale(self, n):
+        """:math:`c` = ``scale``, divided by ``n`` for ``reduce_outputs="mean"``."""
+        return self._c(n)
+
+    def latex_output_delta(self, diff, n, format_number):
+        r""":math:`2c(\hat{\mathbf y}-\mathbf y)` (identity output and squared error, Damadi Table 1)."""
+        c = self.scale / (n if self.reduce_outputs == "mean" else 1)
+        coef = 2 * c
+        cs = "" if coef == 1 else (format_number(coef, 6) if coef != int(coef) else str(int(coef)))
+        if self.reduce_outputs == "mean":
+            cs = rf"\frac{{{format_number(2 * self.scale, 6)}}}{{{n}}}"
+        return (rf"{cs}({diff})" if cs else diff,
+                f"identity output and squared error scaled by {self.scale:g}, Damadi Table 1")
 
     def value(self, Y, Yhat):
         Y, Yhat = self._arrays(Y, Yhat)
@@ -142,7 +205,14 @@ class MSE(Loss):
     def latex(self):
         return r"\ell_{\mathrm{MSE}}"
 
+    def torch_per_sample(self, Y, output, logits, matched):
+        per = self.scale * ((output - Y) ** 2).sum(-1)
+        if self.reduce_outputs == "mean":
+            per = per / output.shape[-1]
+        return per
 
+
+@register_loss("bce")
 class BCE(Loss):
     r"""Binary cross entropy :math:`-\sum_i y_i\log\hat y_i + (1-y_i)\log(1-\hat y_i)`, targets in [0, 1]."""
 
@@ -203,7 +273,23 @@ class BCE(Loss):
     def latex(self):
         return r"\ell_{\mathrm{BCE}}"
 
+    def latex_output_delta(self, diff, n, format_number):
+        return (diff, "sigmoid output and binary cross entropy, Damadi Table 1")
 
+    def sample_targets(self, rng, batch, n):
+        """Targets in {0, 1}."""
+        return rng.integers(0, 2, size=(batch, n)).astype(float)
+
+    def torch_per_sample(self, Y, output, logits, matched):
+        import torch
+
+        F = torch.nn.functional
+        if matched:
+            return F.binary_cross_entropy_with_logits(logits, Y, reduction="none").sum(-1)
+        return F.binary_cross_entropy(output, Y, reduction="none").sum(-1)
+
+
+@register_loss("cross_entropy", "ce")
 class CrossEntropy(Loss):
     r"""Cross entropy :math:`-\sum_i y_i\log\hat y_i`; targets one-hot or a probability distribution."""
 
@@ -264,8 +350,21 @@ class CrossEntropy(Loss):
     def latex(self):
         return r"\ell_{\mathrm{CE}}"
 
+    def latex_output_delta(self, diff, n, format_number):
+        return (diff, "softmax output and cross entropy, Damadi Table 1")
 
-LOSSES = {"mse": MSE, "bce": BCE, "cross_entropy": CrossEntropy, "ce": CrossEntropy}
+    def sample_targets(self, rng, batch, n):
+        """One-hot rows."""
+        return np.eye(n)[rng.integers(0, n, size=batch)]
+
+    def torch_per_sample(self, Y, output, logits, matched):
+        import torch
+
+        if matched:
+            return -(Y * torch.log_softmax(logits, dim=-1)).sum(-1)
+        return -(Y * torch.log(output)).sum(-1)
+
+
 
 
 def make_loss(name: str, **kwargs) -> Loss:

@@ -25,6 +25,7 @@ from ..errors import ShapeError, SpecError, UnsupportedInputError
 from ..backend.operators import Operator, Sparse
 from ..backend import toeplitz as tp
 from .base import Layer
+from .registry import register
 
 __all__ = ["MaxPool2d", "AvgPool2d"]
 
@@ -51,6 +52,10 @@ class _Pool2d(Layer):
                     f"padding <= {self.kernel_size[a] // 2} for kernel {self.kernel_size[a]}, received {self.padding[a]}"
                 )
         self.geometry: tp.ConvGeometry | None = None
+
+    @classmethod
+    def protocol_examples(cls):
+        return [({"kernel_size": 2}, (2, 4, 5)), ({"kernel_size": [2, 3], "stride": 1, "padding": 1}, (1, 4, 4))]
 
     def build(self, in_shape, convention=None):
         in_shape = tuple(int(s) for s in in_shape)
@@ -90,6 +95,7 @@ class _Pool2d(Layer):
         return rf"\operatorname{{{self.kind}}}"
 
 
+@register("maxpool2d")
 class MaxPool2d(_Pool2d):
     r"""Max pooling :math:`z_{c,i,j} = \max_{(u,v)} \tilde a_{c,\,i s_h+u,\,j s_w+v}` (``torch.nn.functional.max_pool2d``).
 
@@ -114,6 +120,10 @@ class MaxPool2d(_Pool2d):
     """
 
     kind = "maxpool2d"
+    block_symbol = ("Mmax", r"\text{{max-pooling selection matrix (one 1 per row)}}", r"\mathbf{{M}}^{{[{l}]}}_{{\max}}")
+
+    def prose(self) -> str:
+        return "max pooling (0/1 selection matrix)"
     pad_value = -np.inf
 
     def forward(self, A, params):
@@ -147,6 +157,11 @@ class MaxPool2d(_Pool2d):
         c = np.arange(g.in_channels)[None, :, None, None]
         return ((c * H + h) * W + w).reshape(am.shape[0], -1)
 
+    def torch_forward(self, A, params):
+        import torch
+
+        return torch.nn.functional.max_pool2d(A, self.kernel_size, self.stride, self.padding)
+
     def jac_input(self, a, o, params) -> Operator:
         r"""The 0/1 selection matrix, one one per row at the window's arg-max (tie rule above); ``(out_size, in_size)``."""
         idx = self.argmax_index(np.asarray(a).reshape((1,) + self.in_shape))[0]
@@ -173,6 +188,7 @@ class MaxPool2d(_Pool2d):
         return np.bincount(flat.ravel(), weights=P.ravel(), minlength=N * k * n_in).reshape(N, k, n_in)
 
 
+@register("avgpool2d")
 class AvgPool2d(_Pool2d):
     r"""Average pooling :math:`z_{c,i,j} = \frac{1}{k_hk_w}\sum_{(u,v)} \tilde a_{c,\,i s_h+u,\,j s_w+v}` (zero padding).
 
@@ -193,6 +209,10 @@ class AvgPool2d(_Pool2d):
     """
 
     kind = "avgpool2d"
+    block_symbol = ("Mavg", r"\text{{average-pooling matrix (entries }}1/(k_hk_w))", r"\mathbf{{M}}^{{[{l}]}}_{{\mathrm{{avg}}}}")
+
+    def prose(self) -> str:
+        return "average pooling"
     pad_value = 0.0
 
     def forward(self, A, params):
@@ -239,6 +259,16 @@ class AvgPool2d(_Pool2d):
             for v in range(kw):
                 dX[:, :, u: u + sh * (Ho - 1) + 1: sh, v: v + sw * (Wo - 1) + 1: sw] += G
         return dX[:, :, ph: ph + H, pw: pw + W].reshape(N, -1)
+
+    def jvp_input(self, A, O, T, params):
+        """Average pooling is linear: the tangent is pooled like the input, ``(N, out_size)``."""
+        A = np.asarray(A)
+        return self.forward(T.reshape(A.shape), {}).reshape(A.shape[0], -1)
+
+    def torch_forward(self, A, params):
+        import torch
+
+        return torch.nn.functional.avg_pool2d(A, self.kernel_size, self.stride, self.padding, count_include_pad=True)
 
     def left_jac_input(self, A, O, P, params):
         """Batched :math:`\\mathbf P_i\\mathbf J`; the Jacobian is the same for every sample."""

@@ -22,12 +22,23 @@ from scipy.special import expit
 from ..errors import DataError
 from ..backend.operators import Dense as DenseOp
 from .base import Layer
+from .registry import register
 
 
+@register("softmax")
 class Softmax(Layer):
     r"""Softmax over the feature axis: :math:`\mathbf J = \operatorname{diag}(\mathbf s)-\mathbf s\mathbf s^\top`."""
 
     kind = "softmax"
+    jacobian_symmetric = True
+    block_symbol = ("S", r"\operatorname{{diag}}(\mathbf a^{{[{l}]}})-\mathbf a^{{[{l}]}}(\mathbf a^{{[{l}]}})^\top",
+                    r"\mathbf{{S}}^{{[{l}]}}")
+
+    def prose(self) -> str:
+        return r"softmax, Jacobian $\operatorname{diag}(\mathbf{s})-\mathbf{s}\mathbf{s}^\top$"
+
+    def latex_jacobian(self, out, transpose):
+        return rf"\operatorname{{diag}}({out}) - {out}{transpose(out)}"
 
     def build(self, in_shape, convention=None):
         from ..errors import ShapeError
@@ -57,6 +68,16 @@ class Softmax(Layer):
     def vjp_input(self, A, O, G, params):
         return O * (G - np.sum(G * O, axis=-1, keepdims=True))
 
+    def jvp_input(self, A, O, T, params):
+        r""":math:`\dot{\mathbf s} = \mathbf s\odot(\dot{\mathbf z} - (\mathbf s^\top\dot{\mathbf z})\mathbf 1)` (Ganev Ex. 1d)."""
+        T = T.reshape(A.shape)
+        return O * (T - np.sum(O * T, axis=-1, keepdims=True))
+
+    def torch_forward(self, A, params):
+        import torch
+
+        return torch.softmax(A, dim=-1)
+
     def latex_name(self):
         return r"\operatorname{softmax}"
 
@@ -69,10 +90,16 @@ def _norm(A: np.ndarray) -> np.ndarray:
     return m * np.linalg.norm(A / safe, axis=-1, keepdims=True)
 
 
+@register("radial_sigmoid")
 class RadialSigmoid(Layer):
     r"""Radial sigmoid :math:`\mathbf z \mapsto \sigma(|\mathbf z|)\,\mathbf z/|\mathbf z|` (Ganev Ex. 1e)."""
 
     kind = "radial_sigmoid"
+    block_symbol = ("R", r"\sigma'(r)\mathbf u\mathbf u^\top+\tfrac{{\sigma(r)}}{{r}}(\mathbf I-\mathbf u\mathbf u^\top),"
+                         r"\ r=\lvert\mathbf z^{{[{l}]}}\rvert,\ \mathbf u=\mathbf z^{{[{l}]}}/r", r"\mathbf{{R}}^{{[{l}]}}")
+
+    def prose(self) -> str:
+        return "radial sigmoid"
 
     def build(self, in_shape, convention=None):
         from ..errors import ShapeError
@@ -128,6 +155,12 @@ class RadialSigmoid(Layer):
         s = expit(r)
         gu = np.sum(G * U, axis=-1, keepdims=True)
         return (s * expit(-r)) * gu * U + (s / r) * (G - gu * U)
+
+    def torch_forward(self, A, params):
+        import torch
+
+        r = torch.linalg.vector_norm(A, dim=-1, keepdim=True)
+        return torch.sigmoid(r) * A / r
 
     def latex_name(self):
         return r"\operatorname{rsig}"

@@ -39,6 +39,8 @@ def _vector_jac(layer, z):
 def dense_stack(network) -> tuple[list, list]:
     """Extract ``(Ws, acts)`` from a dense-only :class:`~jacobian_bp.engine.network.Network` (activations
     per stage as a single layer or None)."""
+    if getattr(network, "pre", None):
+        raise TypeError("the textbook references start with a dense layer on x (no parameter-free first layers)")
     acts = []
     for st in network.stages:
         if st.layer.kind != "dense":

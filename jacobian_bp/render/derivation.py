@@ -100,16 +100,7 @@ def _steps(nl: NetworkLatex, named, steps, shapes_last: bool = True) -> str:
 
 def _affine(nl: NetworkLatex, l: int) -> str:
     nt, net = nl.nt, nl.net
-    st = net.stages[l - 1]
-    a_prev = nt.a(l - 1)
-    if st.layer.kind == "dense":
-        W = nt.weight("W", l)
-        Wa = rf"{nt.T(W)}{a_prev}" if net.convention.weight_layout == "in_out" else rf"{W}{a_prev}"
-        return Wa + (rf" + {nt.bias(l)}" if st.layer.bias else "")
-    if st.layer.kind == "conv2d":
-        K = nt.weight("K", l)
-        return rf"{K} \star {a_prev}" + (rf" + {nt.bias(l)}" if "b" in st.layer.param_shapes() else "")
-    return rf"\mathrm{{{escape_text(st.layer.kind)}}}({a_prev})"
+    return net.stages[l - 1].layer.latex_forward(nt, l, nt.a(l - 1), net.convention.weight_layout)
 
 
 def _convention_text(network, nt: Notation) -> str:
@@ -123,26 +114,15 @@ def _convention_text(network, nt: Notation) -> str:
     parts = [aff, f"vec stacks the {'columns' if conv.vec_order == 'col' else 'rows'} of a weight",
              f"a batch is laid out {'samples first' if conv.batch_axis == 'first' else 'samples last'} and reduced by the "
              f"{conv.reduction}"]
-    if network.loss.kind == "mse":
+    if network.loss.scaled_by_convention:
         parts.append(f"the squared error is scaled by ${conv.mse_scale:g}$")
-    if any(p.kind == "relu" for st in network.stages for p in st.post):
+    if any(p.follows_convention_at_zero for st in network.stages for p in st.post):
         parts.append(f"ReLU$'(0) = {conv.relu_at_zero:g}$")
     return rf"Convention \texttt{{{escape_text(conv.name)}}}: " + "; ".join(parts) + "."
 
 
 def _activation_text(layer) -> str:
-    names = {"sigmoid": r"the sigmoid $\sigma(t) = 1/(1+e^{-t})$, $\sigma' = \sigma(1-\sigma)$",
-             "relu": r"ReLU $\max(0,t)$, with derivative $[t>0]$ and the subgradient %s at $0$",
-             "tanh": r"$\tanh$, derivative $1-\tanh^2$", "identity": "the identity",
-             "softmax": r"softmax, Jacobian $\operatorname{diag}(\mathbf{s})-\mathbf{s}\mathbf{s}^\top$",
-             "arctan": r"$\arctan$, derivative $1/(1+t^2)$", "softplus": r"softplus $\log(1+e^t)$, derivative $\sigma$",
-             "elu": "ELU", "leaky_relu": "leaky ReLU", "flatten": "flatten (identity on the row-major vector)",
-             "maxpool2d": "max pooling (0/1 selection matrix)", "avgpool2d": "average pooling",
-             "radial_sigmoid": "radial sigmoid", "generic": "an undefined function"}
-    t = names.get(layer.kind, escape_text(layer.kind))
-    if layer.kind == "relu":
-        t = t % f"${getattr(layer, 'at_zero', 0) or 0:g}$"
-    return t
+    return layer.prose()
 
 
 def derivation_document(network, params, X, Y, title: str | None = None, *, notation=None, precision: int = 4,
@@ -214,9 +194,8 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
         post = ", ".join(escape_text(p.kind) for p in st.post) or "none"
         shape_in = r"\times ".join(map(str, st.layer.in_shape))
         shape_out = r"\times ".join(map(str, st.layer.out_shape))
-        kind = rf"dense ${st.layer.in_features}\to {st.layer.out_features}$" if st.layer.kind == "dense" \
-            else escape_text(st.layer.describe())
-        rows.append(rf"{st.index} & {kind} & ${shape_in}$ & ${shape_out}$ & {post} \\")
+        layer_text = st.layer.latex_describe()
+        rows.append(rf"{st.index} & {layer_text} & ${shape_in}$ & ${shape_out}$ & {post} \\")
     out.append(r"\begin{center}\begin{tabular}{rllll}\hline $l$ & layer & input & $" + nt.z("l") + r"$ & activation \\ \hline "
                + "\n".join(rows) + r" \hline\end{tabular}\end{center}")
     order = {"C": "rows", "F": "columns"}
@@ -316,11 +295,11 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
         closed = render(nl.param_gradient_closed(e), nt)
         first = render(pg.body, nt, False, 99)
         rhs = first if first == closed else f"{first} = {closed}"
-        if e.local == "W" and network.stages[e.stage - 1].layer.kind == "dense":
+        if e.local == network.stages[e.stage - 1].layer.affine_weight_name:
             rhs += (rf" = \operatorname{{vec}}\big({nl.gradient_matrix_form(e)}\big)")
         lines.append(rf"{render(pg.label, nt)} &= {rhs}")
     out.append(_align(lines))
-    if any(e.local == "W" and network.stages[e.stage - 1].layer.kind == "dense" for e in network.entries):
+    if any(e.local == network.stages[e.stage - 1].layer.affine_weight_name for e in network.entries):
         out.append(r"Here $\operatorname{vec}$ stacks the " + {"col": "columns", "row": "rows"}[conv.vec_order]
                    + r" of the weight as laid out in the convention, and $(\mathbf{I}\otimes\mathbf{a})\boldsymbol{\delta} = "
                    r"\boldsymbol{\delta}\otimes\mathbf{a}$ is the mixed-product rule.")
@@ -330,7 +309,10 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
     G = nl.gradient()
     out.append(_steps(nl, G, (0, 99), shapes_last=False))
     if N > 1:
-        red = r"\frac{1}{N}" if conv.reduction == "mean" else ""
+        red = {"sum": "", "mean": r"\frac{1}{N}"}.get(conv.reduction, "")
+        if conv.reduction == "mean_elements":  # PyTorch's element mean: 1/(N n_L) when the loss sums over outputs
+            r = network.reduce_factor(N)
+            red = r"\frac{1}{N}" if abs(r * N - 1.0) < 1e-15 else rf"\frac{{1}}{{N \cdot {network.n_out}}}"
         out.append(rf"For the batch of $N = {N}$ samples the loss is {'the mean' if red else 'the sum'} of the "
                    rf"per-sample losses, so $\nabla_{{{nt.theta}}}{nt.loss} = {red}\sum_{{i=1}}^{{N}}"
                    rf"({nt.jac('{' + nt.z(L) + '}_{i}', nt.theta)})^{nt.transpose} \, {{{nt.dz(L)}}}_{{i}}$. Its value:")

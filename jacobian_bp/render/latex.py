@@ -29,6 +29,11 @@ Two entry points:
 
 All functions return math-mode LaTeX without delimiters, valid for pdflatex (with
 ``amsmath``) and for MathJax in notebooks.
+
+Layout: :mod:`jacobian_bp.render.entries` (entries level), :mod:`jacobian_bp.render.matrix_expr`
+(block level: the matrix-expression tree and :func:`render`), :mod:`jacobian_bp.render.jacobian_latex`
+(bare Jacobians, products, gradients, reports) and this module (:class:`NetworkLatex`, the notebook
+display printers); every name of the three stays importable from here.
 """
 from __future__ import annotations
 
@@ -45,814 +50,22 @@ from .notation import Notation, get_notation, sub
 from ..backend import operators as ops
 from ..engine.chain import LeftChain
 
+from .entries import (  # noqa: F401
+    DEFAULT_MAX, format_number, _elide, _check_max, operator_entries, matrix_latex,
+)
+from .matrix_expr import (  # noqa: F401
+    shape_latex, _Ctx, MatExpr, _shape2, Sym, _as_2d, Eye, Zeros, Ones, Transpose, Kron, Prod, HCat, VCat, Named, _effective_prec, _tex, _paren, _brace, render, _children, _find_notation,
+)
+from .jacobian_latex import (  # noqa: F401
+    _dense_value, _parse, _row_values, _infer, jacobian_block_expr, _symbol, _opaque, jacobian_latex, jacobian_equation_latex, product_latex, gradient_latex, verification_table_latex,
+)
+
 __all__ = [
     "format_number", "matrix_latex", "operator_entries", "MatExpr", "Sym", "Eye", "Zeros", "Ones",
     "Transpose", "Kron", "Prod", "HCat", "VCat", "Named", "render", "shape_latex", "jacobian_block_expr",
     "jacobian_latex", "jacobian_equation_latex", "product_latex", "gradient_latex",
     "verification_table_latex", "NetworkLatex",
 ]
-
-DEFAULT_MAX = 10
-
-
-# =====================================================================================
-# entries level
-# =====================================================================================
-def format_number(v, precision: int = 4) -> str:
-    r"""A number as LaTeX with ``precision`` significant digits.
-
-    ``0.000012345`` → ``1.234\times 10^{-5}``, ``-0.0`` → ``0``, integers stay integers,
-    SymPy expressions go through :func:`sympy.latex`.
-    """
-    if not isinstance(precision, (int, np.integer)) or isinstance(precision, bool) or precision < 1:
-        raise ValueError(f"format_number: precision must be a positive integer, received {precision!r}")
-    if isinstance(v, sympy.Basic):
-        if v.is_Number and not v.is_Rational:
-            v = float(v)
-        else:
-            return sympy.latex(v)
-    if isinstance(v, (bool, np.bool_)):
-        return "1" if v else "0"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (complex, np.complexfloating)):
-        raise TypeError("format_number: complex entries are not supported")
-    v = float(v)
-    if np.isnan(v):
-        return r"\mathrm{NaN}"
-    if np.isinf(v):
-        return r"\infty" if v > 0 else r"-\infty"
-    if v == 0:
-        return "0"
-    s = f"{v:.{int(precision)}g}"
-    if "e" in s:
-        mant, ex = s.split("e")
-        ex = int(ex)
-        return (r"10^{%d}" % ex) if mant in ("1", "1.0") else (rf"{mant}\times 10^{{{ex}}}" if mant != "-1" else r"-10^{%d}" % ex)
-    return s
-
-
-def _elide(n: int, keep: int) -> tuple[list[int], int | None]:
-    """Indices shown out of ``n`` when at most ``keep`` slots are available; the position of the
-    ellipsis slot (or None)."""
-    if n <= keep:
-        return list(range(n)), None
-    head = keep - 2
-    return list(range(head)) + [n - 1], head
-
-
-def _check_max(max_rows, max_cols):
-    for nm, v in (("max_rows", max_rows), ("max_cols", max_cols)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 3:
-            raise ValueError(f"matrix_latex: {nm} must be an integer >= 3 (room for the first, an ellipsis and the last), received {v!r}")
-
-
-def operator_entries(op, rows: Sequence[int], cols: Sequence[int]) -> np.ndarray:
-    """The entries ``op[rows][:, cols]`` of a structured operator, computing only those columns.
-
-    Parameters
-    ----------
-    op : Operator, Jacobian, ndarray, sympy Matrix
-    rows, cols : sequence of int
-
-    Returns
-    -------
-    ndarray, ``(len(rows), len(cols))``, float or object (SymPy entries).
-    """
-    from ..engine.jacobian import Jacobian
-
-    if isinstance(op, Jacobian):
-        op = op.op
-    if isinstance(op, sympy.MatrixBase):
-        return np.array([[op[i, j] for j in cols] for i in rows], dtype=object)
-    if not isinstance(op, ops.Operator):
-        A = np.asarray(op)
-        if A.ndim == 1:
-            A = A[:, None]
-        return A[np.ix_(list(rows), list(cols))]
-    m, n = op.shape
-    if any(not (0 <= i < m) for i in rows) or any(not (0 <= j < n) for j in cols):
-        raise ShapeError(f"operator_entries: indices out of range for a {m}x{n} operator")
-    if op.symbolic:
-        E = np.zeros((n, len(cols)), dtype=object)
-        E[:] = sympy.Integer(0)
-        for t, j in enumerate(cols):
-            E[j, t] = sympy.Integer(1)
-    else:
-        E = np.zeros((n, len(cols)))
-        E[list(cols), np.arange(len(cols))] = 1.0
-    C = op.matmat(E)
-    return np.asarray(C)[list(rows)]
-
-
-def matrix_latex(M, max_rows: int = DEFAULT_MAX, max_cols: int = DEFAULT_MAX, precision: int = 4) -> str:
-    r"""An explicit matrix ``\left[\begin{array}…\end{array}\right]``, elided beyond ``max_rows × max_cols``.
-
-    Parameters
-    ----------
-    M : ndarray (1-D is a column), sympy Matrix, Operator or Jacobian
-    max_rows, max_cols : int, >= 3
-        Beyond these, the first ``max - 2`` rows/columns, an ellipsis (``\vdots``, ``\cdots``,
-        ``\ddots`` at the crossing) and the last one are shown.
-    precision : int
-        Significant digits of numeric entries.
-    """
-    _check_max(max_rows, max_cols)
-    from ..engine.jacobian import Jacobian
-
-    if isinstance(M, Jacobian):
-        M = M.op
-    if isinstance(M, (ops.Operator, sympy.MatrixBase)):
-        m, n = M.shape
-    else:
-        A = np.asarray(M)
-        if A.ndim == 0:
-            A = A.reshape(1, 1)
-        if A.ndim == 1:
-            A = A[:, None]
-        if A.ndim != 2:
-            raise ShapeError(f"matrix_latex: expected a vector or a matrix, received shape {A.shape}")
-        M = A
-        m, n = A.shape
-    if m == 0 or n == 0:
-        return rf"\mathbf{{0}}_{{{m}\times {n}}}"
-    ri, rdots = _elide(m, max_rows)
-    ci, cdots = _elide(n, max_cols)
-    vals = operator_entries(M, ri, ci)
-    lines = []
-    for a, i in enumerate(ri):
-        if rdots is not None and a == rdots:
-            cells = [r"\vdots"] * len(ci)
-            if cdots is not None:
-                cells.insert(cdots, r"\ddots")
-            lines.append(" & ".join(cells))
-        cells = [format_number(vals[a, b], precision) for b in range(len(ci))]
-        if cdots is not None:
-            cells.insert(cdots, r"\cdots")
-        lines.append(" & ".join(cells))
-    ncols = len(ci) + (1 if cdots is not None else 0)
-    return r"\left[\begin{array}{" + "c" * ncols + "}" + r" \\ ".join(lines) + r"\end{array}\right]"
-
-
-# =====================================================================================
-# block level: a tiny matrix-expression tree with shapes and optional values
-# =====================================================================================
-def shape_latex(shape: tuple[int, int]) -> str:
-    return rf"{shape[0]}\times {shape[1]}"
-
-
-@dataclass
-class _Ctx:
-    notation: Notation
-    shapes: bool = False
-    expand: int = 99
-
-
-class MatExpr:
-    """A block-level matrix expression with a shape; ``.T`` simplifies transposes,
-    ``a @ b`` checks shapes, :meth:`evaluate` computes the value when every leaf has one."""
-
-    shape: tuple[int, int]
-    prec: int = 3  # 3 atom, 2 product, 1 kronecker, 0 compound (needs parentheses)
-
-    @property
-    def T(self) -> "MatExpr":
-        return Transpose(self)
-
-    def __matmul__(self, other: "MatExpr") -> "Prod":
-        return Prod([self, other])
-
-    def evaluate(self) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def tex(self, ctx: _Ctx) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def leaves(self):
-        yield self
-
-    def latex(self, notation=None, shapes: bool = False, expand: int = 99) -> str:
-        return render(self, notation, shapes, expand)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({shape_latex(self.shape).replace(chr(92) + 'times ', 'x')})"
-
-
-def _shape2(shape) -> tuple[int, int]:
-    shape = tuple(int(s) for s in shape)
-    if len(shape) == 1:
-        shape = (shape[0], 1)
-    if len(shape) != 2 or any(s < 0 for s in shape):
-        raise ShapeError(f"block expression: expected a 2-D shape, received {shape}")
-    return shape
-
-
-class Sym(MatExpr):
-    r"""A named block: a vector :math:`\mathbf x` (``n×1``), a matrix :math:`\mathbf W^{[2]}`,
-    :math:`\operatorname{diag} f'(\mathbf z)` (``symmetric=True``) or a compound such as
-    :math:`\hat{\mathbf y}-\mathbf y` (``compound=True``: parenthesized in products).
-
-    ``value`` (optional) is its numeric or SymPy value, of shape ``shape``.
-    """
-
-    def __init__(self, latex: str, shape, value=None, symmetric: bool = False, compound: bool = False,
-                 atomic: bool | None = None):
-        self.latex_str = latex
-        self.shape = _shape2(shape)
-        self.symmetric = bool(symmetric) and self.shape[0] == self.shape[1]
-        self.compound = compound
-        self.atomic = atomic
-        self.prec = 0 if compound else 3
-        self.value = None
-        if value is not None:
-            v = _as_2d(value)
-            if v.shape != self.shape:
-                raise ShapeError(f"block {latex}: value of shape {v.shape} does not match the declared shape {self.shape}")
-            self.value = v
-
-    @property
-    def T(self):
-        return self if self.symmetric else Transpose(self)
-
-    def evaluate(self):
-        if self.value is None:
-            raise JacobianBPError(f"block {self.latex_str}: no value bound; build it from a NetworkLatex with params and x")
-        return self.value
-
-    def tex(self, ctx):
-        return self.latex_str
-
-
-def _as_2d(value) -> np.ndarray:
-    if isinstance(value, sympy.MatrixBase):
-        value = np.array(value.tolist(), dtype=object)
-    v = np.asarray(value)
-    if v.ndim == 1:
-        v = v[:, None]
-    elif v.ndim == 0:
-        v = v.reshape(1, 1)
-    return v
-
-
-class Eye(MatExpr):
-    r""":math:`\mathbf I_n`."""
-
-    def __init__(self, n: int):
-        self.n = int(n)
-        self.shape = (self.n, self.n)
-
-    @property
-    def T(self):
-        return self
-
-    def evaluate(self):
-        return np.eye(self.n)
-
-    def tex(self, ctx):
-        return ctx.notation.identity(self.n)
-
-
-class Zeros(MatExpr):
-    r""":math:`\mathbf 0` of shape ``m×n``."""
-
-    def __init__(self, m: int, n: int):
-        self.shape = (int(m), int(n))
-
-    @property
-    def T(self):
-        return Zeros(self.shape[1], self.shape[0])
-
-    def evaluate(self):
-        return np.zeros(self.shape)
-
-    def tex(self, ctx):
-        return r"\mathbf{0}"
-
-
-class Ones(MatExpr):
-    r""":math:`\mathbf 1_n` (a column)."""
-
-    def __init__(self, n: int):
-        self.n = int(n)
-        self.shape = (self.n, 1)
-
-    def evaluate(self):
-        return np.ones((self.n, 1))
-
-    def tex(self, ctx):
-        return rf"\mathbf{{1}}_{sub(self.n)}"
-
-
-class Transpose(MatExpr):
-    def __init__(self, A: MatExpr):
-        self.A = A
-        self.shape = (A.shape[1], A.shape[0])
-
-    @property
-    def T(self):
-        return self.A
-
-    def leaves(self):
-        yield from self.A.leaves()
-
-    def evaluate(self):
-        return self.A.evaluate().T
-
-    def tex(self, ctx):
-        inner = _tex(self.A, ctx)
-        if isinstance(self.A, Sym) and not self.A.compound:
-            atomic = self.A.atomic if self.A.atomic is not None else not ctx.notation.has_superscript(inner)
-            atomic = atomic and "\\frac" not in inner and " " not in inner.strip()
-            return ctx.notation.T(inner, atomic)
-        return ctx.notation.T(inner, False)
-
-
-class Kron(MatExpr):
-    r""":math:`\mathbf A\otimes\mathbf B`."""
-
-    prec = 1
-
-    def __init__(self, A: MatExpr, B: MatExpr):
-        self.A, self.B = A, B
-        self.shape = (A.shape[0] * B.shape[0], A.shape[1] * B.shape[1])
-
-    @property
-    def T(self):
-        return Kron(self.A.T, self.B.T)
-
-    def leaves(self):
-        yield from self.A.leaves()
-        yield from self.B.leaves()
-
-    def evaluate(self):
-        return np.kron(self.A.evaluate(), self.B.evaluate())
-
-    def tex(self, ctx):
-        sub_ctx = _Ctx(ctx.notation, False, ctx.expand)
-        return f"{_paren(self.A, sub_ctx, 2)} \\otimes {_paren(self.B, sub_ctx, 2)}"
-
-
-class Prod(MatExpr):
-    """A product of blocks, shapes checked; nested products are flattened."""
-
-    prec = 2
-
-    def __init__(self, factors: Sequence[MatExpr]):
-        flat: list[MatExpr] = []
-        for f in factors:
-            if not isinstance(f, MatExpr):
-                raise TypeError(f"Prod: factors must be block expressions, received {type(f).__name__}")
-            flat.extend(f.factors if isinstance(f, Prod) else [f])
-        if not flat:
-            raise ShapeError("Prod: needs at least one factor")
-        for a, b in zip(flat[:-1], flat[1:]):
-            if a.shape[1] != b.shape[0]:
-                raise ShapeError(f"Prod: factors do not chain: {a!r} {a.shape} times {b!r} {b.shape}")
-        self.factors = flat
-        self.shape = (flat[0].shape[0], flat[-1].shape[1])
-
-    @property
-    def T(self):
-        return Prod([f.T for f in reversed(self.factors)])
-
-    def leaves(self):
-        for f in self.factors:
-            yield from f.leaves()
-
-    def evaluate(self):
-        out = self.factors[0].evaluate()
-        for f in self.factors[1:]:
-            out = out @ f.evaluate()
-        return out
-
-    def _flat(self, ctx):
-        """Factors with their contexts, expanded named sub-products spliced in (associativity)."""
-        out = []
-        for f in self.factors:
-            g, c = f, ctx
-            while isinstance(g, Named) and c.expand > 0:
-                g, c = g.body, _Ctx(c.notation, c.shapes, c.expand - 1)
-            if isinstance(g, Prod):
-                out.extend(g._flat(c))
-            else:
-                out.append((g, c))
-        return out
-
-    def tex(self, ctx):
-        parts = []
-        for f, c in self._flat(ctx):
-            t = _paren(f, c, 2)
-            parts.append(_brace(t, f.shape) if ctx.shapes else t)
-        return r" \, ".join(parts)
-
-
-class HCat(MatExpr):
-    r"""A block row :math:`[\mathbf A\;\mathbf B]` (Damadi Alg. 1 line 7)."""
-
-    def __init__(self, blocks: Sequence[MatExpr]):
-        blocks = list(blocks)
-        if not blocks:
-            raise ShapeError("HCat: needs at least one block")
-        rows = {b.shape[0] for b in blocks}
-        if len(rows) != 1:
-            raise ShapeError("HCat: blocks have different numbers of rows: " + ", ".join(repr(b) for b in blocks))
-        self.blocks = blocks
-        self.shape = (rows.pop(), sum(b.shape[1] for b in blocks))
-
-    @property
-    def T(self):
-        return VCat([b.T for b in self.blocks])
-
-    def leaves(self):
-        for b in self.blocks:
-            yield from b.leaves()
-
-    def evaluate(self):
-        return np.concatenate([b.evaluate() for b in self.blocks], axis=1)
-
-    def tex(self, ctx):
-        parts = [_tex(b, ctx) for b in self.blocks]
-        if ctx.shapes:
-            parts = [_brace(p, b.shape) for p, b in zip(parts, self.blocks)]
-        # Damadi's block rows of symbols are spaced thickly ([I_3 (x) x^T \; I_3]); blocks that are
-        # Jacobian labels or fractions get a quad so that the row does not read as a product
-        labels = any(k in p for p in parts for k in (r"\mathbf{J}", "\\frac", r"\underbrace"))
-        body = (r" \quad " if labels else r" \; ").join(parts)
-        if any(k in body for k in ("\\frac", "\\underbrace", "\\begin", "\\left")):
-            return r"\left[" + body + r"\right]"
-        return "[" + body + "]"
-
-
-class VCat(MatExpr):
-    r"""A block column, rendered as a one-column ``bmatrix``."""
-
-    def __init__(self, blocks: Sequence[MatExpr]):
-        blocks = list(blocks)
-        if not blocks:
-            raise ShapeError("VCat: needs at least one block")
-        cols = {b.shape[1] for b in blocks}
-        if len(cols) != 1:
-            raise ShapeError("VCat: blocks have different numbers of columns: " + ", ".join(repr(b) for b in blocks))
-        self.blocks = blocks
-        self.shape = (sum(b.shape[0] for b in blocks), cols.pop())
-
-    @property
-    def T(self):
-        return HCat([b.T for b in self.blocks])
-
-    def leaves(self):
-        for b in self.blocks:
-            yield from b.leaves()
-
-    def evaluate(self):
-        return np.concatenate([b.evaluate() for b in self.blocks], axis=0)
-
-    def tex(self, ctx):
-        parts = [_tex(b, ctx) for b in self.blocks]
-        if ctx.shapes:
-            parts = [_brace(p, b.shape) for p, b in zip(parts, self.blocks)]
-        return r"\begin{bmatrix} " + r" \\[2pt] ".join(parts) + r" \end{bmatrix}"
-
-
-class Named(MatExpr):
-    r"""An expression with a name, e.g. :math:`\mathbf J_{\mathbf z^{[1]}}\mathbf z^{[2]}` for a product.
-
-    Rendered as its ``label`` when the context's ``expand`` depth is exhausted, as its
-    ``body`` otherwise.  ``op`` (optional) is the engine's operator of the same matrix,
-    used for entries-level rendering without evaluating the tree.
-    """
-
-    def __init__(self, label: "MatExpr | str", body: MatExpr, op=None, notation: Notation | None = None):
-        self.notation = notation
-        if isinstance(label, str):
-            label = Sym(label, body.shape, atomic=False)
-        if label.shape != body.shape:
-            raise ShapeError(f"Named: label {label!r} and body {body!r} have different shapes")
-        self.label = label
-        self.body = body
-        self.op = op
-        self.shape = body.shape
-        self.prec = body.prec if not isinstance(body, Sym) else 3
-
-    @property
-    def T(self):
-        return Named(self.label.T, self.body.T, None if self.op is None else self.op.T, self.notation)
-
-    def leaves(self):
-        yield from self.body.leaves()
-
-    def evaluate(self):
-        return self.body.evaluate()
-
-    def tex(self, ctx):
-        if ctx.expand <= 0:
-            return _tex(self.label, ctx)
-        return _tex(self.body, _Ctx(ctx.notation, ctx.shapes, ctx.expand - 1))
-
-    def label_tex(self, notation=None) -> str:
-        return render(self.label, notation)
-
-
-def _effective_prec(e: MatExpr, ctx: _Ctx) -> int:
-    if isinstance(e, Named):
-        return 3 if ctx.expand <= 0 else _effective_prec(e.body, _Ctx(ctx.notation, ctx.shapes, ctx.expand - 1))
-    return e.prec
-
-
-def _tex(e: MatExpr, ctx: _Ctx) -> str:
-    return e.tex(ctx)
-
-
-def _paren(e: MatExpr, ctx: _Ctx, need: int) -> str:
-    t = _tex(e, ctx)
-    p = _effective_prec(e, ctx)
-    if p < need and not (isinstance(e, Prod) and need == 2):
-        return r"\left(" + t + r"\right)" if ("\\frac" in t or "\\underbrace" in t) else "(" + t + ")"
-    return t
-
-
-def _brace(t: str, shape) -> str:
-    return r"\underbrace{" + t + "}_{" + shape_latex(shape) + "}"
-
-
-def render(expr: MatExpr, notation=None, shapes: bool = False, expand: int = 99) -> str:
-    """LaTeX of a block expression.
-
-    Parameters
-    ----------
-    notation : Notation, str or None
-        Document notation (default Damadi).
-    shapes : bool
-        Put the shape of every factor and block under it (``\\underbrace``).
-    expand : int
-        How many levels of :class:`Named` sub-expressions are replaced by their bodies
-        (0: the top-level children show their names).
-    """
-    if not isinstance(expr, MatExpr):
-        raise TypeError(f"render: expected a block expression, received {type(expr).__name__}")
-    if notation is None:
-        notation = _find_notation(expr)
-    return _tex(expr, _Ctx(get_notation(notation), bool(shapes), int(expand)))
-
-
-def _children(e: MatExpr):
-    if isinstance(e, Named):
-        return [e.label, e.body]
-    if isinstance(e, Prod):
-        return e.factors
-    if isinstance(e, (HCat, VCat)):
-        return e.blocks
-    if isinstance(e, Kron):
-        return [e.A, e.B]
-    if isinstance(e, Transpose):
-        return [e.A]
-    return []
-
-
-def _find_notation(e: MatExpr):
-    """The notation recorded on the first named sub-expression (expressions built by
-    :class:`NetworkLatex` remember theirs), else None (Damadi's)."""
-    stack = [e]
-    while stack:
-        node = stack.pop(0)
-        if isinstance(node, Named) and node.notation is not None:
-            return node.notation
-        stack.extend(_children(node))
-    return None
-
-
-# =====================================================================================
-# block form of a bare Jacobian (structure + spaces)
-# =====================================================================================
-def _dense_value(op):
-    if op.symbolic:
-        return np.array(op.to_sympy().tolist(), dtype=object)
-    return op.to_dense()
-
-
-def _parse(name: str):
-    """("z", 2) for "z[2]", ("vec W", 1) for "vec W[1]", ("x", 0) for "x"."""
-    import re
-
-    if name == "x":
-        return ("a", 0)
-    m = re.fullmatch(r"(vec [A-Za-z]+|[A-Za-z]+)\[(\d+)\]", name)
-    if not m:
-        return (None, None)
-    return (m.group(1), int(m.group(2)))
-
-
-def _row_values(op) -> np.ndarray | None:
-    """The single row of a ``1×k`` Dense operator, else None."""
-    if isinstance(op, ops.Dense) and op.shape[0] == 1:
-        return _dense_value(op)
-    return None
-
-
-def _infer(op, out_name: str, in_name: str, nt: Notation, symbol: str) -> MatExpr:
-    """Best block form of ``op`` given the names of its output and input spaces; falls back to
-    an opaque block named ``symbol`` (with the operator's value) when the structure says nothing."""
-    okind, ol = _parse(out_name)
-    ikind, il = _parse(in_name)
-    if isinstance(op, ops.Identity):
-        return Eye(op.n)
-    if isinstance(op, ops.Zero):
-        return Zeros(*op.shape)
-    if isinstance(op, ops.Diagonal) and okind == "a" and ikind == "z" and ol == il:
-        return Sym(nt.diag_act(il, nt.z(il)), op.shape, value=np.diag(op.d) if not op.symbolic else
-                   np.array(sympy.diag(*list(op.d)).tolist(), dtype=object), symmetric=True)
-    if isinstance(op, ops.Kron) and ikind in ("vec W",) and il is not None:
-        a_lat = nt.a(il - 1)
-        if isinstance(op.A, ops.Identity):
-            row = _row_values(op.B)
-            if row is not None:
-                return Kron(Eye(op.A.n), Sym(a_lat, (row.shape[1], 1), value=row.T).T)
-        if isinstance(op.B, ops.Identity):
-            row = _row_values(op.A)
-            if row is not None:
-                return Kron(Sym(a_lat, (row.shape[1], 1), value=row.T).T, Eye(op.B.n))
-    if isinstance(op, ops.Product) and len(op.factors) == 2 and isinstance(op.factors[0], (ops.Dense, LeftChain)) \
-            and okind == "z" and ikind in ("vec W", "b") and il is not None and ol is not None and il < ol:
-        P = op.factors[0]
-        chain = Sym(nt.jac(nt.z(ol), nt.z(il)), P.shape, value=_dense_value(P), atomic=False)
-        local = _infer(op.factors[1], f"z[{il}]", in_name, nt, nt.jac(nt.z(il), in_name))
-        return Prod([chain, local])
-    return Sym(symbol, op.shape, value=None, atomic=False)
-
-
-def jacobian_block_expr(J, notation=None) -> MatExpr:
-    r"""Block form of a :class:`~jacobian_bp.engine.jacobian.Jacobian` from its structure.
-
-    * ``J.notation`` (a LaTeX string set by whoever built it) is used as is;
-    * a stacked Jacobian (``J.blocks``) becomes a block row of its blocks' forms;
-    * a product built with ``@`` (``J.factors``) becomes the product of its factors' forms;
-    * otherwise the operator is read: :math:`\mathbf I_n`, :math:`\operatorname{diag} f^{[l]\prime}(\mathbf z^{[l]})`
-      for a diagonal :math:`\mathbf J_{\mathbf z^{[l]}}\mathbf a^{[l]}`,
-      :math:`\mathbf I_n\otimes(\mathbf a^{[l-1]})^\top` / :math:`(\mathbf a^{[l-1]})^\top\otimes\mathbf I_n`
-      for a weight block, :math:`\mathbf J_{\mathbf z^{[l]}}\mathbf z^{[L]}\,(\cdots)` for a block of
-      :math:`\mathbf J_\theta\mathbf z^{[L]}`; anything else is shown as its symbol.
-    """
-    from ..engine.jacobian import Jacobian
-
-    if not isinstance(J, Jacobian):
-        raise TypeError(f"jacobian_block_expr: expected a Jacobian, received {type(J).__name__}")
-    nt = get_notation(notation)
-    if J.notation:
-        return Sym(check_math(J.notation, "Jacobian.notation"), J.shape, atomic=False)
-    if J.blocks and isinstance(J.op, ops.HStack):
-        return HCat([jacobian_block_expr(b, nt) for b in J.blocks])
-    if J.blocks and isinstance(J.op, ops.VStack):
-        return VCat([jacobian_block_expr(b, nt) for b in J.blocks])
-    if J.factors:
-        return Prod([jacobian_block_expr(f, nt) for f in J.factors])
-    return _infer(J.op, J.output.name, J.input.name, nt, _symbol(J))
-
-
-def _symbol(J) -> str:
-    """``J.symbol``, validated as a math-mode string (it may come from the user: ``Jacobian(symbol=…)``,
-    ``Space(latex=…)``)."""
-    return check_math(J.symbol, f"symbol of the Jacobian {J.symbol_plain()}")
-
-
-def _opaque(e: MatExpr, symbol: str) -> bool:
-    return isinstance(e, Sym) and e.latex_str == symbol
-
-
-def jacobian_latex(J, level: str = "block", shapes: bool = False, max_rows: int = DEFAULT_MAX,
-                   max_cols: int = DEFAULT_MAX, precision: int = 4, notation=None) -> str:
-    """The right-hand side for ``J``: its block form (``level="block"``) or its entries (``"entries"``)."""
-    if level == "block":
-        return render(jacobian_block_expr(J, notation), notation, shapes)
-    if level == "entries":
-        return matrix_latex(J, max_rows, max_cols, precision)
-    raise ValueError(f"jacobian_latex: level must be 'block' or 'entries', received {level!r}")
-
-
-def jacobian_equation_latex(J, level: str = "auto", shapes: bool = False, max_rows: int = DEFAULT_MAX,
-                            max_cols: int = DEFAULT_MAX, precision: int = 4, notation=None) -> str:
-    r"""``symbol = block form [= entries] \in \mathbb R^{m\times n}`` for a Jacobian (its ``_repr_latex_``).
-
-    Parameters
-    ----------
-    J : Jacobian
-    level : {"auto", "block", "entries", "both"}
-        ``auto``: the block form, followed by the entries when the whole matrix fits in
-        ``max_rows × max_cols``.
-    shapes : bool
-        Shapes under every block (``\underbrace``).
-
-    Raises
-    ------
-    SpecError
-        When ``J.symbol`` or ``J.notation`` (LaTeX set by whoever built ``J``) is not a safe
-        math-mode string (:func:`jacobian_bp.backend.escape.check_math`).
-    """
-    from ..engine.jacobian import Jacobian
-
-    if not isinstance(J, Jacobian):
-        raise TypeError(f"jacobian_equation_latex: expected a Jacobian, received {type(J).__name__}")
-    if level not in ("auto", "block", "entries", "both"):
-        raise ValueError(f"jacobian_equation_latex: level must be auto, block, entries or both, received {level!r}")
-    _check_max(max_rows, max_cols)
-    parts = [_symbol(J)]
-    if level in ("auto", "block", "both"):
-        e = jacobian_block_expr(J, notation)
-        if not _opaque(e, J.symbol):
-            parts.append(render(e, notation, shapes))
-    small = J.shape[0] <= max_rows and J.shape[1] <= max_cols
-    if level in ("entries", "both") or (level == "auto" and small):
-        parts.append(matrix_latex(J, max_rows, max_cols, precision))
-    return " = ".join(parts) + r" \in " + Notation.reals(*J.shape)
-
-
-def product_latex(jacobians: Sequence, shapes: bool = False, notation=None) -> str:
-    r"""The chain rule for a sequence of Jacobians, left to right, e.g.
-    :math:`\mathbf J_{\mathbf z^{[1]}}\mathbf z^{[2]} = (\mathbf W^{[2]})^\top\operatorname{diag} f^{[1]\prime}(\mathbf z^{[1]})`.
-
-    The product is formed with ``@``, so a sequence whose spaces do not chain raises
-    :class:`~jacobian_bp.errors.SpaceMismatchError`."""
-    js = list(jacobians)
-    if not js:
-        raise ShapeError("product_latex: needs at least one Jacobian")
-    P = js[0]
-    for j in js[1:]:
-        P = P @ j
-    factors = " ".join(_symbol(j) for j in js)
-    block = render(jacobian_block_expr(P, notation), notation, shapes)
-    parts = [_symbol(P), factors] + ([block] if block != factors else [])
-    return " = ".join(parts) + r" \in " + Notation.reals(*P.shape)
-
-
-# =====================================================================================
-# gradients and verification reports
-# =====================================================================================
-def gradient_latex(gradient, max_rows: int = DEFAULT_MAX, max_cols: int = DEFAULT_MAX, precision: int = 4,
-                   notation=None) -> str:
-    r"""``\begin{aligned} \nabla_{\mathbf W^{[2]}}\ell &= […] \\ … \end{aligned}`` for a
-    :class:`~jacobian_bp.engine.network.Gradient`, parameters in θ order and in the user's layout."""
-    from ..engine.network import Gradient
-
-    if not isinstance(gradient, Gradient):
-        raise TypeError(f"gradient_latex: expected a Gradient, received {type(gradient).__name__}")
-    net = gradient.network
-    nt = get_notation(notation if notation is not None else net)
-    lines = []
-    for e in net.entries:
-        sym = nt.param(e.local, e.stage)
-        lines.append(rf"{nt.cost_grad(sym)} &= {matrix_latex(np.asarray(gradient.params[e.name]), max_rows, max_cols, precision)}"
-                     rf" \in {Notation.reals(*e.user_shape)}")
-    return r"\begin{aligned}" + r" \\[4pt] ".join(lines) + r"\end{aligned}"
-
-
-def verification_table_latex(report, mode: str = "math", notation=None) -> str:
-    """The verification report as a table: ``mode="math"`` gives an ``array`` for notebooks
-    (MathJax), ``mode="text"`` a ``tabular`` for documents.  Blocks are named by their symbols
-    in the network's notation (``\\mathbf{W}^{[2]}``); the random-direction check is "all"."""
-    from ..oracles.verify import TOL, VerificationReport
-
-    if not isinstance(report, VerificationReport):
-        raise TypeError(f"verification_table_latex: expected a VerificationReport, received {type(report).__name__}")
-    if mode not in ("math", "text"):
-        raise ValueError(f"verification_table_latex: mode must be 'math' or 'text', received {mode!r}")
-    net = report.network
-    nt = get_notation(notation if notation is not None else net)
-    symbols = {e.name: nt.param(e.local, e.stage) for e in net.entries}
-    rows = []
-    for e in report.errors:
-        tol = TOL.get(e.method, 1e-6)
-        rows.append((e.method, e.block, str(e.n_checked), e.max_abs, e.rel, tol, "yes" if e.ok else "NO"))
-
-    def block(b):
-        if b in symbols:
-            return symbols[b] if mode == "math" else f"${symbols[b]}$"
-        if b == "dir.":
-            return r"\text{all (directions)}" if mode == "math" else "all (directions)"
-        return escape_mathjax(b) if mode == "math" else escape_text(b)
-
-    def sci(v):
-        if not np.isfinite(v):
-            return r"\mathrm{NaN}" if np.isnan(v) else r"\infty"
-        if v == 0:
-            return "0"
-        m, ex = f"{v:.2e}".split("e")
-        return rf"{m}\times 10^{{{int(ex)}}}"
-
-    if mode == "math":
-        head = r"\text{method} & \text{block} & \text{checked} & \text{max abs err} & \text{rel err} & \text{tol} & \text{ok}"
-        body = [rf"{escape_mathjax(m)} & {block(b)} & {n} & {sci(a)} & {sci(r)} & {sci(t)} & \text{{{ok}}}"
-                for m, b, n, a, r, t, ok in rows]
-        for m, why in report.skipped.items():
-            body.append(rf"{escape_mathjax(m)} & \text{{skipped}} & & & & & ")
-        verdict = escape_mathjax(f"verdict: {report.verdict}")
-        return (r"\begin{array}{llrrrrl}" + head + r" \\ \hline " + r" \\ ".join(body)
-                + r" \\ \hline \end{array} \quad " + verdict)
-    head = r"method & block & checked & max abs err & rel err & tol & ok"
-    body = [rf"{escape_text(m)} & {block(b)} & {n} & ${sci(a)}$ & ${sci(r)}$ & ${sci(t)}$ & {ok}"
-            for m, b, n, a, r, t, ok in rows]
-    for m, why in report.skipped.items():
-        body.append(rf"{escape_text(m)} & \multicolumn{{6}}{{l}}{{skipped: {escape_text(why)}}}")
-    return (r"\begin{tabular}{llrrrrl}\hline " + head + r" \\ \hline " + " \\\\\n".join(body)
-            + r" \\ \hline\end{tabular}")
 
 
 # =====================================================================================
@@ -861,6 +74,45 @@ def verification_table_latex(report, mode: str = "math", notation=None) -> str:
 def _column(v) -> np.ndarray:
     v = np.asarray(v)
     return v.reshape(-1, 1)
+
+
+class _LatexAlgebra:
+    r"""The matrix-expression algebra a layer's ``block_param_jacobian`` writes its block in (LaTeX model).
+
+    ``a`` is the :class:`Sym` of the layer's input, ``op`` the numeric Jacobian when bound (its im2col
+    factor gives :math:`\mathbf P` its value); vec permutations have no LaTeX form here (None).
+    """
+
+    def __init__(self, a, op):
+        self._a, self._op = a, op
+
+    def identity(self, n):
+        return Eye(n)
+
+    def kron(self, A, B):
+        return Kron(A, B)
+
+    def matmul(self, A, B):
+        return Prod([A, B])
+
+    def ones(self, n):
+        return Ones(n)
+
+    def input_column(self):
+        return self._a
+
+    def input_row(self):
+        return self._a.T
+
+    def patches(self, rows, cols):
+        op = self._op
+        if not (op is None or (isinstance(op, ops.Kron) and isinstance(op.A, ops.Identity))):
+            return None
+        P = None if op is None else _dense_value(op.B)
+        return Sym(rf"\mathbf{{P}}({self._a.latex_str})", (rows, cols), P, atomic=True)
+
+    def permutation(self, local):
+        return None
 
 
 class NetworkLatex:
@@ -964,13 +216,15 @@ class NetworkLatex:
         op = None
         if self.cache is not None:
             op = layer.jac_input(self.cache.a[k - 1][0], self.cache.z[k][0], self._stage_params(k))
-        if layer.kind == "dense":
-            W = self.param_sym(next(e for e in self._entries_of(k) if e.local == "W"))
+        if layer.affine_weight_name is not None:
+            W = self.param_sym(next(e for e in self._entries_of(k) if e.local == layer.affine_weight_name))
             body = W.T if self.net.convention.weight_layout == "in_out" else W
-        elif layer.kind == "conv2d":
-            body = Sym(rf"\operatorname{{Toep}}({self.nt.weight('K', k)})", shape, self._op_value(op) if op is not None else None)
         else:
-            body = Sym(label, shape, self._op_value(op) if op is not None else None, atomic=False)
+            closed = layer.latex_input_jacobian({name: self.nt.weight(name, k) for name in layer.param_names})
+            if closed is not None:
+                body = Sym(closed, shape, self._op_value(op) if op is not None else None)
+            else:
+                body = Sym(label, shape, self._op_value(op) if op is not None else None, atomic=False)
         return Named(Sym(label, shape, atomic=False), body, op, notation=self.nt)
 
     def _post_factor(self, l: int, j: int) -> MatExpr:
@@ -985,15 +239,13 @@ class NetworkLatex:
             ins = self.cache.post[l]
             outs = ins[1:] + [self.cache.a[l]]
             value = _dense_value(layer.jac_input(ins[j][0], outs[j][0], {}))
-        if getattr(layer, "elementwise", False):
-            if layer.kind == "identity":
-                return Eye(layer.out_size)
-            return Sym(self.nt.diag_act(l, inp), shape, value, symmetric=True)
-        if layer.kind == "softmax":
-            return Sym(rf"\operatorname{{diag}}({out}) - {out}{self.nt.T(out)}", shape, value, symmetric=True,
-                       compound=True)
-        if layer.kind == "flatten":
+        if layer.jacobian_is_identity:
             return Eye(layer.out_size)
+        if getattr(layer, "elementwise", False):
+            return Sym(self.nt.diag_act(l, inp), shape, value, symmetric=True)
+        closed = layer.latex_jacobian(out, self.nt.T)
+        if closed is not None:
+            return Sym(closed, shape, value, symmetric=layer.jacobian_symmetric, compound=True)
         return Sym(self.nt.jac(out, inp), shape, value, atomic=False)
 
     def activation_jacobian(self, l: int) -> Named:
@@ -1024,20 +276,9 @@ class NetworkLatex:
         if self.cache is not None:
             op = layer.jac_params(self.cache.a[l - 1][0], self.cache.z[l][0], self._stage_params(l), entry.order)[entry.local]
         a = self.a(l - 1)
-        if layer.kind == "dense":
-            if entry.local == "b":
-                return Eye(n)
-            return Kron(Eye(n), a.T) if entry.order == "C" else Kron(a.T, Eye(n))
-        if layer.kind == "conv2d":
-            C = layer.out_shape[0]
-            if entry.local == "b" and getattr(layer, "bias", None) == "tied":
-                return Kron(Eye(C), Ones(n // C))  # one bias per filter, broadcast over H_out W_out
-            if entry.local == "b" and entry.order == "C":
-                return Eye(n)  # untied bias, stacked like z
-            structured = op is None or (isinstance(op, ops.Kron) and isinstance(op.A, ops.Identity))
-            if entry.local == "K" and entry.order == "C" and structured:
-                P = None if op is None else _dense_value(op.B)
-                return Kron(Eye(C), Sym(rf"\mathbf{{P}}({a.latex_str})", (n // C, entry.size // C), P, atomic=True))
+        block = layer.block_param_jacobian(_LatexAlgebra(a, op), entry.local, entry.order)
+        if block is not None:
+            return block
         sym = self.nt.jac(self.nt.z(l), self.nt.param(entry.local, l))
         return Sym(sym, (n, entry.size), None if op is None else _dense_value(op), atomic=False)
 
@@ -1112,16 +353,7 @@ class NetworkLatex:
             g = rf"{nt.grad(nt.yhat)}"
             return (rf"\left({nt.jac(nt.yhat, nt.z(self.L))}\right)^{nt.transpose} {g}",
                     "chain rule through the last activation (no closed form for this pair)")
-        if loss.kind == "mse":
-            c = loss.scale / (self.size_z(self.L) if loss.reduce_outputs == "mean" else 1)
-            coef = 2 * c
-            cs = "" if coef == 1 else (format_number(coef, 6) if coef != int(coef) else str(int(coef)))
-            if loss.reduce_outputs == "mean":
-                cs = rf"\frac{{{format_number(2 * loss.scale, 6)}}}{{{self.size_z(self.L)}}}"
-            return (rf"{cs}({diff})" if cs else diff,
-                    f"identity output and squared error scaled by {loss.scale:g}, Damadi Table 1")
-        pair = "softmax output and cross entropy" if loss.kind == "cross_entropy" else "sigmoid output and binary cross entropy"
-        return (diff, f"{pair}, Damadi Table 1")
+        return loss.latex_output_delta(diff, self.size_z(self.L), format_number)
 
     def output_delta(self) -> Sym:
         r""":math:`\boldsymbol\delta^{[L]} = \nabla_{\mathbf z^{[L]}}\ell`, valued from the engine's loss when ``y`` is given."""
@@ -1168,11 +400,9 @@ class NetworkLatex:
         l = entry.stage
         layer = self.net.stages[l - 1].layer
         d = self.delta_symbol(l)
-        if layer.kind == "dense":
-            if entry.local == "b":
-                return d
-            a = self.a(l - 1)
-            return Kron(d, a) if entry.order == "C" else Kron(a, d)
+        closed = layer.block_param_gradient(_LatexAlgebra(self.a(l - 1), None), entry.local, entry.order, d)
+        if closed is not None:
+            return closed
         return Prod([self.param_jacobian(entry).T, d])
 
     def gradient_matrix_form(self, entry) -> str:

@@ -126,11 +126,11 @@ class PaperEquations(list):
 # ------------------------------------------------------------------ helpers
 def _require_dense(network, who: str) -> None:
     for st in network.stages:
-        if st.layer.kind != "dense":
+        if st.layer.affine_weight_name is None:
             raise SpecError(f"{who}: the document's equations are for dense layers; layer {st.index} is {st.layer.kind}")
         if len(st.post) > 1:
             raise SpecError(f"{who}: layer {st.index} has {len(st.post)} activation layers; the document has one per layer")
-        if st.index < network.L and st.post and not (st.post[0].elementwise or st.post[0].kind == "softmax"):
+        if st.index < network.L and st.post and not st.post[0].jacobian_symmetric:
             raise SpecError(f"{who}: hidden activation {st.post[0].kind} of layer {st.index} is not covered by the document")
 
 
@@ -495,8 +495,9 @@ def ganev_prop31(network, params=None, x=None, y=None) -> PaperEquations:
         val = None
         if cache is not None:
             val = np.eye(n[l]) if not st.post else _jac_value(st.post[0], cache.z[l][0], cache.a[l][0])
-        body = "I" if not st.post else ("diag" if st.post[0].elementwise else st.post[0].kind)
-        return Sym(nt.act_jac_name(l), (n[l], n[l]), val, symmetric=body in ("I", "diag") or body == "softmax"), body
+        body = "I" if not st.post else ("diag" if st.post[0].elementwise else "")
+        symmetric = not st.post or st.post[0].jacobian_symmetric
+        return Sym(nt.act_jac_name(l), (n[l], n[l]), val, symmetric=symmetric), body
 
     grads: dict[int, Sym] = {}
     eqs = []

@@ -42,6 +42,7 @@ from sympy import BlockMatrix, Identity, KroneckerProduct, MatMul, MatrixSymbol,
 from sympy.matrices.exceptions import ShapeError as SympyShapeError
 
 from ..errors import ShapeError
+from ..backend.operators import Product
 from ..engine.network import Network, ParamEntry
 from .errors import SizeBoundError
 from .intermediates import OUTPUT_NAME
@@ -149,14 +150,58 @@ def _column(arr: np.ndarray) -> sympy.Matrix:
     return sympy.Matrix(list(np.asarray(arr, dtype=object).ravel()))
 
 
-_ACTIVATION_SYMBOLS = {
-    "softmax": ("S", r"\operatorname{{diag}}(\mathbf a^{{[{l}]}})-\mathbf a^{{[{l}]}}(\mathbf a^{{[{l}]}})^\top",
-                r"\mathbf{{S}}^{{[{l}]}}"),
-    "radial_sigmoid": ("R", r"\sigma'(r)\mathbf u\mathbf u^\top+\tfrac{{\sigma(r)}}{{r}}(\mathbf I-\mathbf u\mathbf u^\top),"
-                            r"\ r=\lvert\mathbf z^{{[{l}]}}\rvert,\ \mathbf u=\mathbf z^{{[{l}]}}/r", r"\mathbf{{R}}^{{[{l}]}}"),
-    "maxpool2d": ("Mmax", r"\text{{max-pooling selection matrix (one 1 per row)}}", r"\mathbf{{M}}^{{[{l}]}}_{{\max}}"),
-    "avgpool2d": ("Mavg", r"\text{{average-pooling matrix (entries }}1/(k_hk_w))", r"\mathbf{{M}}^{{[{l}]}}_{{\mathrm{{avg}}}}"),
-}
+class _BlockAlgebra:
+    """The matrix-expression algebra a layer's ``block_param_jacobian`` writes its block in (SymPy model).
+
+    Named matrices (im2col patches, vec permutations) become :class:`BlockSymbol` entries of the chain,
+    with providers that evaluate them from the layer's own ``jac_params`` at a symbolic network.
+    """
+
+    def __init__(self, chain: "BlockChain", e: ParamEntry):
+        self._chain, self._e = chain, e
+        self._layer = chain.network.stages[e.stage - 1].layer
+
+    def identity(self, n):
+        return Identity(n)
+
+    def kron(self, A, B):
+        return KroneckerProduct(A, B)
+
+    def matmul(self, A, B):
+        return matmul(A, B, what=f"{self._layer.kind} parameter Jacobian of layer {self._e.stage}")
+
+    def ones(self, n):
+        return OneMatrix(n, 1)
+
+    def input_column(self):
+        return self._chain._a(self._e.stage - 1)
+
+    def input_row(self):
+        return self._chain._a(self._e.stage - 1).T
+
+    def _jp(self, v, order):
+        l, layer = self._e.stage, self._layer
+        return layer.jac_params(v.a(l - 1), v.z(l), v.stage_params(l), order)[self._e.local]
+
+    def patches(self, rows, cols):
+        l = self._e.stage
+        return self._chain._symbol(f"P[{l}]", rows, cols, rf"\mathbf{{P}}^{{[{l}]}}",
+                                   rf"\text{{im2col patches of }}\mathbf a^{{[{l - 1}]}}", lambda v: self._jp(v, "C").B.to_sympy())
+
+    def permutation(self, local):
+        r""":math:`\boldsymbol\Pi` with :math:`\mathbf J_{\operatorname{vec}_c} = \mathbf J_{\operatorname{vec}_r}\boldsymbol\Pi`: the last factor of
+        the layer's column-major Jacobian (the whole of it when the row-major one is the identity).
+        Named ``Pi[l]`` for the layer's first parameter, ``Pi<name>[l]`` for the others."""
+        l, e = self._e.stage, self._e
+        first = local == self._layer.param_names[0]
+        name = f"Pi{'' if first else local}[{l}]"
+        tex = rf"\boldsymbol{{\Pi}}^{{[{l}]}}" + ("" if first else f"_{{{local}}}")
+
+        def provider(v):
+            J = self._jp(v, "F")
+            return (J.factors[-1] if isinstance(J, Product) else J).to_sympy()
+
+        return self._chain._symbol(name, e.size, e.size, tex, r"\text{column-major vec permutation}", provider)
 
 
 class BlockChain:
@@ -231,13 +276,14 @@ class BlockChain:
 
     def _input_jacobian(self, l: int) -> sympy.MatrixExpr:
         st = self.network.stages[l - 1]
-        if st.layer.kind == "dense":
-            e = next(e for e in self.network.entries if e.stage == l and e.local == "W")
+        if st.layer.affine_weight_name is not None:
+            e = next(e for e in self.network.entries if e.stage == l and e.local == st.layer.affine_weight_name)
             W = self._symbol(f"W[{l}]", *e.user_shape, rf"\mathbf{{W}}^{{[{l}]}}",
                              rf"\text{{weight of layer {l} ({self.convention.weight_layout.replace('_', '-')} layout)}}",
                              lambda v, e=e: sympy.Matrix(v.user_param(e).tolist()))
             return W.T if self.convention.weight_layout == "in_out" else W
-        name, tex = (f"T[{l}]", rf"\operatorname{{Toep}}(\mathbf K^{{[{l}]}})") if st.layer.kind == "conv2d" else \
+        closed = st.layer.latex_input_jacobian({p: rf"\mathbf {p}^{{[{l}]}}" for p in st.layer.param_names})
+        name, tex = (f"{st.layer.block_input_name}[{l}]", closed) if closed is not None else \
             (f"Jin[{l}]", rf"\mathbf J_{{\mathbf a^{{[{l - 1}]}}}}\mathbf z^{{[{l}]}}")
         return self._symbol(name, st.layer.out_size, st.layer.in_size, tex, rf"\mathbf J_{{\mathbf a^{{[{l - 1}]}}}}\mathbf z^{{[{l}]}}",
                             lambda v, l=l, st=st: st.layer.jac_input(v.a(l - 1), v.z(l), v.stage_params(l)).to_sympy())
@@ -249,7 +295,7 @@ class BlockChain:
         for k, layer in enumerate(st.post):
             n = layer.out_size
             provider = (lambda v, l=l, k=k, layer=layer: layer.jac_input(*v.post_io(l)[k], {}).to_sympy())
-            if layer.kind in ("identity", "flatten"):
+            if layer.jacobian_is_identity:
                 continue
             if getattr(layer, "elementwise", False):
                 suffix = "" if n_elem == 0 else str(n_elem + 1)
@@ -257,8 +303,8 @@ class BlockChain:
                 f = layer.latex_name()
                 mats.append(self._symbol(f"D{suffix}[{l}]", n, n, rf"\mathbf{{D{suffix}}}^{{[{l}]}}",
                                          rf"\operatorname{{diag}} {f}'(\mathbf z^{{[{l}]}})", provider))
-            elif layer.kind in _ACTIVATION_SYMBOLS:
-                base, meaning, tex = _ACTIVATION_SYMBOLS[layer.kind]
+            elif layer.block_symbol is not None:
+                base, meaning, tex = layer.block_symbol
                 mats.append(self._symbol(f"{base}[{l}]", n, layer.in_size, tex.format(l=l), meaning.format(l=l), provider))
             else:
                 mats.append(self._symbol(f"J{k + 1}[{l}]", n, layer.in_size,
@@ -271,41 +317,12 @@ class BlockChain:
         l = e.stage
         st = self.network.stages[l - 1]
         n = st.layer.out_size
-        if st.layer.kind == "dense":
-            if e.local == "b":
-                return Identity(n)
-            a = self._a(l - 1)
-            return KroneckerProduct(Identity(n), a.T) if e.order == "C" else KroneckerProduct(a.T, Identity(n))
-        if st.layer.kind == "conv2d":
-            return self._conv_param_jacobian(e, st)
+        block = st.layer.block_param_jacobian(_BlockAlgebra(self, e), e.local, e.order)
+        if block is not None:
+            return block
         return self._symbol(f"J{e.local}[{l}]", n, e.size, rf"\mathbf J_{{{e.space.latex}}}\mathbf z^{{[{l}]}}",
                             r"\text{local parameter Jacobian}",
                             lambda v, e=e, st=st: st.layer.jac_params(v.a(l - 1), v.z(l), v.stage_params(l), e.order)[e.local].to_sympy())
-
-    def _conv_param_jacobian(self, e: ParamEntry, st) -> sympy.MatrixExpr:
-        l = e.stage
-        layer = st.layer
-        Co = layer.out_channels
-        HoWo = layer.out_size // Co
-
-        def jp(v, order):
-            return layer.jac_params(v.a(l - 1), v.z(l), v.stage_params(l), order)[e.local]
-
-        if e.local == "K":
-            P = self._symbol(f"P[{l}]", HoWo, e.size // Co, rf"\mathbf{{P}}^{{[{l}]}}",
-                             rf"\text{{im2col patches of }}\mathbf a^{{[{l - 1}]}}", lambda v: jp(v, "C").B.to_sympy())
-            K = KroneckerProduct(Identity(Co), P)
-            if e.order == "C":
-                return K
-            Pi = self._symbol(f"Pi[{l}]", e.size, e.size, rf"\boldsymbol{{\Pi}}^{{[{l}]}}", r"\text{column-major vec permutation}",
-                              lambda v: jp(v, "F").factors[-1].to_sympy())
-            return matmul(K, Pi, what=f"conv kernel Jacobian of layer {l}")
-        if layer.bias == "tied":
-            return KroneckerProduct(Identity(Co), OneMatrix(HoWo, 1))
-        if e.order == "C":
-            return Identity(layer.out_size)
-        return self._symbol(f"Pib[{l}]", e.size, e.size, rf"\boldsymbol{{\Pi}}^{{[{l}]}}_{{b}}", r"\text{column-major vec permutation}",
-                            lambda v: jp(v, "F").to_sympy())
 
     # ------------------------------------------------------------------ access
     @property

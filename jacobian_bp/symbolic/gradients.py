@@ -89,16 +89,16 @@ class NamedGradient:
         """The gradient as a SymPy column (θ order)."""
         return sympy.Matrix(list(self.vector))
 
-    def symbols_of(self, kind: str) -> set:
+    def symbols_of(self, intermediate: str) -> set:
         """The named symbols of one kind: ``"z"``, ``"a"`` (incl. ŷ) or ``"delta"``."""
-        if kind == "z":
+        if intermediate == "z":
             arrs = self.forward.z.values()
-        elif kind == "a":
+        elif intermediate == "a":
             arrs = [v for l, v in self.forward.a.items() if l >= 1 and v is not self.forward.z.get(l)]
-        elif kind == "delta":
+        elif intermediate == "delta":
             arrs = self.delta.values()
         else:
-            raise ValueError(f"unknown kind of intermediate {kind!r}; expected one of {_KINDS}")
+            raise ValueError(f"unknown kind of intermediate {intermediate!r}; expected one of {_KINDS}")
         return {s for arr in arrs for s in np.asarray(arr).flat}
 
     def labels(self) -> list[str]:

@@ -44,7 +44,7 @@ import numpy as np
 import sympy
 from sympy.core.function import AppliedUndef
 
-from ..errors import ShapeError, SpecError
+from ..errors import ShapeError, SpecError, UnsupportedInputError
 from ..backend.exact import exact_number
 from ..layers import Sigmoid, Softmax
 from ..layers.activations import IdentityActivation
@@ -230,16 +230,13 @@ def delta_chain_identity(pair: str, n: int = 3, mse_scale=1) -> ExactIdentity:
 def _textbook_stack(network: Network) -> list:
     acts = []
     for st in network.stages:
-        if st.layer.kind != "dense":
+        if st.layer.affine_weight_name is None:
             raise TypeError(f"the textbook closed forms (Ganev Prop. 3.1, Park Thm. 5.1) cover dense layers; "
                             f"network {network.name!r} has a {st.layer.kind} layer")
         if len(st.post) > 1:
             raise TypeError(f"the textbook closed forms take one activation per layer; layer {st.index} has {len(st.post)}")
         acts.append(st.post[0] if st.post else None)
     return acts
-
-
-_KINKED = ("leaky_relu", "elu")
 
 
 def _activation(act, z: sympy.Matrix) -> tuple[sympy.Matrix, sympy.Matrix]:
@@ -252,20 +249,14 @@ def _activation(act, z: sympy.Matrix) -> tuple[sympy.Matrix, sympy.Matrix]:
     n = z.shape[0]
     if act is None:
         return z, sympy.eye(n)
-    if act.kind in _KINKED:
+    if act.is_kinked:
         raise TypeError(f"{act.kind}: not differentiable at 0 as a SymPy Piecewise; its identities hold away from the "
                         "kink -- check it numerically (finite differences) instead")
     d = [sympy.Dummy(f"d{i}", real=True) for i in range(n)]
-    if getattr(act, "elementwise", False):
-        f = sympy.Matrix([act.sympy_f(t) for t in d])
-    elif act.kind == "softmax":
-        e = [sympy.exp(t) for t in d]
-        f = sympy.Matrix([v / sum(e) for v in e])
-    elif act.kind == "radial_sigmoid":
-        r = sympy.sqrt(sum(t ** 2 for t in d))
-        f = sympy.Matrix([t / (1 + sympy.exp(-r)) / r for t in d])
-    else:
-        raise TypeError(f"no reference formula for activation {act.kind!r}")
+    try:
+        f = sympy.Matrix(act.sympy_vector(d))  # the layer's own SymPy formula
+    except (UnsupportedInputError, NotImplementedError):
+        raise TypeError(f"no reference formula for activation {act.kind!r}") from None
     J = f.jacobian(sympy.Matrix(d))
     J = J.applyfunc(lambda e: e.replace(lambda a: isinstance(a, sympy.DiracDelta), lambda a: sympy.Integer(0))
                     if e.has(sympy.DiracDelta) else e)

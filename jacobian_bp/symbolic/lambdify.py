@@ -173,7 +173,7 @@ class LambdifiedGradient:
         if single or not reduce:
             return g
         g = np.atleast_2d(g)
-        return g.mean(axis=0) if self.snet.convention.reduction == "mean" else g.sum(axis=0)
+        return g.sum(axis=0) * self.snet.network.reduce_factor(g.shape[0])
 
 
 def lambdify_gradient(obj: "NamedGradient | SymbolicNetwork") -> LambdifiedGradient:

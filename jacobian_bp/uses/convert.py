@@ -59,10 +59,7 @@ def theta_permutation(net_from: Network, net_to: Network) -> sp.csr_array:
 
 
 def _loss_scale(net: Network, N: int) -> float:
-    s = 1.0 / N if net.convention.reduction == "mean" else 1.0
-    if net.loss.kind == "mse":
-        s *= net.loss.scale / (net.n_out if net.loss.reduce_outputs == "mean" else 1)
-    return s
+    return net.reduce_factor(N) * net.loss.output_scale(net.n_out)
 
 
 def convert_theta(theta: np.ndarray, net_from: Network, net_to: Network) -> np.ndarray:
@@ -80,7 +77,7 @@ def convert_gradient(grad: np.ndarray, net_from: Network, net_to: Network, n_sam
         raise ShapeError(f"convert_gradient: expected a gradient of shape ({net_from.n_params},), received {grad.shape}")
     if n_samples < 1:
         raise ShapeError(f"convert_gradient: n_samples must be >= 1, received {n_samples}")
-    if net_from.loss.kind != net_to.loss.kind:
+    if type(net_from.loss) is not type(net_to.loss):
         raise SpecError(f"convert_gradient: losses differ ({net_from.loss.kind} vs {net_to.loss.kind})")
     ratio = _loss_scale(net_to, n_samples) / _loss_scale(net_from, n_samples)
     return ratio * (theta_permutation(net_from, net_to) @ grad)

@@ -105,9 +105,9 @@ class GaussNewtonOperator(_SymmetricOperator):
         net, lin = self.network, self.lin
         out = np.empty((self.shape[0], X.shape[1]))
         for j in range(X.shape[1]):
-            T = jvp(net, lin.cache, lin.canon, net.unpack_canonical(np.ascontiguousarray(X[:, j], dtype=float)))
+            T = net.forward_sweep(lin.cache, lin.canon, net.unpack_canonical(np.ascontiguousarray(X[:, j], dtype=float)))
             HT = np.einsum("nij,nj->ni", self.H, T)
-            out[:, j] = net.pack_canonical(vjp_sweep(net, lin.cache, lin.canon, HT))
+            out[:, j] = net.pack_canonical(net.reverse_sweep(lin.cache, lin.canon, HT))
         return out
 
     def _dense(self):
@@ -151,8 +151,8 @@ class EmpiricalNTKOperator(_SymmetricOperator):
         net, lin = self.network, self.lin
         out = np.empty((self.shape[0], X.shape[1]))
         for j in range(X.shape[1]):
-            g = vjp_sweep(net, lin.cache, lin.canon, np.asarray(X[:, j], dtype=float).reshape(lin.N, net.n_out))
-            out[:, j] = jvp(net, lin.cache, lin.canon, g).ravel()
+            g = net.reverse_sweep(lin.cache, lin.canon, np.asarray(X[:, j], dtype=float).reshape(lin.N, net.n_out))
+            out[:, j] = net.forward_sweep(lin.cache, lin.canon, g).ravel()
         return out
 
     def _dense(self):

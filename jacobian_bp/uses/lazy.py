@@ -2,7 +2,8 @@ r"""Lazy operators for the batch Jacobian :math:`\mathbf J_\theta\mathbf Z^{[L]}
 
 :class:`BatchJacobianOperator` applies :math:`\mathbf J_\theta\mathbf Z^{[L]}` and its transpose with the
 engine's forward-mode (:func:`~jacobian_bp.engine.sweeps.jvp`) and reverse-mode
-(:func:`~jacobian_bp.engine.sweeps.vjp_sweep`) sweeps, never materializing it; it is an
+(:func:`~jacobian_bp.engine.sweeps.vjp_sweep`) sweeps, asked through the network
+(``Network.forward_sweep`` / ``Network.reverse_sweep``, keyed by its parameter names), never materializing it; it is an
 :class:`~jacobian_bp.backend.operators.Operator` of shape ``(N·n_L, |θ|)`` (rows sample-major,
 columns in the convention's θ order), so it chains with the other structured operators and wraps
 as a SciPy ``LinearOperator``.  :class:`TransposedOperator` is the lazy transpose of any operator.
@@ -97,7 +98,7 @@ class BatchJacobianOperator(Operator):
         out = np.empty((self.shape[0], X.shape[1]))
         for j in range(X.shape[1]):
             tangent = net.unpack_canonical(np.ascontiguousarray(X[:, j], dtype=float))
-            out[:, j] = jvp(net, lin.cache, lin.canon, tangent).ravel()
+            out[:, j] = net.forward_sweep(lin.cache, lin.canon, tangent).ravel()
         return out
 
     def rmatmat(self, X):
@@ -105,7 +106,7 @@ class BatchJacobianOperator(Operator):
         net, lin = self.network, self.lin
         out = np.empty((self.shape[1], X.shape[1]))
         for j in range(X.shape[1]):
-            g = vjp_sweep(net, lin.cache, lin.canon, np.asarray(X[:, j], dtype=float).reshape(lin.N, net.n_out))
+            g = net.reverse_sweep(lin.cache, lin.canon, np.asarray(X[:, j], dtype=float).reshape(lin.N, net.n_out))
             out[:, j] = net.pack_canonical(g)
         return out
 

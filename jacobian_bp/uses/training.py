@@ -160,7 +160,8 @@ def accuracy(network: Network, params, X: np.ndarray, labels: np.ndarray) -> flo
 
 def _mean_loss(network: Network, X: np.ndarray, Y: np.ndarray, params) -> float:
     value = network.loss_value(_to_layout(network, X), _to_layout(network, Y), params)
-    return value if network.convention.reduction == "mean" else value / X.shape[0]
+    # loss_value is r Σ_i ℓ_i (r from the convention's reduction); the mean per sample is Σ_i ℓ_i / N
+    return value / (network.reduce_factor(X.shape[0]) * X.shape[0])
 
 
 def train(network: Network, data: Dataset, epochs: int, lr: float, batch_size: int | None = None, seed: int = 0,

@@ -1,0 +1,368 @@
+"""The claim checker's vocabulary: verdicts, mistakes, settings, the three kinds of claim, results.
+
+A :class:`Claim` states a network quantity (a key of :data:`~.targets.TARGETS`) as a formula of
+:class:`~.quantities.Quantities`; an :class:`ExpressionClaim` compares two SymPy expressions; a
+:class:`ListingClaim` is a printed code listing.  :func:`~.checker.check` returns a :class:`CheckResult`.
+"""
+from __future__ import annotations
+
+from dataclasses import InitVar, dataclass, field
+from enum import Enum
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import sympy
+
+from ..engine.conventions import Convention, get_convention
+from ..errors import JacobianBPError, SpecError
+from .targets import TARGETS
+
+
+HOLDS, FAILS, ILL_TYPED = "holds", "fails", "ill-typed"
+VERDICTS = (HOLDS, FAILS, ILL_TYPED)
+_RANK = {HOLDS: 0, FAILS: 1, ILL_TYPED: 2}
+
+#: default architectures (widths n_0, ..., n_L): unequal widths so that index slips are shape
+#: errors, plus equal widths so that they are value errors.
+DEFAULT_WIDTHS: tuple[tuple[int, ...], ...] = ((4, 3), (4, 5, 3), (3, 6, 4, 2), (3, 3, 3, 3))
+RTOL, ATOL = 1e-8, 1e-10
+
+
+class MissingQuantity(JacobianBPError, LookupError):
+    """A claim refers to a quantity the network does not have (``W[0]``, ``z[3]`` when L = 2)."""
+
+
+class Mistake(str, Enum):
+    """The kinds of mistakes the checker diagnoses."""
+
+    SIGN = "sign flip"
+    TRANSPOSE = "transpose"
+    FACTOR = "missing or extra factor"
+    REDUCTION = "reduction mismatch"
+    KRONECKER = "Kronecker factor order / vec order"
+    INDEX_SHIFT = "layer index shifted"
+    OUTPUT_ACTIVATION = "output activation used for a hidden layer"
+    WRONG_AXIS = "wrong axis"
+    BLOCK_ORDER = "θ block order"
+    CUSTOM = "stated correction"
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A correction that makes the claim hold on every instance: the mistake it corrects, and how."""
+
+    mistake: Mistake
+    description: str
+
+    @property
+    def kind(self) -> Mistake:
+        """The former name of :attr:`mistake`."""
+        return self.mistake
+
+    def __str__(self) -> str:
+        return f"{self.mistake.value}: {self.description}"
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A claim-specific candidate correction: another formula, or another target.
+
+    Parameters
+    ----------
+    description : str
+        What the correction changes, e.g. ``"W[l] for W[l-1]"``.
+    formula : callable, optional
+        Replacement formula with the claim's signature.
+    target : str, optional
+        The quantity the (unchanged) formula actually equals.
+    setting : Setting, optional
+        Other networks on which the (unchanged) formula holds (e.g. other layer widths).
+    """
+
+    description: str
+    formula: Callable | None = None
+    target: str | None = None
+    setting: "Setting | None" = None
+
+
+# =========================================================================== settings & claims
+@dataclass(frozen=True)
+class Setting:
+    """The family of networks a claim is checked on.
+
+    Parameters
+    ----------
+    convention : str or Convention
+        The claim's document convention (``damadi``, ``ganev``, ``park``, ``mml``).
+    hidden, output : str
+        Activation kinds (``tanh``, ``sigmoid``, ``relu``, ``identity``, ``softmax``, ...) of the
+        hidden layers and of the last layer.
+    loss : str
+        ``mse``, ``bce`` or ``cross_entropy``.
+    widths : tuple of tuples
+        Architectures ``(n_0, ..., n_L)``; several depths, unequal and equal widths.
+    batch : int or tuple of int
+        Batch size ``N`` (1: single sample); a tuple gives one ``N`` per seed.
+    seeds : tuple of int
+        Seeds of parameters and data (one instance per architecture and seed).
+    mse_scale, reduction : optional
+        Override the convention's MSE scale (e.g. 1 for MML's eq. 5.114) and reduction.
+    symbolic : tuple of int, optional
+        Widths of a small architecture on which the claim is also checked exactly in SymPy.
+    symbolic_hidden, symbolic_output : str
+        Activations of that symbolic network: ``"generic"`` (an undefined function ``f_l``, the
+        default: the claim must then hold for *every* activation), ``identity``, ``sigmoid``,
+        ``tanh`` or ``softmax`` (needed for the closed-form deltas of matched pairs).
+    min_depth : int
+        Skip architectures with fewer layers.
+    """
+
+    convention: Any = "ganev"
+    hidden: str = "tanh"
+    output: str = "identity"
+    loss: str = "mse"
+    widths: tuple = DEFAULT_WIDTHS
+    batch: Any = 1
+    seeds: tuple = (0, 1)
+    mse_scale: float | None = None
+    reduction: str | None = None
+    symbolic: tuple | None = None
+    symbolic_hidden: str = "generic"
+    symbolic_output: str = "generic"
+    min_depth: int = 1
+
+    def __post_init__(self):
+        get_convention(self.convention)  # raises SpecError for an unknown preset
+        if self.loss not in ("mse", "bce", "cross_entropy"):
+            raise SpecError(f"setting: loss must be 'mse', 'bce' or 'cross_entropy', received {self.loss!r}")
+        if not self.widths and not self.symbolic:
+            raise SpecError("setting: give numeric architectures (widths) or a symbolic one (symbolic=...)")
+        for w in self.widths:
+            if len(w) < 2 or any((not isinstance(n, (int, np.integer))) or n < 1 for n in w):
+                raise SpecError(f"setting: each architecture is (n_0, ..., n_L) with L >= 1 positive widths, received {w!r}")
+        if isinstance(self.batch, (tuple, list)) and len(self.batch) != len(self.seeds):
+            raise SpecError(f"setting: one batch size per seed expected ({len(self.seeds)} seeds), received {self.batch!r}")
+        if not self.seeds:
+            raise SpecError("setting: at least one seed is needed")
+
+    def conv(self) -> Convention:
+        c = get_convention(self.convention)
+        ch = {}
+        if self.mse_scale is not None:
+            ch["mse_scale"] = float(self.mse_scale)
+        if self.reduction is not None:
+            ch["reduction"] = self.reduction
+        c = c.replace(**ch) if ch else c
+        if c.reduction not in ("sum", "mean"):
+            raise SpecError(f"setting: the claim checker reduces by 'sum' or 'mean', received reduction {c.reduction!r}")
+        return c
+
+    def describe(self) -> str:
+        b = self.batch if isinstance(self.batch, int) else "/".join(map(str, self.batch))
+        return (f"{self.conv().name} convention; hidden {self.hidden}, output {self.output}, loss {self.loss}; "
+                f"widths {', '.join('-'.join(map(str, w)) for w in self.widths if len(w) - 1 >= self.min_depth)}; N = {b}")
+
+
+LAYER_SETS = {
+    "all": lambda L: range(1, L + 1),
+    "hidden": lambda L: range(1, L),
+    "last": lambda L: [L],
+    "from2": lambda L: range(2, L + 1),
+    "all0": lambda L: range(0, L + 1),
+    "inputs": lambda L: range(0, L),
+    "none": lambda L: [None],
+}
+
+
+@dataclass
+class Claim:
+    """A formula for a network quantity, to be checked against the engine.
+
+    Parameters
+    ----------
+    name : str
+    formula : callable ``(q, l) -> array`` (or ``(q) -> array`` when ``layers="none"``)
+        Evaluated on :class:`Quantities`; returns a NumPy array, a SymPy matrix or a number.
+        For ``states="shape"`` it returns a shape tuple.
+    target : str
+        Key of :data:`TARGETS` (``grad_W``, ``grad_b``, ``delta``, ``J_theta_l``, ``z``, ...).
+    setting : Setting
+    layers : str or callable
+        ``"all"`` (1..L), ``"hidden"`` (1..L-1), ``"last"``, ``"from2"``, ``"all0"``, ``"inputs"``
+        (0..L-1), ``"none"``, or a function ``L -> iterable``.
+    states : {"value", "shape"}
+        What the formula states about the target: its value, or (a dimension statement) its shape,
+        compared with the target's shape.
+    kind : {"value", "shape"}, optional
+        The former name of ``states`` (still accepted; ``claim.kind`` reads ``claim.states``).
+    corrections : tuple of Correction
+        Claim-specific candidate corrections (verified, reported with the diagnosis).
+    form : {"as_is", "T"}
+        ``"T"`` compares with the transposed truth (e.g. a differential, i.e. a row gradient).
+    target_offset : int
+        The truth is taken at layer ``l + target_offset`` (``-1`` for a recursion that gives
+        ``∇_{a[l-1]}`` from layer ``l``).
+    """
+
+    name: str
+    formula: Callable
+    target: str
+    setting: Setting = field(default_factory=Setting)
+    layers: Any = "all"
+    states: str = "value"
+    corrections: tuple = ()
+    form: str = "as_is"
+    target_offset: int = 0
+    description: str = ""
+    kind: InitVar[str | None] = None  # the former name of ``states``; read back by the property below
+
+    def __post_init__(self, kind: str | None = None):
+        if kind is not None:
+            if self.states not in ("value", kind):
+                raise SpecError(f"claim {self.name!r}: states={self.states!r} and kind={kind!r} disagree "
+                                "(kind is the former name of states)")
+            self.states = kind
+        if not callable(self.formula):
+            raise SpecError(f"claim {self.name!r}: formula must be callable, received {type(self.formula).__name__}")
+        if self.target not in TARGETS:
+            raise SpecError(f"claim {self.name!r}: unknown target {self.target!r}; known: {', '.join(sorted(TARGETS))}")
+        if self.states not in ("value", "shape"):
+            raise SpecError(f"claim {self.name!r}: states (formerly kind) must be 'value' or 'shape', "
+                            f"received {self.states!r}")
+        if self.form not in ("as_is", "T"):
+            raise SpecError(f"claim {self.name!r}: form must be 'as_is' or 'T', received {self.form!r}")
+        if not (callable(self.layers) or self.layers in LAYER_SETS):
+            raise SpecError(f"claim {self.name!r}: layers must be one of {sorted(LAYER_SETS)} or callable")
+
+    @classmethod
+    def from_sympy(cls, name: str, expr, target: str, setting: "Setting", layers: Any = "none", **kw) -> "Claim":
+        """A claim stated as a fixed SymPy expression in the symbols of :func:`symbolic_quantities`
+        (``x_i``, ``y_i``, ``w^{[l]}_{ij}``, ``b^{[l]}_i``, undefined ``f_l``); checked exactly, on the
+        setting's symbolic architecture only."""
+        if not setting.symbolic:
+            raise SpecError(f"claim {name!r}: a SymPy claim needs Setting(symbolic=(n_0, ..., n_L))")
+        if not isinstance(expr, (sympy.Basic, sympy.MatrixBase)):
+            raise SpecError(f"claim {name!r}: expected a SymPy expression or matrix, received {type(expr).__name__}")
+        from dataclasses import replace as _replace
+
+        f = (lambda q: expr) if layers == "none" else (lambda q, l: expr)
+        return cls(name, f, target, _replace(setting, widths=()), layers=layers, **kw)
+
+    def layer_range(self, L: int) -> list:
+        f = self.layers if callable(self.layers) else LAYER_SETS[self.layers]
+        return list(f(L))
+
+
+# ``Claim(..., kind=...)`` is accepted (the InitVar above); ``claim.kind`` reads :attr:`Claim.states`.
+# Set after the class body: inside it, the property would become the InitVar's default.
+Claim.kind = property(lambda self: self.states, doc="The former name of :attr:`states` (read-only).")
+
+
+@dataclass
+class ExpressionClaim:
+    """A stated SymPy expression compared exactly with the true one (e.g. a derivative).
+
+    Parameters
+    ----------
+    name : str
+    formula, truth : sympy.Expr or sympy.Matrix
+        The stated expression and the independent truth (e.g. ``sympy.diff`` of the function).
+    symbols : sequence of sympy.Symbol
+        Free symbols, sampled for the numeric counterexample.
+    sample : callable ``(rng) -> dict``, optional
+        Values for the symbols (default: uniform in [-2, 2], positive where assumed).
+    corrections : tuple of Correction
+        Alternative formulas (``formula`` is a SymPy expression or a callable returning one).
+    cases : tuple
+        When given, ``formula``, ``truth`` (and corrections' formulas) are callables of a case
+        (e.g. input and kernel sizes) and the claim must hold in every case.
+    """
+
+    name: str
+    formula: Any
+    truth: Any
+    symbols: Sequence = ()
+    sample: Callable | None = None
+    corrections: tuple = ()
+    cases: tuple = ()
+    description: str = ""
+
+
+@dataclass
+class ListingClaim:
+    """A printed code listing: it must parse as Python and use only defined or declared names.
+
+    ``inputs`` are the names the listing declares as given (its comments, earlier listings).
+    The listing is parsed with :mod:`ast` and never executed.
+    """
+
+    name: str
+    source: str
+    inputs: frozenset = frozenset()
+    description: str = ""
+
+
+# =========================================================================== results
+@dataclass
+class Counterexample:
+    """The smallest failing instance: architecture, seed, layer, values or the reason."""
+
+    widths: tuple
+    seed: int
+    N: int
+    layer: Any
+    reason: str
+    claimed: Any = None
+    truth: Any = None
+
+    def to_text(self) -> str:
+        arch = "-".join(map(str, self.widths)) if self.widths else "—"
+        lay = "" if self.layer is None else f", l = {self.layer}"
+        s = f"widths {arch}, seed {self.seed}, N = {self.N}{lay}: {self.reason}"
+        if self.claimed is not None and self.truth is not None:
+            s += f"; claimed {_fmt_small(self.claimed)} vs true {_fmt_small(self.truth)}"
+        return s
+
+
+def _fmt_small(v) -> str:
+    if isinstance(v, tuple):
+        return "×".join(map(str, v)) if v else "()"
+    if isinstance(v, (sympy.Basic, sympy.MatrixBase)):
+        return str(v)
+    a = np.asarray(v, dtype=float)
+    if a.size > 12:
+        return f"array{a.shape} (first {np.round(a.ravel()[:4], 4).tolist()} …)"
+    return str(np.round(a, 4).tolist())
+
+
+@dataclass
+class CheckResult:
+    """Outcome of checking one claim."""
+
+    name: str
+    verdict: str
+    reason: str
+    method: str
+    max_error: float | None = None
+    counterexample: Counterexample | None = None
+    diagnosis: list = field(default_factory=list)
+    corrections: list = field(default_factory=list)  # (Correction, verdict)
+    n_instances: int = 0
+    details: list = field(default_factory=list)
+
+    @property
+    def holds(self) -> bool:
+        return self.verdict == HOLDS
+
+    def summary(self) -> str:
+        s = f"{self.name}: {self.verdict}"
+        if self.max_error is not None and np.isfinite(self.max_error):
+            s += f" (max error {self.max_error:.2e})"
+        if self.verdict != HOLDS:
+            s += f" — {self.reason}"
+            if self.diagnosis:
+                s += "; diagnosis: " + "; ".join(str(e) for e in self.diagnosis)
+        return s
+
+    def __repr__(self) -> str:
+        return f"CheckResult({self.summary()})"
