@@ -208,7 +208,7 @@ def _cmd_latex(args) -> int:
 
     out = _output(args.output)
     spec, net, params, X, Y = _setup(args)
-    net.require_renderable("latex")  # residual blocks / parameter-free first layers: one clear line, exit 2
+    net.require_renderable("latex")  # a composite layer without LaTeX facts: one clear line, exit 2
     tex = derivation.derivation_document(net, params, X, Y)
     with atomic_file(out, "w", encoding="utf-8") as fh:
         fh.write(tex)

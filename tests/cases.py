@@ -50,6 +50,18 @@ CONTEXTS: dict[str, list[dict]] = {
     "maxpool2d": [_cnn({"type": "maxpool2d", "kernel_size": 2})],
     "avgpool2d": [_cnn({"type": "avgpool2d", "kernel_size": 2})],
     "flatten": [_cnn({"type": "identity"})],
+    "layer_norm": [
+        {"input": _DENSE_IN, "layers": [{"type": "dense", "out_features": 5}, {"type": "layer_norm"}, {"type": "tanh"},
+                                        {"type": "dense", "out_features": 3}, {"type": "softmax"}], "loss": "cross_entropy"},
+        _mlp({"type": "layer_norm", "eps": 0.01, "affine": False}),
+    ],
+    "batch_norm_eval": [
+        {"input": _DENSE_IN, "layers": [{"type": "dense", "out_features": 3},
+                                        {"type": "batch_norm_eval", "running_mean": [1, 0, -1], "running_var": [2, 1, 3]},
+                                        {"type": "tanh"}, {"type": "dense", "out_features": 3}, {"type": "softmax"}],
+         "loss": "cross_entropy"},
+        _mlp({"type": "batch_norm_eval", "affine": False, "eps": 0.5}),
+    ],
     "residual": [
         {"input": _DENSE_IN, "layers": [
             {"type": "dense", "out_features": 4},

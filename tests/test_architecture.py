@@ -28,7 +28,7 @@ KNOWN_UPWARD: set[str] = set()
 KNOWN_CIRCLES: set[frozenset] = set()
 # what is left to move into the layers (issue #12): may only shrink
 KNOWN_KIND_BRANCH_MODULES: dict[str, int] = {}
-KNOWN_LARGE: set[str] = {"backend.operators"}
+KNOWN_LARGE: set[str] = set()
 
 
 def _modules() -> dict[str, Path]:

@@ -165,7 +165,7 @@ def test_exit_codes_are_documented_in_help_and_readme(capsys):
     assert "## Exit codes" in readme and "JACOBIAN_BP_DEBUG" in readme
     # the two set-up commands are unchanged
     assert "python -m pip install -e . && jacobian-bp verify damadi-2layer" in readme
-    assert 'python -m pip install -q -e ".[test,torch,fast]" && python -m pytest' in readme
+    assert 'python -m pip install -q -e ".[test,torch,fast,dask]" && python -m pytest' in readme
 
 
 class _Report:

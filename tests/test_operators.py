@@ -87,3 +87,25 @@ def test_symbolic_materialization_is_exact():
     d = O.Diagonal(sympy.Matrix([a1, a2]))
     assert (O.Product([d, O.Dense(sympy.Matrix([[1, 2], [3, 4]]))]).to_sympy()
             - sympy.Matrix([[a1, 2 * a1], [3 * a2, 4 * a2]])) == sympy.zeros(2, 2)
+
+
+def test_the_split_modules_are_reexported_by_operators():
+    """``backend.operators`` exports every operator (the classes live in operator_core, operators and
+    block_operators, one concept each), the old alias ``jacobian_bp.operators`` is the same module,
+    and ``A @ B`` still builds the lazy Product across the modules."""
+    import importlib
+
+    from jacobian_bp.backend import block_operators, operator_core
+
+    assert importlib.import_module("jacobian_bp.operators") is O
+    for name in O.__all__ + ["sympy_scalar"]:
+        assert hasattr(O, name), name
+    for name in operator_core.__all__:
+        assert getattr(O, name) is getattr(operator_core, name)
+    for name in block_operators.__all__:
+        assert getattr(O, name) is getattr(block_operators, name)
+        assert issubclass(getattr(O, name), O.Operator)
+    A, d = rng.standard_normal((3, 4)), rng.standard_normal(3)
+    P = O.Diagonal(d) @ O.HStack([O.Dense(A), O.Identity(3)])
+    assert isinstance(P, O.Product)
+    np.testing.assert_allclose(P.to_dense(), np.diag(d) @ np.hstack([A, np.eye(3)]), atol=1e-14)

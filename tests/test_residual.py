@@ -234,8 +234,7 @@ def test_shape_errors_and_refusals():
     with pytest.raises(SpecError, match="non-empty list"):
         Residual([])
     net = mlp("pytorch")
-    with pytest.raises(UnsupportedInputError, match="residual blocks are not rendered symbolically yet"):
-        net.require_renderable("latex")
+    net.require_renderable("latex")  # residual blocks carry their LaTeX facts (tests/test_residual_latex.py)
 
 
 SPEC = {"name": "res-spec", "input": 4, "convention": "damadi", "loss": "cross_entropy", "data": {"batch": 3},
@@ -280,8 +279,8 @@ def test_spec_and_cli_end_to_end(tmp_path, capsys):
     jo = tmp_path / "j.npz"
     assert main(["jacobian", str(f), "-o", str(jo)]) == 0
     capsys.readouterr()
-    assert main(["latex", str(f), "-o", str(tmp_path / "d.tex")]) == 2
-    assert "residual blocks are not rendered symbolically yet" in capsys.readouterr().err
+    assert main(["latex", str(f), "-o", str(tmp_path / "d.tex")]) == 0
+    assert r"\mathbf{W}^{[2.1]}" in (tmp_path / "d.tex").read_text(encoding="utf-8")
 
 
 def test_every_residual_failure_is_a_package_error():

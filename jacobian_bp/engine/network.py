@@ -276,25 +276,35 @@ class Network(ThetaLayout, Algorithm1):
     @property
     def composite(self) -> bool:
         """Whether the network goes beyond Damadi's stages: parameter-free first layers or a composite
-        stage (a residual block).  The symbolic and LaTeX renderers do not draw these yet
-        (:meth:`require_renderable`)."""
+        stage (a residual block)."""
         return bool(self.pre) or any(getattr(st.layer, "composite", False) for st in self.stages)
 
     def require_renderable(self, what: str) -> None:
-        """Refuse symbolic/LaTeX rendering of a network the renderers do not draw yet (one-line error).
+        """Refuse symbolic/LaTeX rendering of a network the renderers cannot draw (one-line error).
+
+        Plain stages, parameter-free first layers and residual blocks are drawn; a composite layer
+        is drawn when its class says so (``renders_symbolically = True``, with the LaTeX/SymPy facts of
+        :mod:`jacobian_bp.layers.residual`), so a future composite without them is refused here.
 
         Raises
         ------
         UnsupportedInputError
-            ``"<what>: residual blocks are not rendered symbolically yet"`` (or the same for
-            parameter-free first layers).
+            ``"<what>: <kind> blocks are not rendered symbolically yet (network ...)"``.
         """
-        if any(getattr(st.layer, "composite", False) for st in self.stages):
-            raise UnsupportedInputError(f"{what}: residual blocks are not rendered symbolically yet "
-                                        f"(network {self.name!r})")
-        if self.pre:
-            raise UnsupportedInputError(f"{what}: parameter-free first layers are not rendered symbolically yet "
-                                        f"(network {self.name!r})")
+        for layer in self._composite_layers(self.layers):
+            if not getattr(layer, "renders_symbolically", False):
+                raise UnsupportedInputError(f"{what}: {layer.kind} blocks are not rendered symbolically yet "
+                                            f"(network {self.name!r})")
+
+    @staticmethod
+    def _composite_layers(layers) -> list:
+        """Every composite layer among ``layers``, nested bodies included."""
+        out = []
+        for layer in layers:
+            if getattr(layer, "composite", False):
+                out.append(layer)
+                out += Network._composite_layers(getattr(layer, "body", []))
+        return out
 
     def describe(self) -> str:
         parts = [f"input {self.input_shape}"] + [l.describe() for l in self.layers] + [f"loss {self.loss.kind}"]
@@ -507,7 +517,7 @@ class Network(ThetaLayout, Algorithm1):
                     total[e.name] = total[e.name] + blocks[e.name].rmatvec(D[i])
             canon_grad = {e.name: np.asarray(total[e.name]).reshape(e.canonical_shape, order=e.order) for e in self.entries}
         elif method == "operator":
-            if (not self._sweep_aliases() and D.dtype != object
+            if (D.dtype != object
                     and all(np.asarray(v).dtype != object for v in canon.values())):
                 theta = np.empty(self.n_params)
                 return Gradient(self, self.reverse_sweep(cache, canon, D, out=theta), vector=theta)
@@ -517,45 +527,18 @@ class Network(ThetaLayout, Algorithm1):
         return Gradient(self, canon_grad)
 
     # ------------------------------------------------------------------ the sweeps (operator mode)
-    def _sweep_aliases(self) -> dict[str, str]:
-        """``{key: network name}`` for the block parameters whose key in :mod:`jacobian_bp.engine.sweeps`
-        (``f"{local}{l}"``, e.g. ``W.12``) is not their network name (``W2.1``); empty for plain networks.
-
-        A bridge until the sweeps name parameters by :meth:`param_name` (then every key is a name and
-        the renaming below does nothing)."""
-        alias = getattr(self, "_sweep_alias_cache", None)
-        if alias is None:
-            alias = {f"{e.local}{e.stage}": e.name for e in self.entries if f"{e.local}{e.stage}" != e.name}
-            keys = [f"{e.local}{e.stage}" for e in self.entries]
-            if len(set(keys)) != len(keys):  # pragma: no cover - needs a block of 10+ parametric layers at stage 1
-                raise UnsupportedInputError(f"network {self.name!r}: parameter keys of the sweeps collide ({keys})")
-            self._sweep_alias_cache = alias
-        return alias
-
     def reverse_sweep(self, cache: Cache, canon: dict, D: np.ndarray, out: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The batched reverse sweep :math:`\\sum_i (\\mathbf J_\\theta\\mathbf z_i^{[L]})^\\top\\mathbf d_i`
         (:func:`jacobian_bp.engine.sweeps.vjp_sweep`), keyed by the network's parameter names (canonical layout)."""
         from .sweeps import vjp_sweep
 
-        alias = self._sweep_aliases()
-        if not alias:
-            return vjp_sweep(self, cache, canon, D, out=out)
-        grads = {alias.get(k, k): v for k, v in vjp_sweep(self, cache, canon, D).items()}
-        if out is not None:
-            for e in self.entries:
-                out[e.slice] = np.asarray(grads[e.name]).reshape(e.canonical_shape).ravel(order=e.order)
-        return grads
+        return vjp_sweep(self, cache, canon, D, out=out)
 
     def forward_sweep(self, cache: Cache, canon: dict, tangent: dict[str, np.ndarray]) -> np.ndarray:
         """The batched forward sweep :math:`\\mathbf J_\\theta\\mathbf z_i^{[L]}\\mathbf v` of every sample, ``(N, n_L)``
         (:func:`jacobian_bp.engine.sweeps.jvp`), for a tangent keyed by the network's parameter names."""
         from .sweeps import jvp
 
-        alias = self._sweep_aliases()
-        if alias:
-            tangent = dict(tangent)
-            for key, name in alias.items():
-                tangent[key] = tangent[name]
         return jvp(self, cache, canon, tangent)
 
     def _vjp_sweep(self, cache: Cache, canon: dict, D: np.ndarray) -> dict[str, np.ndarray]:

@@ -166,7 +166,8 @@ def vjp_sweep(network: "Network", cache: "Cache", canon: dict, D: np.ndarray,
     Returns
     -------
     dict
-        Canonical-layout sums over the batch, keyed ``W1, b1, …`` (Ganev Prop. 4.1:
+        Canonical-layout sums over the batch, keyed by the network's parameter names
+        (:meth:`Network.param_name`: ``W1, b1, …``, ``W2.1`` inside a residual block; Ganev Prop. 4.1:
         ``grad_W = grad_Zᵀ A``, ``grad_b = grad_Zᵀ 1``, ``grad_A = grad_Z W``).
     """
     from ..layers.dense import Dense
@@ -200,16 +201,17 @@ def vjp_sweep(network: "Network", cache: "Cache", canon: dict, D: np.ndarray,
         A = cache.a[l - 1]
         shapes = layer.param_shapes()
         if type(layer) is Dense:  # exact type: a subclass may change vjp_params
-            target = None if views is None else views[f"W{l}"]
+            w_name = network.param_name(l, "W")
+            target = None if views is None else views[w_name]
             if target is not None and target.flags.c_contiguous:
-                grads[f"W{l}"] = _dense_weight_vjp(G, A, out=target)
+                grads[w_name] = _dense_weight_vjp(G, A, out=target)
             else:
-                put(f"W{l}", _dense_weight_vjp(G, A))
+                put(w_name, _dense_weight_vjp(G, A))
             if layer.bias:
-                put(f"b{l}", G.sum(axis=0))
+                put(network.param_name(l, "b"), G.sum(axis=0))
         else:
             for k, v in layer.vjp_params(A, cache.z[l], G, p).items():
-                put(f"{k}{l}", np.asarray(v).reshape(shapes[k]))
+                put(network.param_name(l, k), np.asarray(v).reshape(shapes[k]))
         if l == 1:
             break
         G = network.post_vjp(cache, l - 1, layer.vjp_input(A, cache.z[l], G, p))
@@ -223,7 +225,8 @@ def jvp(network: "Network", cache: "Cache", canon: dict, tangent: dict[str, np.n
     Parameters
     ----------
     tangent : dict
-        The direction :math:`\mathbf v` in the canonical layout (``network.unpack_canonical(v)``).
+        The direction :math:`\mathbf v` in the canonical layout (``network.unpack_canonical(v)``), keyed by
+        the network's parameter names.
 
     Returns
     -------
@@ -236,9 +239,10 @@ def jvp(network: "Network", cache: "Cache", canon: dict, tangent: dict[str, np.n
         p = network.stage_params(canon, l)
         dp = {}
         for k, shape in st.layer.param_shapes().items():
-            v = np.asarray(tangent[f"{k}{l}"], dtype=float)
+            name = network.param_name(l, k)
+            v = np.asarray(tangent[name], dtype=float)
             if v.shape != tuple(shape):
-                raise ShapeError(f"jvp: tangent {k}{l} expected canonical shape {tuple(shape)}, received {v.shape}")
+                raise ShapeError(f"jvp: tangent {name} expected canonical shape {tuple(shape)}, received {v.shape}")
             dp[k] = v
         A, Z = cache.a[l - 1], cache.z[l]
         out = st.layer.jvp_params(A, Z, dp, p)  # J_θ z · θ̇, then + J_a z · ȧ (the input tangent)

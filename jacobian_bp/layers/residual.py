@@ -43,6 +43,7 @@ becomes a small graph whose nodes name their inputs, ``jac_input`` sums the chai
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -53,9 +54,9 @@ from ..backend.operators import Operator, Product
 from .base import Layer
 from .registry import register
 
-__all__ = ["Residual", "SkipSum", "weight_transposed_by_layout"]
+__all__ = ["Residual", "SkipSum", "SubStage", "weight_transposed_by_layout"]
 
-_NOT_RENDERED = "residual blocks are not rendered symbolically yet"
+_NOT_RENDERED = "a residual block has no scalar form"
 
 
 def weight_transposed_by_layout(layer: Layer, local: str) -> bool:
@@ -113,6 +114,22 @@ class SkipSum(Operator):
         return sympy.eye(self.shape[0]) + self.body._sympy()
 
 
+@dataclass
+class SubStage:
+    r"""Sub-stage ``k`` of a residual block's body, grouped as the network groups its stages.
+
+    ``layer`` is the ``k``-th parametric sub-layer (it makes :math:`\mathbf z^{[l.k]}`), ``post`` the
+    parameter-free layers after it (they make :math:`\mathbf a^{[l.k]}`), ``position`` the body index of
+    ``layer`` and ``names`` its local parameter names mapped to the block's (``{"W": "W.1"}``).
+    """
+
+    index: int
+    layer: Layer
+    position: int
+    names: dict
+    post: list = field(default_factory=list)
+
+
 @register("residual")
 class Residual(Layer):
     r"""Residual block :math:`\mathbf o = \mathbf a + \mathbf g(\mathbf a)` (see the module docstring).
@@ -127,6 +144,8 @@ class Residual(Layer):
     kind = "residual"
     #: a composite layer: the spec builds its ``body`` from nested layer objects
     composite = True
+    #: the symbolic backend and the LaTeX renderer draw it (named intermediates, :math:`\mathbf I + \mathbf J_{body}`)
+    renders_symbolically = True
 
     def __init__(self, body: Sequence[Layer]):
         super().__init__()
@@ -307,6 +326,72 @@ class Residual(Layer):
         for layer, p in zip(self.body, self._sub_params(params)):
             H = layer.torch_forward(H, p)
         return A + H
+
+    def sub_params(self, params) -> list[dict]:
+        """The parameters of every body layer (body order), keyed by the sub-layer's own local names."""
+        return self._sub_params(params)
+
+    def body_steps(self, A, params) -> list[tuple]:
+        """``(layer, input, output, sub-layer parameters)`` of every body layer, forward order, for a batch ``A``."""
+        return self._steps(A, params)
+
+    # ------------------------------------------------------------------ structure for the renderers
+    def sub_stages(self) -> tuple[list[Layer], list[SubStage]]:
+        r"""The body grouped as a network groups its layers: the parameter-free layers before the first
+        parametric one (they make :math:`\mathbf a^{[l.0]}`), then one :class:`SubStage` per parametric
+        sub-layer ``k`` with the parameter-free layers after it.
+
+        The symbolic backend and the LaTeX renderer name the intermediates after it: the block at stage
+        ``l`` has input :math:`\mathbf a^{[l-1]}`, sub-stage ``k`` makes :math:`\mathbf z^{[l.k]}` (and
+        :math:`\mathbf a^{[l.k]}` after its activations), and the block's output is
+        :math:`\mathbf z^{[l]} = \mathbf a^{[l-1]} + \mathbf g(\mathbf a^{[l-1]})`, :math:`\mathbf g(\mathbf a^{[l-1]})` the
+        last of these -- the tags ``l.k`` of the parameters :math:`\mathbf W^{[l.k]}`.
+        """
+        pre: list[Layer] = []
+        subs: list[SubStage] = []
+        for pos, (layer, names) in enumerate(zip(self.body, self.name_map)):
+            if layer.parametric:
+                subs.append(SubStage(len(subs) + 1, layer, pos, names))
+            elif not subs:
+                pre.append(layer)
+            else:
+                subs[-1].post.append(layer)
+        return pre, subs
+
+    @staticmethod
+    def tag(l, k) -> str:
+        """The tag ``"l.k"`` of sub-stage ``k`` of the block at stage (or tag) ``l``."""
+        return f"{l}.{k}"
+
+    def body_output_tag(self, l) -> tuple[str, str]:
+        r"""``("z" or "a", tag)``: the named vector that is :math:`\mathbf g(\mathbf a^{[l-1]})` (the last sub-stage's
+        :math:`\mathbf z^{[l.m]}`, or its :math:`\mathbf a^{[l.m]}` after an activation; :math:`\mathbf a^{[l.0]}` for a
+        body without a parametric layer)."""
+        pre, subs = self.sub_stages()
+        if not subs:
+            return ("a", self.tag(l, 0))
+        last = subs[-1]
+        return ("a" if last.post else "z", self.tag(l, last.index))
+
+    # ------------------------------------------------------------------ LaTeX and SymPy facts
+    def skip_sum(self, a, g):
+        r"""The block's output from its input and its body's output: :math:`\mathbf a + \mathbf g` (any array type)."""
+        return a + g
+
+    def latex_forward(self, nt, l, a_prev, weight_layout):
+        r""":math:`\mathbf a^{[l-1]} + \mathbf z^{[l.m]}`: the skip connection plus the body's output (named)."""
+        which, tag = self.body_output_tag(l)
+        return rf"{a_prev} + {nt.z(tag) if which == 'z' else nt.vec('a', tag)}"
+
+    def latex_skip(self, out: str, body_jacobian: str, identity: str) -> str:
+        r""":math:`\mathbf J_{\mathbf a}\mathbf o = \mathbf I + \mathbf J_{\mathbf a}\mathbf g`, written from the LaTeX of the parts."""
+        return rf"{identity} + {body_jacobian}"
+
+    def prose(self) -> str:
+        return "a residual block (skip connection)"
+
+    def latex_describe(self) -> str:
+        return "residual: " + r" $\to$ ".join(layer.latex_describe() for layer in self.body)
 
     # ------------------------------------------------------------------ description
     def describe(self):

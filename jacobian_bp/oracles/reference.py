@@ -8,7 +8,10 @@ These are the oracles the explicit chain is checked against:
   ``Jacobian(σ_ℓ, z_ℓ)``, and ``grad_a_{ℓ-1} ← W_{ℓ-1}ᵀ grad_z_ℓ`` must use ``W_ℓ``);
 * :func:`ganev_batch_backprop` -- Ganev Prop. 4.1 / Algorithm 5 (batch first, sum);
 * :func:`park_backprop` -- Park Thm. 5.4 / Python code (batch last, ``1/N``);
-* :func:`central_differences` -- central finite differences in float64.
+* :func:`central_differences` -- central finite differences in float64;
+* :func:`layer_norm_backward`, :func:`batch_norm_eval_backward` -- the textbook backward passes of layer
+  normalization and of batch normalization in evaluation mode, restated on purpose from their
+  definitions (not from :mod:`jacobian_bp.layers.normalization`), batch first.
 
 They operate on plain lists of canonical weights ``W[l]`` (``n_l × n_{l-1}``) and
 biases, and only support dense networks (the textbooks' setting); the activations
@@ -174,3 +177,52 @@ def directional_difference(f: Callable[[np.ndarray], float], theta: np.ndarray, 
     """Central difference of ``f`` along direction ``v``: an estimate of ``∇f · v``."""
     theta = np.asarray(theta, dtype=np.float64)
     return (f(theta + h * v) - f(theta - h * v)) / (2 * h)
+
+
+def layer_norm_backward(X: np.ndarray, G: np.ndarray, gamma: np.ndarray | None, eps: float
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Backward pass of layer normalization :math:`\mathbf y_i = \boldsymbol\gamma\odot\hat{\mathbf x}_i+\boldsymbol\beta`, batch first.
+
+    With :math:`\mu_i` the mean of row :math:`\mathbf x_i` (``(N, n)``), :math:`\sigma_i =
+    \sqrt{\tfrac1n\sum_j(x_{ij}-\mu_i)^2+\epsilon}` (biased variance, as ``torch.nn.LayerNorm``),
+    :math:`\hat{\mathbf x}_i = (\mathbf x_i-\mu_i)/\sigma_i`, and the upstream gradients
+    :math:`\mathbf g_i = \partial\ell/\partial\mathbf y_i` (Ba et al. 2016; the same derivation as Ioffe &
+    Szegedy 2015, §3, over features instead of the batch):
+
+    .. math::
+
+       \frac{\partial\ell}{\partial\mathbf x_i} = \frac1{\sigma_i}\Big(\mathbf h_i - \operatorname{mean}(\mathbf h_i)
+       - \hat{\mathbf x}_i\operatorname{mean}(\mathbf h_i\odot\hat{\mathbf x}_i)\Big),\quad
+       \mathbf h_i = \boldsymbol\gamma\odot\mathbf g_i,\qquad
+       \frac{\partial\ell}{\partial\boldsymbol\gamma} = \sum_i\mathbf g_i\odot\hat{\mathbf x}_i,\qquad
+       \frac{\partial\ell}{\partial\boldsymbol\beta} = \sum_i\mathbf g_i .
+
+    ``gamma=None``: no affine part (:math:`\boldsymbol\gamma = \mathbf 1`).  Returns ``(dX, dgamma, dbeta)``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    G = np.asarray(G, dtype=np.float64)
+    n = X.shape[1]
+    mu = X.sum(axis=1, keepdims=True) / n
+    dev = X - mu
+    sigma = np.sqrt((dev ** 2).sum(axis=1, keepdims=True) / n + eps)
+    xhat = dev / sigma
+    h = G if gamma is None else G * np.asarray(gamma, dtype=np.float64)
+    dX = (h - h.sum(axis=1, keepdims=True) / n - xhat * (h * xhat).sum(axis=1, keepdims=True) / n) / sigma
+    return dX, (G * xhat).sum(axis=0), G.sum(axis=0)
+
+
+def batch_norm_eval_backward(X: np.ndarray, G: np.ndarray, gamma: np.ndarray | None, running_mean: np.ndarray,
+                             running_var: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Backward pass of batch normalization in evaluation mode (fixed statistics :math:`\mathbf m`, :math:`\mathbf v`).
+
+    :math:`\mathbf y_i = \boldsymbol\gamma\odot(\mathbf x_i-\mathbf m)/\sqrt{\mathbf v+\epsilon}+\boldsymbol\beta` is affine per
+    feature (Ioffe & Szegedy 2015, Alg. 2 line 11), so
+    :math:`\partial\ell/\partial\mathbf x_i = \boldsymbol\gamma\odot\mathbf g_i/\sqrt{\mathbf v+\epsilon}`,
+    :math:`\partial\ell/\partial\boldsymbol\gamma = \sum_i\mathbf g_i\odot(\mathbf x_i-\mathbf m)/\sqrt{\mathbf v+\epsilon}`,
+    :math:`\partial\ell/\partial\boldsymbol\beta = \sum_i\mathbf g_i`.  Returns ``(dX, dgamma, dbeta)``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    G = np.asarray(G, dtype=np.float64)
+    std = np.sqrt(np.asarray(running_var, dtype=np.float64) + eps)
+    g = 1.0 if gamma is None else np.asarray(gamma, dtype=np.float64)
+    return G * g / std, (G * (X - np.asarray(running_mean, dtype=np.float64)) / std).sum(axis=0), G.sum(axis=0)

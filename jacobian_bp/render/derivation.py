@@ -100,7 +100,7 @@ def _steps(nl: NetworkLatex, named, steps, shapes_last: bool = True) -> str:
 
 def _affine(nl: NetworkLatex, l: int) -> str:
     nt, net = nl.nt, nl.net
-    return net.stages[l - 1].layer.latex_forward(nt, l, nt.a(l - 1), net.convention.weight_layout)
+    return net.stages[l - 1].layer.latex_forward(nt, l, nl.a_tex(l - 1), net.convention.weight_layout)
 
 
 def _convention_text(network, nt: Notation) -> str:
@@ -123,6 +123,33 @@ def _convention_text(network, nt: Notation) -> str:
 
 def _activation_text(layer) -> str:
     return layer.prose()
+
+
+def _is_block(layer) -> bool:
+    """A composite layer that states its sub-stages (:meth:`jacobian_bp.layers.residual.Residual.sub_stages`)."""
+    return callable(getattr(layer, "sub_stages", None))
+
+
+def _skip_paragraph(nl: NetworkLatex, l: int) -> str:
+    r"""What the residual block at stage ``l`` does to the chain rule (He et al. 2016, eq. (1)), in the network's notation."""
+    nt, net = nl.nt, nl.net
+    layer = net.stages[l - 1].layer
+    body = nl.body(l)
+    a_prev, z = nl.a_tex(l - 1), nt.z(l)
+    g = rf"\mathbf{{g}}^{{[{l}]}}" if nt.index == "sup_bracket" else rf"\mathbf{{g}}_{{{l}}}"
+    parts = r" $\to$ ".join(p.latex_describe() for p in layer.body)
+    ks = [ss.index for ss in body.subs]
+    tags = ", ".join(f"${nt.z(layer.tag(l, k))}$" for k in ks)
+    params = ", ".join(f"${nt.param(e.local, e.stage)}$" for e in net.entries if e.stage == l)
+    return (rf"Layer {l} is a residual block (He et al., 2016): its output adds its input to the output of its body "
+            rf"${g}$ ({parts}), ${z} = {a_prev} + {g}({a_prev})$. Inside the block the layer index is written $l.k$: "
+            rf"the $k$-th parametric layer of the body makes {tags} (and the activations after it "
+            rf"${nt.a(layer.tag(l, 'k'))}$), with parameters {params}. "
+            rf"The skip connection adds the identity to the chain rule, "
+            rf"${nt.jac(z, a_prev)} = \mathbf{{I}} + {nt.jac(g, a_prev)}$: the gradient reaches "
+            rf"${a_prev}$ both through the body and unchanged through the skip. A parameter inside the block enters only "
+            rf"through the body, so its block of ${nt.jac(z, nt.theta)}$ is the chain from the body's output down to "
+            rf"the sub-layer that owns it, times that sub-layer's own block: Algorithm~1 applied inside the block.")
 
 
 def derivation_document(network, params, X, Y, title: str | None = None, *, notation=None, precision: int = 4,
@@ -190,6 +217,11 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
                rf"{L} parametric layer{'s' if L > 1 else ''}, loss {escape_text(network.loss.kind.replace('_', ' '))}, "
                rf"$|{nt.theta}| = {network.n_params}$. " + _convention_text(network, nt))
     rows = []
+    if network.pre:  # parameter-free first layers: a[0] = f[0](x)
+        shape_in = r"\times ".join(map(str, network.input_shape))
+        shape_out = r"\times ".join(map(str, network.pre[-1].out_shape))
+        kinds = r" $\to$ ".join(p.latex_describe() for p in network.pre)
+        rows.append(rf"0 & {kinds} (no parameters) & ${shape_in}$ & ${shape_out}$ ($" + nl.a_tex(0) + r"$) & none \\")
     for st in network.stages:
         post = ", ".join(escape_text(p.kind) for p in st.post) or "none"
         shape_in = r"\times ".join(map(str, st.layer.in_shape))
@@ -215,8 +247,14 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
     out.append(("One sample" if N == 1 else rf"Sample 1 of the batch of $N = {N}$")
                + r" (the Jacobians below are those of this sample):" + r"\[" + _vec_row(nt, nt.x, x0, precision, max_cols) + r"\]")
     lines = []
+    if network.pre:
+        rhs = " \\circ ".join(rf"\mathrm{{{escape_text(p.kind)}}}" for p in reversed(network.pre))
+        lines.append(rf"{nl.a_tex(0)} &= {rhs}({nt.x}), && {_vec_row(nt, nl.a_tex(0), nl.cache.a[0][0], precision, max_cols)}")
     for st in network.stages:
         l = st.index
+        if _is_block(st.layer):
+            for name, rhs, value in nl.body(l).forward_lines(conv.weight_layout):
+                lines.append(rf"{name} &= {rhs}, && {_vec_row(nt, name, value, precision, max_cols)}")
         lines.append(rf"{nt.z(l)} &= {_affine(nl, l)}, && {_vec_row(nt, nt.z(l), nl.cache.z[l][0], precision, max_cols)}")
         if st.post:
             lines.append(rf"{nt.a(l)} &= {nt.act(l, vector=True)}({nt.z(l)}), && "
@@ -226,6 +264,12 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
             for st in network.stages if st.post]
     if acts:
         out.append("Activations: " + "; ".join(acts) + ".")
+    for st in network.stages:
+        if _is_block(st.layer):
+            out.append(_skip_paragraph(nl, st.index))
+    if network.pre:
+        out.append(rf"The parameter-free first layers make ${nl.a_tex(0)}$ from ${nt.x}$; the parametric layers start from "
+                   rf"${nl.a_tex(0)}$, so no parameter block contains ${nt.jac(nl.a_tex(0), nt.x)}$.")
     out.append(rf"The prediction is $\hat{{\mathbf{{y}}}} = {nt.a(L)}$; the target is "
                + rf"${_vec_row(nt, nt.y, y0, precision, max_cols)}$, and the loss of this sample is "
                + rf"${nt.loss} = {float(network.loss_value(x0, y0, params)):.{precision}g}$.")
@@ -238,8 +282,17 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
         l = st.index
         out.append(rf"\subsection{{Layer {l}}}")
         loc = nl.local_jacobian(l)
-        out.append(_steps(nl, loc, (99,)))
+        if _is_block(st.layer):  # one line per parameter: each is a chain inside the block
+            for e in network.entries:
+                if e.stage == l:
+                    out.append(_steps(nl, nl.local_jacobian(l, [e]), (99,)))
+        else:
+            out.append(_steps(nl, loc, (99,)))
         jl = network.local_jacobian(x0, params, l)
+        if _is_block(st.layer) and jl.blocks:  # the engine lists a block's weights before its biases: θ order here
+            from ..engine.jacobian import hstack
+
+            jl = hstack([b for e in network.entries if e.stage == l for b in jl.blocks if b.input == e.space])
         out.append(r"\[" + render(loc.label, nt) + " = " + M(jl) + r"\]")
         if l > 1:
             ij = nl.input_jacobian(l)
@@ -259,7 +312,10 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
                rf"is the product of the Jacobians between ${nt.z('l')}$ and ${nt.z(L)}$ with the layer's own block "
                r"(Damadi Alg.~1 lines 3--4, corrected).")
     J_op = network.jacobian_theta(x0, params)
-    for g in nl.stage_groups():
+    groups = []
+    for g in nl.stage_groups():  # a residual block's parameters one by one: each block is a longer chain
+        groups += [[e] for e in g] if _is_block(network.stages[g[0].stage - 1].layer) else [g]
+    for g in groups:
         B = nl.block(g)
         out.append(_steps(nl, B, (0, 1, 99)))
         cols = [b for b in J_op.blocks if any(b.input == e.space for e in g)]
@@ -285,8 +341,11 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
         body = render(d.body, nt, False, 99)
         if l < L:
             body = render(d.body, nt, False, 0) + " = " + body
-        lines.append(rf"{render(d.label, nt)} &= {body} && "
-                     + _vec_row(nt, nt.dz(l), nl.delta_symbol(l).value, precision, max_cols))
+        value = _vec_row(nt, nt.dz(l), nl.delta_symbol(l).value, precision, max_cols)
+        if network.composite:  # the chains through blocks are long: the values on their own lines
+            lines += [rf"{render(d.label, nt)} &= {body}", rf"& {value}"]
+        else:
+            lines.append(rf"{render(d.label, nt)} &= {body} && " + value)
     out.append(_align(lines))
     out.append(r"Each parameter's gradient is the transposed local block times its delta:")
     lines = []

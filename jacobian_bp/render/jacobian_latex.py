@@ -195,8 +195,10 @@ def gradient_latex(gradient, max_rows: int = DEFAULT_MAX, max_cols: int = DEFAUL
     nt = get_notation(notation if notation is not None else net)
     lines = []
     for e in net.entries:
-        sym = nt.param(e.local, e.stage)
-        lines.append(rf"{nt.cost_grad(sym)} &= {matrix_latex(np.asarray(gradient.params[e.name]), max_rows, max_cols, precision)}"
+        sym = nt.param(e.local, e.stage)  # W.1 of stage 2 is W^{[2.1]}
+        v = np.asarray(gradient.params[e.name])
+        v = v if v.ndim <= 2 else v.reshape(v.shape[0], -1)  # a convolution kernel: one row per output channel
+        lines.append(rf"{nt.cost_grad(sym)} &= {matrix_latex(v, max_rows, max_cols, precision)}"
                      rf" \in {Notation.reals(*e.user_shape)}")
     return r"\begin{aligned}" + r" \\[4pt] ".join(lines) + r"\end{aligned}"
 

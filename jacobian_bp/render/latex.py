@@ -54,7 +54,7 @@ from .entries import (  # noqa: F401
     DEFAULT_MAX, format_number, _elide, _check_max, operator_entries, matrix_latex,
 )
 from .matrix_expr import (  # noqa: F401
-    shape_latex, _Ctx, MatExpr, _shape2, Sym, _as_2d, Eye, Zeros, Ones, Transpose, Kron, Prod, HCat, VCat, Named, _effective_prec, _tex, _paren, _brace, render, _children, _find_notation,
+    shape_latex, _Ctx, MatExpr, _shape2, Sym, _as_2d, Eye, Zeros, Ones, Transpose, Kron, Prod, Sum, HCat, VCat, Named, _effective_prec, _tex, _paren, _brace, render, _children, _find_notation,
 )
 from .jacobian_latex import (  # noqa: F401
     _dense_value, _parse, _row_values, _infer, jacobian_block_expr, _symbol, _opaque, jacobian_latex, jacobian_equation_latex, product_latex, gradient_latex, verification_table_latex,
@@ -62,7 +62,7 @@ from .jacobian_latex import (  # noqa: F401
 
 __all__ = [
     "format_number", "matrix_latex", "operator_entries", "MatExpr", "Sym", "Eye", "Zeros", "Ones",
-    "Transpose", "Kron", "Prod", "HCat", "VCat", "Named", "render", "shape_latex", "jacobian_block_expr",
+    "Transpose", "Kron", "Prod", "Sum", "HCat", "VCat", "Named", "render", "shape_latex", "jacobian_block_expr",
     "jacobian_latex", "jacobian_equation_latex", "product_latex", "gradient_latex",
     "verification_table_latex", "NetworkLatex",
 ]
@@ -113,6 +113,188 @@ class _LatexAlgebra:
 
     def permutation(self, local):
         return None
+
+
+def _is_block(layer) -> bool:
+    """A composite layer that states its sub-stages (:meth:`jacobian_bp.layers.residual.Residual.sub_stages`)."""
+    return callable(getattr(layer, "sub_stages", None))
+
+
+class _BodyLatex:
+    r"""The body :math:`\mathbf g` of a residual block at tag ``tag`` (``"2"``, or ``"2.1"`` when nested), in LaTeX.
+
+    The block's input is the :class:`Sym` ``a_in`` (:math:`\mathbf a^{[l-1]}`); its sub-stage ``k`` makes
+    :math:`\mathbf z^{[l.k]}` and, after its activations, :math:`\mathbf a^{[l.k]}`
+    (:meth:`~jacobian_bp.layers.residual.Residual.sub_stages`).  ``A`` (a batch of one) and ``params``
+    (the block's canonical parameters) bind values; ``name`` maps the block's local parameter names to
+    the network's (``"W.1"`` → ``"W2.1"``).
+
+    * :meth:`jacobian` -- :math:`\mathbf J_{\mathbf a^{[l-1]}}\mathbf g`, the product of the body's factors, so
+      that the block's input Jacobian is :math:`\mathbf I + \mathbf J_{\mathbf a^{[l-1]}}\mathbf g`;
+    * :meth:`param_jacobian` -- :math:`\mathbf J_{\theta}\mathbf z^{[l]} = \mathbf J_{\theta}\mathbf g`: the chain from the
+      body's output down to :math:`\mathbf z^{[l.k]}` times the sub-layer's own block (Algorithm 1 inside the block);
+    * :meth:`forward_lines` -- the named forward pass of the body.
+    """
+
+    def __init__(self, nl: "NetworkLatex", block, tag: str, a_in: "Sym", A, params, name):
+        self.nl, self.nt, self.block, self.tag, self.a_in, self.name = nl, nl.nt, block, tag, a_in, name
+        self.pre, self.subs = block.sub_stages()
+        self.params = params
+        self.steps = None if A is None else block.body_steps(A, params)
+        self.sub_params = None if params is None else block.sub_params(params)
+        self.inner: dict[int, "_BodyLatex"] = {}
+        for ss in self.subs:
+            if _is_block(ss.layer):
+                A_k = None if self.steps is None else self.steps[ss.position][1]
+                p_k = None if self.sub_params is None else self.sub_params[ss.position]
+                self.inner[ss.index] = _BodyLatex(nl, ss.layer, block.tag(tag, ss.index), self.input_of(ss.index), A_k, p_k,
+                                                  lambda local, m=ss.names: name(m[local]))
+
+    # ------------------------------------------------------------------ named vectors
+    def _value(self, pos: int, which: int):
+        """Input (``which=1``) or output (2) of body layer ``pos`` as a column, when bound."""
+        return None if self.steps is None else _column(self.steps[pos][which][0])
+
+    def _vec(self, tex: str, layer, pos: int, which: int) -> Sym:
+        size = layer.in_size if which == 1 else layer.out_size
+        return Sym(tex, (size, 1), self._value(pos, which))
+
+    def z(self, k: int) -> Sym:
+        ss = self.subs[k - 1]
+        return self._vec(self.nt.z(self.block.tag(self.tag, k)), ss.layer, ss.position, 2)
+
+    def output_of(self, k: int) -> Sym:
+        r""":math:`\mathbf a^{[l.k]}` (or :math:`\mathbf z^{[l.k]}` for a sub-stage without activation)."""
+        ss = self.subs[k - 1]
+        if not ss.post:
+            return self.z(k)
+        return self._vec(self.nt.a(self.block.tag(self.tag, k)), ss.post[-1], ss.position + len(ss.post), 2)
+
+    def input_of(self, k: int) -> Sym:
+        if k > 1:
+            return self.output_of(k - 1)
+        if self.pre:
+            return self._vec(self.nt.a(self.block.tag(self.tag, 0)), self.pre[-1], len(self.pre) - 1, 2)
+        return self.a_in
+
+    def output(self) -> Sym:
+        r""":math:`\mathbf g(\mathbf a^{[l-1]})`: the last named vector of the body."""
+        if not self.subs:
+            return self.input_of(1)
+        return self.output_of(len(self.subs))
+
+    # ------------------------------------------------------------------ factors
+    def _free_factors(self, layers, first_pos: int, inp: str, out: str, t: str) -> list:
+        r"""Factors of parameter-free layers (last layer first): :math:`\operatorname{diag} f'(\cdot)`, closed forms, symbols."""
+        facs = []
+        n = len(layers)
+        for j in reversed(range(n)):
+            layer = layers[j]
+            i_tex = inp if j == 0 else self.nt.h(t, j)
+            o_tex = out if j == n - 1 else self.nt.h(t, j + 1)
+            value = None
+            if self.steps is not None:
+                _, I, O, _p = self.steps[first_pos + j]
+                value = _dense_value(layer.jac_input(I[0], O[0], {}))
+            facs.append(self.nl.free_factor(layer, t, i_tex, o_tex, value))
+        return [f for f in facs if not isinstance(f, Eye)]
+
+    def post_factors(self, k: int) -> list:
+        ss = self.subs[k - 1]
+        t = self.block.tag(self.tag, k)
+        return self._free_factors(ss.post, ss.position + 1, self.nt.z(t), self.nt.a(t), t)
+
+    def input_factor(self, k: int) -> MatExpr:
+        r""":math:`\mathbf J_{\mathbf a^{[l.k-1]}}\mathbf z^{[l.k]}`: :math:`(\mathbf W^{[l.k]})^\top` in Damadi's layout, a closed form,
+        or :math:`\mathbf I + \mathbf J` of a nested block."""
+        ss = self.subs[k - 1]
+        t = self.block.tag(self.tag, k)
+        layer = ss.layer
+        inp = self.input_of(k)
+        shape = (layer.out_size, layer.in_size)
+        value = None
+        if self.steps is not None:
+            _, I, O, p = self.steps[ss.position]
+            value = _dense_value(layer.jac_input(I[0], O[0], p))
+        label = Sym(self.nt.jac(self.nt.z(t), inp.latex_str), shape, atomic=False)
+        if k in self.inner:
+            return Named(label, Sum([Eye(layer.out_size), self.inner[k].jacobian()]), notation=self.nt)
+        if layer.affine_weight_name is not None:
+            e = self.nl.net.entry(self.name(ss.names[layer.affine_weight_name]))
+            W = self.nl.param_sym(e)
+            return W.T if self.nl.net.convention.weight_layout == "in_out" else W
+        closed = layer.latex_input_jacobian({p: self.nt.weight(p, t) for p in layer.param_names})
+        if closed is not None:
+            return Sym(closed, shape, value)
+        return Sym(label.latex_str, shape, value, atomic=False)
+
+    def chain_above(self, k: int) -> list:
+        r"""The factors of :math:`\mathbf J_{\mathbf z^{[l.k]}}\mathbf g`, left to right (empty: the identity)."""
+        facs: list = []
+        for j in range(len(self.subs), k, -1):
+            facs += self.post_factors(j) + [self.input_factor(j)]
+        return facs + self.post_factors(k)
+
+    def jacobian(self) -> MatExpr:
+        r""":math:`\mathbf J_{\mathbf a^{[l-1]}}\mathbf g` as the product of the body's factors."""
+        facs: list = []
+        if self.subs:
+            facs = self.chain_above(1) + [self.input_factor(1)]
+        if self.pre:
+            facs += self._free_factors(self.pre, 0, self.a_in.latex_str, self.nt.a(self.block.tag(self.tag, 0)),
+                                       self.block.tag(self.tag, 0))
+        n = self.a_in.shape[0]
+        if not facs:
+            return Eye(n)
+        return facs[0] if len(facs) == 1 else Prod(facs)
+
+    def owner(self, local: str) -> tuple:
+        """``(sub-stage index, local name in the sub-layer)`` of the block's parameter ``local``."""
+        for ss in self.subs:
+            for sub, outer in ss.names.items():
+                if outer == local:
+                    return ss.index, sub
+        raise KeyError(local)  # pragma: no cover - entries come from the block's own names
+
+    def param_jacobian(self, local: str, order: str, size: int) -> MatExpr:
+        r""":math:`\mathbf J_{\operatorname{vec}\theta}\mathbf g` of the block's parameter ``local``: the chain from the body's output
+        down to :math:`\mathbf z^{[l.k]}` times the sub-layer's own block."""
+        k, sub = self.owner(local)
+        ss = self.subs[k - 1]
+        t = self.block.tag(self.tag, k)
+        if k in self.inner:
+            own = self.inner[k].param_jacobian(sub, order, size)
+        else:
+            op = None
+            if self.steps is not None:
+                _, I, O, p = self.steps[ss.position]
+                op = ss.layer.jac_params(I[0], O[0], p, order)[sub]
+            own = ss.layer.block_param_jacobian(_LatexAlgebra(self.input_of(k), op), sub, order)
+            if own is None:
+                own = Sym(self.nt.jac(self.nt.z(t), self.nt.param(sub, t)), (ss.layer.out_size, size),
+                          None if op is None else _dense_value(op), atomic=False)
+        facs = self.chain_above(k)
+        if facs and isinstance(own, Eye):  # a bias: P I = P
+            return facs[0] if len(facs) == 1 else Prod(facs)
+        return own if not facs else Prod(facs + [own])
+
+    # ------------------------------------------------------------------ forward pass
+    def forward_lines(self, weight_layout: str) -> list:
+        """``(name, right-hand side, value)`` of every named vector of the body, in evaluation order."""
+        nt, lines = self.nt, []
+        if self.pre:
+            t0 = self.block.tag(self.tag, 0)
+            rhs = r" \circ ".join(rf"\mathrm{{{escape_text(layer.kind)}}}" for layer in reversed(self.pre))
+            lines.append((nt.a(t0), rf"{rhs}({self.a_in.latex_str})", self.input_of(1).value if self.subs else None))
+        for ss in self.subs:
+            t = self.block.tag(self.tag, ss.index)
+            inp = self.input_of(ss.index).latex_str
+            if ss.index in self.inner:
+                lines += self.inner[ss.index].forward_lines(weight_layout)
+            lines.append((nt.z(t), ss.layer.latex_forward(nt, t, inp, weight_layout), self.z(ss.index).value))
+            if ss.post:
+                lines.append((nt.a(t), rf"{nt.act(t, vector=True)}({nt.z(t)})", self.output_of(ss.index).value))
+        return lines
 
 
 class NetworkLatex:
@@ -175,13 +357,29 @@ class NetworkLatex:
         return self.net.stages[l - 1].layer.out_size
 
     def size_a(self, l: int) -> int:
-        return _prod(self.net.input_shape) if l == 0 else _prod(self.net.a_space(l).shape)
+        return _prod(self.net.input_shape) if l == 0 and not self.net.pre else _prod(self.net.a_space(l).shape)
+
+    def a_tex(self, l) -> str:
+        r""":math:`\mathbf a^{[l]}`; :math:`\mathbf a^{[0]}` is :math:`\mathbf x`, or the output of the parameter-free first layers."""
+        if str(l) == "0" and self.net.pre:
+            return self.nt.vec("a", 0)
+        return self.nt.a(l)
 
     def z(self, l: int) -> Sym:
         return Sym(self.nt.z(l), (self.size_z(l), 1), None if self.cache is None else _column(self.cache.z[l][0]))
 
     def a(self, l: int) -> Sym:
-        return Sym(self.nt.a(l), (self.size_a(l), 1), None if self.cache is None else _column(self.cache.a[l][0]))
+        return Sym(self.a_tex(l), (self.size_a(l), 1), None if self.cache is None else _column(self.cache.a[l][0]))
+
+    def body(self, l: int) -> "_BodyLatex":
+        """The body of the residual block at stage ``l`` (:class:`_BodyLatex`), with values when bound."""
+        if not hasattr(self, "_bodies"):
+            self._bodies = {}
+        if l not in self._bodies:
+            A = None if self.cache is None else self.cache.a[l - 1][:1]
+            self._bodies[l] = _BodyLatex(self, self.net.stages[l - 1].layer, str(l), self.a(l - 1), A,
+                                         self._stage_params(l), lambda local, l=l: self.net.param_name(l, local))
+        return self._bodies[l]
 
     def param_sym(self, entry) -> Sym:
         """The parameter tensor of an entry of θ, in the user's layout (matrix or vector)."""
@@ -212,11 +410,13 @@ class NetworkLatex:
         st = self.net.stages[k - 1]
         layer = st.layer
         shape = (layer.out_size, self.size_a(k - 1))
-        label = self.nt.jac(self.nt.z(k), self.nt.a(k - 1))
+        label = self.nt.jac(self.nt.z(k), self.a_tex(k - 1))
         op = None
         if self.cache is not None:
             op = layer.jac_input(self.cache.a[k - 1][0], self.cache.z[k][0], self._stage_params(k))
-        if layer.affine_weight_name is not None:
+        if _is_block(layer):  # a residual block: I + J_body (the skip connection plus the body's chain)
+            body = Sum([Eye(layer.out_size), self.body(k).jacobian()])
+        elif layer.affine_weight_name is not None:
             W = self.param_sym(next(e for e in self._entries_of(k) if e.local == layer.affine_weight_name))
             body = W.T if self.net.convention.weight_layout == "in_out" else W
         else:
@@ -239,6 +439,12 @@ class NetworkLatex:
             ins = self.cache.post[l]
             outs = ins[1:] + [self.cache.a[l]]
             value = _dense_value(layer.jac_input(ins[j][0], outs[j][0], {}))
+        return self.free_factor(layer, l, inp, out, value)
+
+    def free_factor(self, layer, l, inp: str, out: str, value=None) -> MatExpr:
+        r""":math:`\mathbf J_{\text{inp}}\text{out}` of a parameter-free layer of stage (or block tag) ``l``: :math:`\mathbf I`,
+        :math:`\operatorname{diag} f^{[l]\prime}(\text{inp})`, the layer's closed form, or a Jacobian symbol."""
+        shape = (layer.out_size, layer.in_size)
         if layer.jacobian_is_identity:
             return Eye(layer.out_size)
         if getattr(layer, "elementwise", False):
@@ -272,6 +478,8 @@ class NetworkLatex:
         l = entry.stage
         layer = self.net.stages[l - 1].layer
         n = layer.out_size
+        if _is_block(layer):  # inside a residual block: the chain from the block's output down to the parameter
+            return self.body(l).param_jacobian(entry.local, entry.order, entry.size)
         op = None
         if self.cache is not None:
             op = layer.jac_params(self.cache.a[l - 1][0], self.cache.z[l][0], self._stage_params(l), entry.order)[entry.local]
@@ -410,7 +618,7 @@ class NetworkLatex:
         (Damadi, ``in_out``) or :math:`\boldsymbol\delta^{[l]}(\mathbf a^{[l-1]})^\top` (Ganev Prop. 3.1 (3.3), Park (18))."""
         l = entry.stage
         nt = self.nt
-        d, a = nt.dz(l), nt.a(l - 1)
+        d, a = nt.dz(l), self.a_tex(l - 1)
         if self.net.convention.weight_layout == "in_out":
             return rf"{a}\,{nt.T(d)}"
         return rf"{d}\,{nt.T(a)}"

@@ -271,6 +271,42 @@ class Prod(MatExpr):
         return r" \, ".join(parts)
 
 
+class Sum(MatExpr):
+    r"""A sum of blocks of one shape, :math:`\mathbf I + \mathbf J_{\mathbf a}\mathbf g` (a residual block's input Jacobian);
+    parenthesized inside products and transposes."""
+
+    prec = 0
+
+    def __init__(self, terms: Sequence[MatExpr]):
+        terms = list(terms)
+        if not terms:
+            raise ShapeError("Sum: needs at least one term")
+        for t in terms:
+            if not isinstance(t, MatExpr):
+                raise TypeError(f"Sum: terms must be block expressions, received {type(t).__name__}")
+            if t.shape != terms[0].shape:
+                raise ShapeError(f"Sum: terms of different shapes: {terms[0]!r} and {t!r}")
+        self.terms = terms
+        self.shape = terms[0].shape
+
+    @property
+    def T(self):
+        return Sum([t.T for t in self.terms])
+
+    def leaves(self):
+        for t in self.terms:
+            yield from t.leaves()
+
+    def evaluate(self):
+        out = self.terms[0].evaluate()
+        for t in self.terms[1:]:
+            out = out + t.evaluate()
+        return out
+
+    def tex(self, ctx):
+        return " + ".join(_paren(t, _Ctx(ctx.notation, ctx.shapes, ctx.expand), 1) for t in self.terms)
+
+
 class HCat(MatExpr):
     r"""A block row :math:`[\mathbf A\;\mathbf B]` (Damadi Alg. 1 line 7)."""
 
@@ -427,6 +463,8 @@ def _children(e: MatExpr):
         return e.factors
     if isinstance(e, (HCat, VCat)):
         return e.blocks
+    if isinstance(e, Sum):
+        return e.terms
     if isinstance(e, Kron):
         return [e.A, e.B]
     if isinstance(e, Transpose):

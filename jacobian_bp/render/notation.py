@@ -195,6 +195,11 @@ class Notation:
         return self.vec("b", l)
 
     def param(self, local: str, l) -> str:
+        r"""Parameter ``local`` of stage ``l``; a block parameter ``W.1`` (first parametric layer of the residual
+        block at stage 2) is written with the tag ``2.1``: :math:`\mathbf W^{[2.1]}`, :math:`W_{2.1}`, :math:`\boldsymbol W[2.1]`."""
+        base, dot, rest = local.partition(".")
+        if dot:
+            local, l = base, f"{l}.{rest}"
         return self.bias(l) if local == "b" else self.weight(local, l)
 
     @property

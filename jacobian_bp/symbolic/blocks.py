@@ -46,7 +46,7 @@ from ..backend.operators import Product
 from ..engine.network import Network, ParamEntry
 from .errors import SizeBoundError
 from .intermediates import OUTPUT_NAME
-from .networks import SymbolicNetwork, symbol_array
+from .networks import SymbolicNetwork, param_symbol_base, symbol_array
 from .printing import latex as paper_latex
 
 __all__ = ["BlockChain", "BlockSymbol", "matmul", "evaluate_matrix_expression", "lenet_block_chain", "DEFAULT_MAX_ENTRIES"]
@@ -125,7 +125,8 @@ class _NamedValues:
     def user_param(self, entry: ParamEntry) -> np.ndarray:
         if self.snet is not None:
             return self.snet.params[entry.name]
-        return symbol_array(entry.local.lower(), entry.user_shape, entry.stage)
+        return symbol_array(param_symbol_base(entry.local, entry.stage)[0], entry.user_shape,
+                            param_symbol_base(entry.local, entry.stage)[1])
 
     def stage_params(self, l: int) -> dict[str, np.ndarray]:
         conv = self.network.convention

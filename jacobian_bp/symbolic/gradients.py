@@ -54,6 +54,8 @@ class NamedGradient:
         Symbols and definitions of :math:`\mathbf z^{[l]}`, :math:`\mathbf a^{[l]}`, :math:`\hat{\mathbf y}`.
     delta : dict[int, numpy.ndarray]
         The symbols :math:`\delta^{[l]}_i`, shaped like :math:`\mathbf z^{[l]}`.
+    inner_delta : dict[str, numpy.ndarray]
+        Inside residual blocks, by tag: :math:`\delta^{[l.k]}_i = \partial\ell/\partial z^{[l.k]}_i`.
     definitions : list of (Symbol, Expr)
         All definitions in evaluation order: forward quantities, then
         :math:`\boldsymbol\delta^{[L]}, \dots, \boldsymbol\delta^{[1]}`.
@@ -68,11 +70,13 @@ class NamedGradient:
         :math:`(\mathbf J_{\mathbf z^{[L]}}\hat{\mathbf y})^\top\nabla_{\hat{\mathbf y}}\ell`).
     """
 
-    def __init__(self, forward: NamedForward, delta: dict, delta_definitions: list, canonical: dict, delta_form: str):
+    def __init__(self, forward: NamedForward, delta: dict, delta_definitions: list, canonical: dict, delta_form: str,
+                 inner_delta: dict | None = None):
         self.forward = forward
         self.snet = forward.snet
         self.network = forward.network
         self.delta = delta
+        self.inner_delta = dict(inner_delta or {})
         self.definitions = list(forward.definitions) + list(delta_definitions)
         self.canonical = canonical
         self.params = self.network.user_params(canonical)
@@ -92,11 +96,12 @@ class NamedGradient:
     def symbols_of(self, intermediate: str) -> set:
         """The named symbols of one kind: ``"z"``, ``"a"`` (incl. ŷ) or ``"delta"``."""
         if intermediate == "z":
-            arrs = self.forward.z.values()
+            arrs = list(self.forward.z.values()) + list(self.forward.inner_z.values())
         elif intermediate == "a":
-            arrs = [v for l, v in self.forward.a.items() if l >= 1 and v is not self.forward.z.get(l)]
+            arrs = [v for l, v in self.forward.a.items() if (l >= 1 or self.forward.pre_io) and v is not self.forward.z.get(l)]
+            arrs += list(self.forward.inner_a.values())
         elif intermediate == "delta":
-            arrs = self.delta.values()
+            arrs = list(self.delta.values()) + list(self.inner_delta.values())
         else:
             raise ValueError(f"unknown kind of intermediate {intermediate!r}; expected one of {_KINDS}")
         return {s for arr in arrs for s in np.asarray(arr).flat}
@@ -211,9 +216,23 @@ def named_gradient(snet: SymbolicNetwork, delta: str = "auto", assume_distributi
         deltas[l] = syms
         return syms
 
+    def name_inner_delta(tag: str, values) -> np.ndarray:
+        syms = symbol_array(DELTA_NAME, np.shape(values), tag)
+        delta_defs.extend(zip(syms.flat, (as_sympy_entry(v, f"delta[{tag}]") for v in np.ravel(values))))
+        inner[tag] = syms
+        return syms
+
+    inner: dict[str, np.ndarray] = {}
+    block_grads: dict[str, np.ndarray] = {}  # network name -> canonical gradient (C order), parameters inside blocks
     name_delta(L, dL)
-    for l in range(L, 1, -1):
-        g = nf.input_jacobian(l).op.rmatvec(deltas[l].ravel())
+    for l in range(L, 0, -1):
+        block = nf.blocks.get(l)
+        if block is not None:  # Algorithm 1 inside the block, on named deltas; then the skip adds delta[l]
+            g = deltas[l].ravel() + _block_backward(block, deltas[l].ravel(), name_inner_delta, block_grads)
+        elif l > 1:
+            g = nf.input_jacobian(l).op.rmatvec(deltas[l].ravel())
+        if l == 1:
+            break
         for layer, (i, o) in reversed(list(zip(net.stages[l - 2].post, nf.post_io[l - 1]))):
             g = layer.jac_input(i, o, {}).rmatvec(np.ravel(g))
         name_delta(l - 1, g)
@@ -223,11 +242,41 @@ def named_gradient(snet: SymbolicNetwork, delta: str = "auto", assume_distributi
         for e in net.entries:
             if e.stage != l:
                 continue
+            if e.name in block_grads:
+                v = np.array([as_sympy_entry(t, f"gradient of {e.name}") for t in np.ravel(block_grads[e.name])], dtype=object)
+                canonical[e.name] = v.reshape(e.canonical_shape)
+                continue
             op = st.layer.jac_params(nf.a[l - 1], nf.z[l], nf.stage_params(l), e.order)[e.local]
             v = op.rmatvec(deltas[l].ravel())
             v = np.array([as_sympy_entry(t, f"gradient of {e.name}") for t in np.ravel(v)], dtype=object)
             canonical[e.name] = v.reshape(e.canonical_shape, order=e.order)
-    return NamedGradient(nf, deltas, delta_defs, canonical, form)
+    return NamedGradient(nf, deltas, delta_defs, canonical, form, inner)
+
+
+def _block_backward(block, d_out: np.ndarray, name_delta, grads: dict) -> np.ndarray:
+    r"""Backward through a residual block's body in named form (Damadi Alg. 1 inside the block).
+
+    ``d_out`` is :math:`\nabla_{\mathbf z^{[l]}}\ell` (flat); since :math:`\mathbf z^{[l]} = \mathbf a^{[l-1]} + \mathbf g`, it is
+    also the gradient with respect to the body's output :math:`\mathbf g`.  Each sub-stage gets its named
+    :math:`\boldsymbol\delta^{[l.k]} = \nabla_{\mathbf z^{[l.k]}}\ell`, its parameters
+    :math:`(\mathbf J_{\theta}\mathbf z^{[l.k]})^\top\boldsymbol\delta^{[l.k]}` (into ``grads``, by network name), and the
+    transposed sub-layer Jacobian carries the gradient down.  Returns the body's part of the gradient
+    with respect to the block input (the caller adds the skip term ``d_out``).
+    """
+    g = np.ravel(d_out)
+    for sub in reversed(block.subs):
+        for layer, (i, o) in reversed(list(zip(sub.post, sub.post_io))):
+            g = layer.jac_input(i, o, {}).rmatvec(np.ravel(g))
+        d = name_delta(sub.tag, np.reshape(np.asarray(g, dtype=object), sub.z.shape)).ravel()
+        if sub.inner is not None:
+            g = d + _block_backward(sub.inner, d, name_delta, grads)
+        else:
+            for local, op in sub.layer.jac_params(sub.a_in, sub.z, sub.params, "C").items():
+                grads[sub.name[local]] = op.rmatvec(d)
+            g = sub.layer.jac_input(sub.a_in, sub.z, sub.params).rmatvec(d)
+    for layer, (i, o) in reversed(list(zip(block.pre, block.pre_io))):
+        g = layer.jac_input(i, o, {}).rmatvec(np.ravel(g))
+    return np.ravel(g)
 
 
 def expanded_or_named_delta(nf: NamedForward, form: str, assume_distribution: bool = True) -> np.ndarray:

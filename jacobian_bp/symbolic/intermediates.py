@@ -9,6 +9,13 @@ definition in terms of the previous layer's symbols (Damadi §3, Ganev §3.1, Pa
    z^{[l]}_i := \big(\mathbf W^{[l]}\mathbf a^{[l-1]} + \mathbf b^{[l]}\big)_i,\qquad
    a^{[l]}_i := f^{[l]}(\mathbf z^{[l]})_i,\qquad \hat y_i := a^{[L]}_i,\qquad \mathbf a^{[0]} = \mathbf x.
 
+Residual blocks (:mod:`jacobian_bp.layers.residual`) keep their intermediates named too: the block at
+stage :math:`l` reads :math:`\mathbf a^{[l-1]}`, its ``k``-th parametric sub-layer makes
+:math:`z^{[l.k]}_i` (its activations :math:`a^{[l.k]}_i`; parameter-free layers before the first one
+make :math:`a^{[l.0]}_i`), and the block's output is
+:math:`z^{[l]}_i := a^{[l-1]}_i + g_i`, :math:`g_i` the last of these (:attr:`NamedForward.blocks`).
+Parameter-free first layers of the network make :math:`a^{[0]}_i` from :math:`\mathbf x`.
+
 The definitions are produced by the engine's own layer code (``layer.forward`` on NumPy
 object arrays), and the layer Jacobians in named form by ``layer.jac_input`` /
 ``layer.jac_params`` -- e.g. :math:`\mathbf J_{\mathbf z^{[1]}}\mathbf a^{[1]} =
@@ -59,6 +66,14 @@ class NamedForward:
     post_io: dict = field(default_factory=dict)
     definitions: list = field(default_factory=list)
     canonical: dict = field(default_factory=dict)
+    #: the residual block of stage ``l`` in named form (:class:`NamedBlock`), for the composite stages only
+    blocks: dict = field(default_factory=dict)
+    #: the intermediates inside blocks by tag: ``inner_z["2.1"]`` is :math:`\mathbf z^{[2.1]}`, ``inner_a["2.1"]``
+    #: :math:`\mathbf a^{[2.1]}` (``"2.0"``: after the body's parameter-free first layers)
+    inner_z: dict = field(default_factory=dict)
+    inner_a: dict = field(default_factory=dict)
+    #: the parameter-free first layers of the network as (input, output) pairs, the last output :math:`\mathbf a^{[0]}`
+    pre_io: list = field(default_factory=list)
 
     @property
     def network(self):
@@ -103,15 +118,108 @@ class NamedForward:
             raise ValueError(f"network {self.network.name!r}: layer index must be in 1..{self.L}, received {l!r}")
 
 
+@dataclass
+class NamedSubStage:
+    r"""Sub-stage ``k`` of a block in named form: input :math:`\mathbf a^{[l.k-1]}` (or the block's input),
+    :math:`\mathbf z^{[l.k]}`, the parameter-free layers' (input, output) pairs and the output (:math:`\mathbf a^{[l.k]}`,
+    or :math:`\mathbf z^{[l.k]}` without activation).  ``inner`` is the nested :class:`NamedBlock` when the
+    sub-layer is itself a block; ``name`` maps the sub-layer's local parameter names to the network's."""
+
+    tag: str
+    layer: object
+    params: dict
+    a_in: np.ndarray
+    z: np.ndarray
+    post_io: list
+    out: np.ndarray
+    name: dict
+    post: list = field(default_factory=list)
+    inner: "NamedBlock | None" = None
+
+
+@dataclass
+class NamedBlock:
+    r"""A residual block in named form: its input, the body's parameter-free first layers, its sub-stages
+    and the body's output :math:`\mathbf g` (so that :math:`\mathbf z^{[l]} = \mathbf a^{[l-1]} + \mathbf g`)."""
+
+    tag: str
+    layer: object
+    a_in: np.ndarray
+    pre_io: list
+    subs: list
+    out: np.ndarray
+    pre: list = field(default_factory=list)
+
+
+def _is_block(layer) -> bool:
+    """A composite layer that states its sub-stages (:meth:`jacobian_bp.layers.residual.Residual.sub_stages`)."""
+    return callable(getattr(layer, "sub_stages", None))
+
+
+def _name(nf: NamedForward, base: str, values: np.ndarray, tag) -> np.ndarray:
+    """New symbols ``base^{[tag]}_i`` defined as ``values`` (in evaluation order)."""
+    syms = symbol_array(base, values.shape, tag)
+    nf.definitions += list(zip(syms.flat, values.flat))
+    return syms
+
+
+def _run_post(nf: NamedForward, layers, cur: np.ndarray, base: str, tag) -> tuple[list, np.ndarray]:
+    """Apply parameter-free layers to ``cur``; name the last output ``base^{[tag]}`` (none: ``cur`` itself)."""
+    io = []
+    for layer in layers:
+        out = layer.forward(cur[None], {})[0]
+        io.append([cur, out])
+        cur = out
+    if io:
+        cur = _name(nf, base, cur, tag)
+        io[-1][1] = cur
+    return [tuple(p) for p in io], cur
+
+
+def _named_block(nf: NamedForward, block, params: dict, tag: str, a_in: np.ndarray, name) -> NamedBlock:
+    """Name the body of a residual block (recursively for nested blocks); ``name`` maps the block's local
+    parameter names to the network's."""
+    pre, subs = block.sub_stages()
+    sub_params = block.sub_params(params)
+    pre_io, cur = _run_post(nf, pre, a_in, "a", block.tag(tag, 0))
+    if pre:
+        nf.inner_a[block.tag(tag, 0)] = cur
+    named = []
+    for ss in subs:
+        t = block.tag(tag, ss.index)
+        p = sub_params[ss.position]
+        sub_name = {local: name(outer) for local, outer in ss.names.items()}
+        inner = None
+        if _is_block(ss.layer):
+            inner = _named_block(nf, ss.layer, p, t, cur, lambda local, m=ss.names: name(m[local]))
+            zexpr = ss.layer.skip_sum(cur, inner.out)
+        else:
+            zexpr = ss.layer.forward(cur[None], p)[0]
+        z = _name(nf, "z", np.asarray(zexpr, dtype=object), t)
+        nf.inner_z[t] = z
+        post_io, out = _run_post(nf, ss.post, z, "a", t)
+        if ss.post:
+            nf.inner_a[t] = out
+        named.append(NamedSubStage(t, ss.layer, p, cur, z, post_io, out, sub_name, list(ss.post), inner))
+        cur = out
+    return NamedBlock(tag, block, a_in, pre_io, named, cur, list(pre))
+
+
 def named_forward(snet: SymbolicNetwork) -> NamedForward:
     """Run the engine's layers on named symbols and record the definitions (see the module docstring)."""
     require_symbolic_network(snet, "named_forward")
     net = snet.network
     nf = NamedForward(snet, canonical=snet.canonical_params())
-    nf.a[0] = snet.x
+    nf.pre_io, nf.a[0] = _run_post(nf, net.pre, snet.x, "a", 0)
     for st in net.stages:
         l = st.index
-        zexpr = st.layer.forward(nf.a[l - 1][None], nf.stage_params(l))[0]
+        if _is_block(st.layer):
+            block = _named_block(nf, st.layer, nf.stage_params(l), str(l), nf.a[l - 1],
+                                 lambda local, l=l: net.param_name(l, local))
+            nf.blocks[l] = block
+            zexpr = st.layer.skip_sum(nf.a[l - 1], block.out)
+        else:
+            zexpr = st.layer.forward(nf.a[l - 1][None], nf.stage_params(l))[0]
         zsym = symbol_array("z", st.layer.out_shape, l)
         nf.definitions += list(zip(zsym.flat, zexpr.flat))
         nf.z[l] = zsym

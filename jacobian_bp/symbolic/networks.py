@@ -16,6 +16,9 @@ weight             ``w^{[l]}_{ij}``             entry :math:`(i, j)` of :math:`\
                                                 (:math:`i` = output, :math:`j` = input)
 bias               ``b^{[l]}_{i}``              :math:`i = 1..n_l`
 other parameters   ``k^{[l]}_{o,c,u,v}`` …      lower-cased parameter name, its shape's indices
+block parameters   ``w^{[l.k]}_{ij}``           the ``k``-th parametric layer of the residual block at
+                                                stage ``l`` (network name ``W<l>.<k>``; nested blocks
+                                                ``w^{[l.k.j]}_{ij}``), as Damadi writes the layer index
 =================  ===========================  =============================================
 
 Indices are 1-based; they are separated by commas when a dimension exceeds 9.  All
@@ -44,11 +47,20 @@ from ..engine.jacobian import Jacobian
 from ..engine.network import Cache, Network
 from .errors import SymbolicInputError, UndefinedSymbolError
 
-__all__ = ["SymbolicNetwork", "symbol_array", "symbol_name", "as_sympy_entry", "require_symbolic_network"]
+__all__ = ["SymbolicNetwork", "symbol_array", "symbol_name", "as_sympy_entry", "require_symbolic_network",
+           "param_symbol_base"]
 
 
-def symbol_name(base: str, index: tuple[int, ...], shape: tuple[int, ...], layer: int | None = None) -> str:
-    """Document-style LaTeX name of one entry: ``symbol_name("w", (0, 1), (4, 3), 1) == "w^{[1]}_{12}"``.
+def param_symbol_base(local: str, stage: int) -> tuple[str, str]:
+    """``(letter, layer tag)`` of the symbols of a parameter: ``("w", "2")`` for ``W`` of stage 2 and
+    ``("w", "2.1")`` for the block parameter ``W.1`` of stage 2 (entries ``w^{[2.1]}_{ij}``)."""
+    base, dot, rest = local.partition(".")
+    return base.lower(), (f"{stage}.{rest}" if dot else str(stage))
+
+
+def symbol_name(base: str, index: tuple[int, ...], shape: tuple[int, ...], layer: "int | str | None" = None) -> str:
+    """Document-style LaTeX name of one entry: ``symbol_name("w", (0, 1), (4, 3), 1) == "w^{[1]}_{12}"``
+    (``layer`` may be a tag such as ``"2.1"``: ``w^{[2.1]}_{12}``).
 
     ``index`` is 0-based; the name uses 1-based indices, comma-separated when any
     dimension of ``shape`` exceeds 9 (``w^{[1]}_{1,10}``).
@@ -61,7 +73,7 @@ def symbol_name(base: str, index: tuple[int, ...], shape: tuple[int, ...], layer
     return f"{base}{sup}_{{{sub}}}"
 
 
-def symbol_array(base: str, shape: tuple[int, ...], layer: int | None = None) -> np.ndarray:
+def symbol_array(base: str, shape: tuple[int, ...], layer: "int | str | None" = None) -> np.ndarray:
     """Object array of real symbols named by :func:`symbol_name`, of the given shape."""
     shape = tuple(int(s) for s in shape)
     out = np.empty(shape, dtype=object)
@@ -169,7 +181,8 @@ class SymbolicNetwork:
                 self.params[e.name] = _as_object_array(params[e.name], e.user_shape,
                                                        f"network {network.name!r}: parameter {e.name}")
             else:
-                self.params[e.name] = symbol_array(e.local.lower(), e.user_shape, e.stage)
+                self.params[e.name] = symbol_array(param_symbol_base(e.local, e.stage)[0], e.user_shape,
+                                                        param_symbol_base(e.local, e.stage)[1])
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -1,0 +1,552 @@
+r"""Normalization layers: layer normalization and batch normalization in evaluation mode.
+
+Both follow PyTorch's definitions exactly, so that a torch user's numbers match
+(``torch.nn.LayerNorm``, ``torch.nn.BatchNorm1d`` in ``eval()`` mode; float64).
+
+Layer normalization (Ba, Kiros & Hinton, *Layer Normalization*, 2016, eq. (4); ``nn.LayerNorm(n)`` on a
+batch ``(N, n)``), for one sample :math:`\mathbf a\in\mathbb R^n`:
+
+.. math::
+
+   \mu = \tfrac1n\mathbf 1^\top\mathbf a,\qquad
+   \sigma = \sqrt{\tfrac1n\lVert\mathbf a-\mu\mathbf 1\rVert^2+\epsilon}\quad\text{(biased variance)},\qquad
+   \hat{\mathbf x} = (\mathbf a-\mu\mathbf 1)/\sigma,\qquad
+   \mathbf o = \boldsymbol\gamma\odot\hat{\mathbf x}+\boldsymbol\beta .
+
+Differentiating :math:`\hat x_i` (with :math:`\partial\sigma/\partial a_j = (a_j-\mu)/(n\sigma)`):
+
+.. math::
+
+   \mathbf J_{\mathbf a}\mathbf o
+   = \operatorname{diag}\!\Big(\frac{\boldsymbol\gamma}{\sigma}\Big)
+     \Big(\mathbf I-\tfrac1n\mathbf 1\mathbf 1^\top-\tfrac1n\hat{\mathbf x}\hat{\mathbf x}^\top\Big),\qquad
+   \mathbf J_{\boldsymbol\gamma}\mathbf o = \operatorname{diag}(\hat{\mathbf x}),\qquad
+   \mathbf J_{\boldsymbol\beta}\mathbf o = \mathbf I_n .
+
+The input Jacobian is kept structured: a :class:`~jacobian_bp.backend.operators.Diagonal` times
+:class:`CenteringProjection` (the identity minus a rank-2 symmetric term), so products with it
+cost :math:`O(n)` per vector.  With :math:`\epsilon>0` every row is differentiable, constant rows
+included: there :math:`\hat{\mathbf x} = \mathbf 0`, :math:`\sigma = \sqrt\epsilon` and
+:math:`\mathbf J_{\mathbf a}\mathbf o = (\boldsymbol\gamma/\sqrt\epsilon)\odot(\mathbf I - \tfrac1n\mathbf 1\mathbf 1^\top)`.
+
+Batch normalization, evaluation mode (Ioffe & Szegedy, *Batch Normalization*, 2015, Alg. 2 line 11;
+``nn.BatchNorm1d(n).eval()`` on ``(N, n)``): with the *given* running statistics :math:`\mathbf m`,
+:math:`\mathbf v` (constants, not parameters),
+
+.. math::
+
+   \mathbf o = \boldsymbol\gamma\odot\frac{\mathbf a-\mathbf m}{\sqrt{\mathbf v+\epsilon}}+\boldsymbol\beta,\qquad
+   \mathbf J_{\mathbf a}\mathbf o = \operatorname{diag}\!\Big(\frac{\boldsymbol\gamma}{\sqrt{\mathbf v+\epsilon}}\Big),\quad
+   \mathbf J_{\boldsymbol\gamma}\mathbf o = \operatorname{diag}\!\Big(\frac{\mathbf a-\mathbf m}{\sqrt{\mathbf v+\epsilon}}\Big),\quad
+   \mathbf J_{\boldsymbol\beta}\mathbf o = \mathbf I_n .
+
+Batch normalization in *training* mode is deliberately not provided: there :math:`\mathbf m`,
+:math:`\mathbf v` are the mean and biased variance of the current batch, so every output
+:math:`\mathbf o_i` depends on every input :math:`\mathbf a_k` of the batch.  The Jacobian of the
+batch is then not block-diagonal over the samples (:math:`\partial\mathbf o_i/\partial\mathbf a_k\ne 0`
+for :math:`i\ne k`), while the layer protocol and the engine (per-sample ``jac_input``, per-sample
+gradients, :math:`\mathbf J_\theta\mathbf z_i^{[L]}` stacked per sample) assume each sample's output
+depends on that sample only.  Supporting it needs a batch-level layer protocol in the engine.
+
+Parameters and names
+--------------------
+With ``affine=True`` (the default, as in torch) the layers have the local parameters ``gamma`` and
+``beta`` (canonical shape ``(n,)``), so they open a stage of the network: in
+``dense → layer_norm → tanh → dense`` the layer norm is stage 2 with the network parameters
+``gamma2``, ``beta2`` (:math:`\boldsymbol\gamma^{[2]}`, :math:`\boldsymbol\beta^{[2]}`).  With
+``affine=False`` they have no parameter and act like an activation of the stage before them.
+:meth:`LayerNorm.init_params` draws :math:`\boldsymbol\gamma = \mathbf 1 + 0.1\,\mathcal N(0, 1)`,
+:math:`\boldsymbol\beta = 0.1\,\mathcal N(0, 1)` (torch starts from :math:`\mathbf 1` and :math:`\mathbf 0`;
+a random start keeps every term of the Jacobians visible in checks).
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy
+
+from ..errors import DataError, ShapeError, SpecError
+from ..backend.exact import exact_number, real_number
+from ..backend.operators import Diagonal, Identity, Operator, Product, sympy_scalar
+from .base import Layer
+from .registry import register
+
+__all__ = ["LayerNorm", "BatchNorm1dEval", "CenteringProjection"]
+
+#: LaTeX of the local parameters (the engine names them ``gamma<l>``, ``beta<l>``)
+PARAM_LATEX = {"gamma": r"\boldsymbol{\gamma}", "beta": r"\boldsymbol{\beta}"}
+
+
+def _is_symbolic(*arrays) -> bool:
+    return any(isinstance(a, np.ndarray) and a.dtype == object for a in arrays)
+
+
+def _symbolic_in(params: dict, *arrays) -> bool:
+    """Whether any array or parameter holds SymPy entries (object dtype)."""
+    return _is_symbolic(*(np.asarray(a) for a in arrays), *(np.asarray(v) for v in params.values()))
+
+
+def _check_affine(affine, who: str) -> bool:
+    if not isinstance(affine, (bool, np.bool_)):
+        raise SpecError(f"{who}: affine must be a boolean (true/false), received {affine!r}")
+    return bool(affine)
+
+
+class CenteringProjection(Operator):
+    r""":math:`\mathbf I - \tfrac1n(\mathbf 1\mathbf 1^\top + \hat{\mathbf x}\hat{\mathbf x}^\top)` (symmetric).
+
+    The factor of the layer-norm input Jacobian right of :math:`\operatorname{diag}(\boldsymbol\gamma/\sigma)`.
+    With :math:`\hat{\mathbf x}\perp\mathbf 1` it removes the mean and the component along
+    :math:`\hat{\mathbf x}` (scaled by :math:`\lVert\hat{\mathbf x}\rVert^2/n = \sigma_0^2/(\sigma_0^2+\epsilon)\le 1`);
+    applying it costs :math:`O(n)` per vector.  Entries may be SymPy expressions.
+    """
+
+    structure = "identity minus rank 2"
+
+    def __init__(self, xhat):
+        xhat = np.asarray(xhat).ravel()
+        self.xhat = xhat
+        self.n = xhat.size
+        self.shape = (self.n, self.n)
+        self.symbolic = xhat.dtype == object
+
+    def matmat(self, X):
+        X = self._check_mat(X, self.shape[1], "matmat")
+        return X - (X.sum(axis=0, keepdims=True) + self.xhat[:, None] * (self.xhat @ X)[None, :]) / self.n
+
+    def rmatmat(self, X):
+        return self.matmat(X)
+
+    def left_matmat(self, M):
+        M = np.asarray(M)
+        if M.ndim != 2 or M.shape[1] != self.shape[0]:
+            return super().left_matmat(M)
+        return M - (M.sum(axis=1, keepdims=True) + (M @ self.xhat)[:, None] * self.xhat[None, :]) / self.n
+
+    @property
+    def T(self):
+        return self
+
+    def _dense(self):
+        if self.symbolic:
+            eye = np.eye(self.n, dtype=np.int64).astype(object)
+            return eye - (np.ones((self.n, self.n), dtype=np.int64).astype(object)
+                          + np.outer(self.xhat, self.xhat)) * sympy.Rational(1, self.n)
+        return np.eye(self.n) - (1.0 + np.outer(self.xhat, self.xhat)) / self.n
+
+    def _sympy(self):
+        D = self._dense()
+        return sympy.Matrix(self.n, self.n, [sympy_scalar(v) for v in D.ravel().tolist()]) if self.n else sympy.zeros(0, 0)
+
+
+class _AffinePerFeature(Layer):
+    """Shared parts of the two layers: flat input, ``gamma``/``beta`` of shape ``(n,)``, ``eps``."""
+
+    kind = "normalization"
+    #: the derivation writes the parameters with these LaTeX symbols (``\boldsymbol\gamma^{[l]}``, ...)
+    param_latex = PARAM_LATEX
+
+    def __init__(self, eps: float = 1e-5, affine: bool = True):
+        super().__init__()
+        who = f"{self.kind} layer"
+        self.eps = real_number(eps, f"{who}: eps", minimum=0.0, strict_minimum=True)
+        self.affine = _check_affine(affine, who)
+        self.parametric = self.affine
+        self.param_names = ("gamma", "beta") if self.affine else ()
+
+    @property
+    def eps_exact(self) -> sympy.Expr:
+        """:math:`\\epsilon` as an exact SymPy constant (:func:`~jacobian_bp.backend.exact.exact_number`)."""
+        return exact_number(self.eps, f"{self.kind}: eps")
+
+    def weight_transposed_by_layout(self, local: str) -> bool:
+        """No parameter of a normalization layer is a weight matrix: the layout transposes none."""
+        return False
+
+    def build(self, in_shape, convention=None):
+        in_shape = tuple(int(s) for s in in_shape)
+        if len(in_shape) != 1:
+            raise ShapeError(f"{self._name()}: expected a flat input vector (n,), received shape {in_shape}; "
+                             "insert a flatten layer before it")
+        self.in_shape = self.out_shape = in_shape
+        return self.out_shape
+
+    @property
+    def n(self) -> int:
+        return self.in_shape[0]
+
+    def param_shapes(self):
+        return {"gamma": (self.n,), "beta": (self.n,)} if self.affine else {}
+
+    def init_params(self, rng):
+        if not self.affine:
+            return {}
+        return {"gamma": 1.0 + 0.1 * rng.standard_normal(self.n), "beta": 0.1 * rng.standard_normal(self.n)}
+
+    def _gamma(self, params):
+        return params["gamma"] if self.affine else None
+
+    def _affine_out(self, Xhat, params):
+        if not self.affine:
+            return Xhat
+        return Xhat * params["gamma"] + params["beta"]
+
+    def jac_params(self, a, o, params, order="C"):
+        r""":math:`\mathbf J_{\boldsymbol\gamma}\mathbf o = \operatorname{diag}(\hat{\mathbf x})`, :math:`\mathbf J_{\boldsymbol\beta}\mathbf o = \mathbf I`
+        (vectors: both vec orders agree)."""
+        if order not in ("C", "F"):
+            raise DataError(f"{self._name()}: vec order must be 'C' or 'F', got {order!r}")
+        if not self.affine:
+            return {}
+        xhat = self.normalized(np.asarray(a)[None])[0]
+        return {"gamma": Diagonal(np.ravel(xhat)), "beta": Identity(self.n)}
+
+    def vjp_params(self, A, O, G, params):
+        r""":math:`\sum_i\mathbf g_i\odot\hat{\mathbf x}_i` and :math:`\sum_i\mathbf g_i`."""
+        if not self.affine:
+            return {}
+        G = np.asarray(G).reshape(A.shape[0], -1)
+        return {"gamma": np.sum(G * self.normalized(A), axis=0), "beta": G.sum(axis=0)}
+
+    def jvp_params(self, A, O, dparams, params):
+        r""":math:`\dot{\boldsymbol\gamma}\odot\hat{\mathbf x}_i + \dot{\boldsymbol\beta}`."""
+        N = A.shape[0]
+        if not self.affine:
+            return np.zeros((N, self.out_size))
+        return self.normalized(A) * dparams["gamma"] + dparams["beta"]
+
+    # ------------------------------------------------------------------ LaTeX facts
+    def latex_param(self, local: str, tag) -> str:
+        r"""LaTeX of the local parameter ``local`` at stage (tag) ``tag``: :math:`\boldsymbol\gamma^{[l]}`, :math:`\boldsymbol\beta^{[l]}`."""
+        return rf"{self.param_latex[local]}^{{[{tag}]}}"
+
+    def _affine_latex(self, nt, core: str, l) -> str:
+        """``γ ⊙ core + β``; the parameters as the renderer's notation writes them (``nt.param``), so that the
+        document names them one way, else as :meth:`latex_param`."""
+        if not self.affine:
+            return core
+        g, b = ((nt.param("gamma", l), nt.param("beta", l)) if nt is not None
+                else (self.latex_param("gamma", l), self.latex_param("beta", l)))
+        return rf"{g} \odot {core} + {b}"
+
+    def latex_eps(self) -> str:
+        r""":math:`\epsilon` in LaTeX: ``1e-05`` is written :math:`10^{-5}`, ``2.5e-06`` :math:`2.5\cdot 10^{-6}`."""
+        txt = f"{self.eps:g}"
+        if "e" not in txt:
+            return txt
+        mant, exp = txt.split("e")
+        power = rf"10^{{{int(exp)}}}"
+        return power if mant == "1" else rf"{mant}\cdot {power}"
+
+    def block_param_jacobian(self, alg, local, order):
+        r""":math:`\mathbf I_n` for ``beta``; ``gamma``'s :math:`\operatorname{diag}(\hat{\mathbf x})` has no form in the algebra (None)."""
+        return alg.identity(self.n) if local == "beta" else None
+
+    def block_param_gradient(self, alg, local, order, delta):
+        r""":math:`\boldsymbol\delta` for ``beta`` (None for ``gamma``: the transposed block times :math:`\boldsymbol\delta`)."""
+        return delta if local == "beta" else None
+
+
+@register("layer_norm")
+class LayerNorm(_AffinePerFeature):
+    r"""Layer normalization over the features of a flat vector (``torch.nn.LayerNorm(n)``); see the module docstring.
+
+    Parameters
+    ----------
+    eps : float
+        :math:`\epsilon > 0`, finite (default ``1e-5``, torch's).
+    affine : bool
+        Whether the layer has :math:`\boldsymbol\gamma`, :math:`\boldsymbol\beta` (torch's
+        ``elementwise_affine``; default True).
+
+    Raises
+    ------
+    SpecError
+        ``eps`` not a finite real number > 0 (strings, booleans, NaN, infinities refused), ``affine`` not a boolean.
+    """
+
+    kind = "layer_norm"
+    #: (as a parameter-free layer of stage l) the block symbol and its meaning, x̂ the normalized input
+    block_symbol = ("N", r"\tfrac{{1}}{{\sigma}}(\mathbf I-\tfrac1n\mathbf 1\mathbf 1^\top"
+                         r"-\tfrac1n\hat{{\mathbf x}}\hat{{\mathbf x}}^\top)", r"\mathbf{{N}}^{{[{l}]}}")
+
+    @classmethod
+    def protocol_examples(cls):
+        return [({}, (5,)), ({"eps": 0.5}, (4,)), ({"affine": False}, (5,))]
+
+    # ------------------------------------------------------------------ statistics
+    def moments(self, A) -> tuple[np.ndarray, np.ndarray]:
+        r"""``(x̂, σ)`` of every row of ``A`` (``(N, n)``): :math:`\hat{\mathbf x}_i` ``(N, n)`` and :math:`\sigma_i` ``(N, 1)``.
+
+        Float rows use two passes (mean, then the mean of the squared deviations); SymPy rows
+        the same formula exactly, with :math:`\epsilon` an exact constant.
+        """
+        A = np.asarray(A)
+        A2 = A.reshape(A.shape[0], -1)
+        n = A2.shape[1]
+        if _is_symbolic(A2):
+            eps = self.eps_exact
+            Xhat = np.empty_like(A2)
+            S = np.empty((A2.shape[0], 1), dtype=object)
+            for i, row in enumerate(A2):
+                mu = sum(row) * sympy.Rational(1, n)
+                c = [v - mu for v in row]
+                s = sympy.sqrt(sum(t ** 2 for t in c) * sympy.Rational(1, n) + eps)
+                Xhat[i] = [t / s for t in c]
+                S[i, 0] = s
+            return Xhat, S
+        A2 = A2.astype(float, copy=False)
+        C = A2 - A2.mean(axis=1, keepdims=True)
+        S = np.sqrt(np.mean(C * C, axis=1, keepdims=True) + self.eps)
+        return C / S, S
+
+    def normalized(self, A) -> np.ndarray:
+        r""":math:`\hat{\mathbf x}_i = (\mathbf a_i-\mu_i\mathbf 1)/\sigma_i` for every row, ``(N, n)``."""
+        return self.moments(A)[0]
+
+    def _scale(self, S, params):
+        """``γ/σ`` per row, ``(N, n)`` (``1/σ`` broadcast without γ)."""
+        inv = 1 / S
+        return inv * params["gamma"] if self.affine else np.broadcast_to(inv, (S.shape[0], self.n))
+
+    # ------------------------------------------------------------------ protocol
+    def forward(self, A, params):
+        return self._affine_out(self.normalized(A), params)
+
+    def jac_input(self, a, o, params):
+        r""":math:`\operatorname{diag}(\boldsymbol\gamma/\sigma)\,(\mathbf I-\tfrac1n\mathbf 1\mathbf 1^\top-\tfrac1n\hat{\mathbf x}\hat{\mathbf x}^\top)`."""
+        Xhat, S = self.moments(np.asarray(a)[None])
+        return Product([Diagonal(np.ravel(self._scale(S, params))), CenteringProjection(Xhat[0])])
+
+    def vjp_input(self, A, O, G, params):
+        r""":math:`\frac1\sigma\big(\mathbf h-\overline{\mathbf h}\,\mathbf 1-\hat{\mathbf x}\,\overline{\mathbf h\odot\hat{\mathbf x}}\big)`
+        with :math:`\mathbf h = \boldsymbol\gamma\odot\mathbf g` (bars: means over the features)."""
+        Xhat, S = self.moments(A)
+        Hg = np.asarray(G).reshape(Xhat.shape) * (params["gamma"] if self.affine else 1)
+        return (Hg - Hg.mean(axis=1, keepdims=True) - Xhat * np.mean(Hg * Xhat, axis=1, keepdims=True)) / S
+
+    def jvp_input(self, A, O, T, params):
+        r""":math:`\frac{\boldsymbol\gamma}{\sigma}\odot\big(\mathbf t-\overline{\mathbf t}\,\mathbf 1-\hat{\mathbf x}\,\overline{\hat{\mathbf x}\odot\mathbf t}\big)`."""
+        Xhat, S = self.moments(A)
+        T = np.asarray(T).reshape(Xhat.shape)
+        return self._scale(S, params) * (T - T.mean(axis=1, keepdims=True)
+                                         - Xhat * np.mean(Xhat * T, axis=1, keepdims=True))
+
+    def left_jac_input(self, A, O, P, params):
+        r"""Rows of :math:`\mathbf P_i` times the Jacobian: :math:`\mathbf Q = \mathbf P_i\operatorname{diag}(\boldsymbol\gamma/\sigma_i)`,
+        then :math:`\mathbf Q - \tfrac1n(\mathbf Q\mathbf 1)\mathbf 1^\top - \tfrac1n(\mathbf Q\hat{\mathbf x}_i)\hat{\mathbf x}_i^\top`."""
+        Xhat, S = self.moments(A)
+        Q = np.asarray(P) * self._scale(S, params)[:, None, :]
+        return (Q - Q.mean(axis=2, keepdims=True)
+                - np.einsum("nkj,nj->nk", Q, Xhat)[:, :, None] * Xhat[:, None, :] / self.n) \
+            if not _is_symbolic(Q, Xhat) else np.stack(
+                [CenteringProjection(Xhat[i]).left_matmat(Q[i]) for i in range(Q.shape[0])])
+
+    def torch_forward(self, A, params):
+        """``torch.nn.functional.layer_norm`` over the last axis."""
+        import torch
+
+        return torch.nn.functional.layer_norm(A, (self.n,), params.get("gamma"), params.get("beta"), self.eps)
+
+    def sympy_vector(self, z, params=None):
+        r"""The defining formula on SymPy symbols ``z``: :math:`\boldsymbol\gamma\odot\hat{\mathbf x}+\boldsymbol\beta`.
+
+        ``params`` maps ``gamma``/``beta`` to entries; an affine layer without them uses the real
+        symbols :math:`\gamma_i`, :math:`\beta_i`.
+        """
+        z = list(z)
+        if self.affine and params is None:
+            params = {"gamma": np.array(sympy.symbols(f"gamma_1:{len(z) + 1}", real=True), dtype=object),
+                      "beta": np.array(sympy.symbols(f"beta_1:{len(z) + 1}", real=True), dtype=object)}
+        return list(np.ravel(self.forward(np.array([z], dtype=object), params or {})[0]))
+
+    # ------------------------------------------------------------------ LaTeX facts
+    def prose(self) -> str:
+        return (r"layer normalization $\boldsymbol{\gamma}\odot(\mathbf{a}-\mu\mathbf{1})/\sigma+\boldsymbol{\beta}$ "
+                r"over the features (biased variance, $\sigma=\sqrt{\operatorname{var}(\mathbf{a})+\epsilon}$), "
+                r"with Jacobian $\operatorname{diag}(\boldsymbol{\gamma}/\sigma)(\mathbf{I}-\tfrac{1}{n}\mathbf{1}\mathbf{1}^\top"
+                r"-\tfrac{1}{n}\hat{\mathbf{x}}\hat{\mathbf{x}}^\top)$")
+
+    def latex_describe(self) -> str:
+        return rf"layer norm over ${self.n}$ features, $\epsilon = {self.latex_eps()}$" + ("" if self.affine else ", no affine")
+
+    def latex_name(self) -> str:
+        return r"\operatorname{LN}"
+
+    def latex_forward(self, nt, l, a_prev, weight_layout):
+        r""":math:`\boldsymbol\gamma^{[l]}\odot\frac{\mathbf a-\mu(\mathbf a)\mathbf 1}{\sigma(\mathbf a)}+\boldsymbol\beta^{[l]}`."""
+        core = rf"\frac{{{a_prev} - \mu({a_prev})\mathbf{{1}}}}{{\sigma({a_prev})}}"
+        return self._affine_latex(nt, core, l)
+
+    def latex_input_jacobian(self, params_latex):
+        r""":math:`\operatorname{diag}(\boldsymbol\gamma/\sigma)(\mathbf I-\tfrac1n\mathbf 1\mathbf 1^\top-\tfrac1n\hat{\mathbf x}\hat{\mathbf x}^\top)`."""
+        g = params_latex.get("gamma")
+        scale = rf"\operatorname{{diag}}({g}/\sigma)" if g is not None else r"\tfrac{1}{\sigma}"
+        return (rf"{scale}\left(\mathbf{{I}} - \tfrac{{1}}{{n}}\mathbf{{1}}\mathbf{{1}}^\top"
+                rf" - \tfrac{{1}}{{n}}\hat{{\mathbf{{x}}}}\hat{{\mathbf{{x}}}}^\top\right)")
+
+    def latex_jacobian(self, out, transpose):
+        r"""Without the affine part the output is :math:`\hat{\mathbf x}`: :math:`\tfrac1\sigma(\mathbf I-\tfrac1n\mathbf 1\mathbf 1^\top-\tfrac1n\hat{\mathbf x}\hat{\mathbf x}^\top)`."""
+        if self.affine:
+            return None
+        return rf"\tfrac{{1}}{{\sigma}}\left(\mathbf{{I}} - \tfrac{{1}}{{n}}\mathbf{{1}}\mathbf{{1}}^\top - \tfrac{{1}}{{n}}{out}{transpose(out)}\right)"
+
+    def describe(self):
+        return f"layer_norm {self.in_shape[0] if self.in_shape else '?'} eps={self.eps:g}" + ("" if self.affine else " no-affine")
+
+
+def _stat_vector(v, what: str, who: str, positive: bool) -> tuple[float, ...] | None:
+    """A running statistic given by the user: None, or a non-empty list of finite reals (``>= 0`` for a variance)."""
+    if v is None:
+        return None
+    if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple, np.ndarray)):
+        raise SpecError(f"{who}: {what} must be a list of real numbers, received {v!r}")
+    vals = list(np.ravel(np.asarray(v, dtype=object)))
+    if not vals:
+        raise SpecError(f"{who}: {what} must not be empty")
+    return tuple(real_number(t, f"{who}: {what} entry", minimum=0.0 if positive else None) for t in vals)
+
+
+@register("batch_norm_eval")
+class BatchNorm1dEval(_AffinePerFeature):
+    r"""Batch normalization in evaluation mode (``nn.BatchNorm1d(n).eval()``): an affine map per feature.
+
+    :math:`\mathbf o = \boldsymbol\gamma\odot(\mathbf a-\mathbf m)/\sqrt{\mathbf v+\epsilon}+\boldsymbol\beta`
+    with the running statistics :math:`\mathbf m`, :math:`\mathbf v` held fixed (module docstring).
+    Training mode (batch statistics) is not provided: its batch Jacobian couples the samples
+    (not block-diagonal), which the per-sample layer protocol cannot express.
+
+    Parameters
+    ----------
+    running_mean, running_var : list of float, optional
+        :math:`\mathbf m` and :math:`\mathbf v` (``v >= 0``), one entry per feature; default
+        :math:`\mathbf 0` and :math:`\mathbf 1` (torch's initial buffers).
+    eps : float
+        :math:`\epsilon > 0`, finite (default ``1e-5``).
+    affine : bool
+        Whether the layer has :math:`\boldsymbol\gamma`, :math:`\boldsymbol\beta` (default True).
+
+    Raises
+    ------
+    SpecError
+        Bad ``eps``/``affine``, statistics that are not lists of finite reals, a negative variance.
+    ShapeError
+        At build, statistics whose length is not the number of features.
+    """
+
+    kind = "batch_norm_eval"
+    jacobian_symmetric = True  # diagonal
+    block_symbol = ("Bn", r"\operatorname{{diag}}(1/\sqrt{{\mathbf v+\epsilon}})", r"\mathbf{{B}}^{{[{l}]}}")
+
+    def __init__(self, running_mean=None, running_var=None, eps: float = 1e-5, affine: bool = True):
+        super().__init__(eps=eps, affine=affine)
+        who = f"{self.kind} layer"
+        self.running_mean = _stat_vector(running_mean, "running_mean", who, positive=False)
+        self.running_var = _stat_vector(running_var, "running_var", who, positive=True)
+
+    @classmethod
+    def protocol_examples(cls):
+        return [({}, (4,)), ({"running_mean": [0.5, -1.0, 2.0], "running_var": [0.25, 2.0, 1.5], "eps": 0.1}, (3,)),
+                ({"affine": False, "running_mean": [1, 2, 3, 4, 5]}, (5,))]
+
+    def build(self, in_shape, convention=None):
+        out = super().build(in_shape, convention)
+        for what, v in (("running_mean", self.running_mean), ("running_var", self.running_var)):
+            if v is not None and len(v) != self.n:
+                raise ShapeError(f"{self._name()}: {what} has {len(v)} entries for {self.n} features")
+        return out
+
+    @property
+    def mean(self) -> np.ndarray:
+        """:math:`\\mathbf m` (float64, ``(n,)``)."""
+        return np.zeros(self.n) if self.running_mean is None else np.array(self.running_mean)
+
+    @property
+    def var(self) -> np.ndarray:
+        """:math:`\\mathbf v` (float64, ``(n,)``)."""
+        return np.ones(self.n) if self.running_var is None else np.array(self.running_var)
+
+    def _inv_std(self, symbolic: bool) -> np.ndarray:
+        r""":math:`1/\sqrt{\mathbf v+\epsilon}` per feature (exact SymPy constants when ``symbolic``)."""
+        if symbolic:
+            eps = self.eps_exact
+            return np.array([1 / sympy.sqrt(exact_number(v, "running_var") + eps) for v in self.var.tolist()]
+                            if self.running_var is not None else [1 / sympy.sqrt(1 + eps)] * self.n, dtype=object)
+        return 1.0 / np.sqrt(self.var + self.eps)
+
+    def _mean(self, symbolic: bool) -> np.ndarray:
+        if symbolic and self.running_mean is not None:
+            return np.array([exact_number(v, "running_mean") for v in self.running_mean], dtype=object)
+        return self.mean
+
+    def normalized(self, A) -> np.ndarray:
+        r""":math:`(\mathbf a_i-\mathbf m)/\sqrt{\mathbf v+\epsilon}` for every row, ``(N, n)``."""
+        A = np.asarray(A)
+        A2 = A.reshape(A.shape[0], -1)
+        sym = _is_symbolic(A2)
+        return (A2 - self._mean(sym)) * self._inv_std(sym)
+
+    def _scale(self, params, symbolic: bool = False) -> np.ndarray:
+        inv = self._inv_std(symbolic)
+        return inv * params["gamma"] if self.affine else inv
+
+    # ------------------------------------------------------------------ protocol
+    def forward(self, A, params):
+        return self._affine_out(self.normalized(A), params)
+
+    def jac_input(self, a, o, params):
+        r""":math:`\operatorname{diag}(\boldsymbol\gamma/\sqrt{\mathbf v+\epsilon})`."""
+        return Diagonal(np.ravel(self._scale(params, _symbolic_in(params, a))))
+
+    def vjp_input(self, A, O, G, params):
+        return np.asarray(G).reshape(A.shape[0], -1) * self._scale(params, _symbolic_in(params, A, G))
+
+    def jvp_input(self, A, O, T, params):
+        return np.asarray(T).reshape(A.shape[0], -1) * self._scale(params, _symbolic_in(params, A, T))
+
+    def left_jac_input(self, A, O, P, params):
+        return np.asarray(P) * self._scale(params, _symbolic_in(params, A, P))[None, None, :]
+
+    def torch_forward(self, A, params):
+        """``torch.nn.functional.batch_norm(..., training=False)`` with the running statistics."""
+        import torch
+
+        m = torch.tensor(self.mean, dtype=A.dtype)
+        v = torch.tensor(self.var, dtype=A.dtype)
+        return torch.nn.functional.batch_norm(A, m, v, params.get("gamma"), params.get("beta"),
+                                              training=False, eps=self.eps)
+
+    def sympy_vector(self, z, params=None):
+        r"""The defining formula on SymPy symbols ``z`` (:math:`\gamma_i`, :math:`\beta_i` symbols when ``params`` is None)."""
+        z = list(z)
+        if self.affine and params is None:
+            params = {"gamma": np.array(sympy.symbols(f"gamma_1:{len(z) + 1}", real=True), dtype=object),
+                      "beta": np.array(sympy.symbols(f"beta_1:{len(z) + 1}", real=True), dtype=object)}
+        return list(np.ravel(self.forward(np.array([z], dtype=object), params or {})[0]))
+
+    # ------------------------------------------------------------------ LaTeX facts
+    def prose(self) -> str:
+        return (r"batch normalization in evaluation mode, $\boldsymbol{\gamma}\odot(\mathbf{a}-\mathbf{m})/"
+                r"\sqrt{\mathbf{v}+\epsilon}+\boldsymbol{\beta}$ with fixed running statistics $\mathbf{m}$, $\mathbf{v}$ "
+                r"(a diagonal Jacobian)")
+
+    def latex_describe(self) -> str:
+        return rf"batch norm (eval) over ${self.n}$ features, $\epsilon = {self.latex_eps()}$" + ("" if self.affine else ", no affine")
+
+    def latex_name(self) -> str:
+        return r"\operatorname{BN}"
+
+    def latex_forward(self, nt, l, a_prev, weight_layout):
+        r""":math:`\boldsymbol\gamma^{[l]}\odot\frac{\mathbf a-\mathbf m}{\sqrt{\mathbf v+\epsilon}}+\boldsymbol\beta^{[l]}`."""
+        core = rf"\frac{{{a_prev} - \mathbf{{m}}}}{{\sqrt{{\mathbf{{v}} + \epsilon}}}}"
+        return self._affine_latex(nt, core, l)
+
+    def latex_input_jacobian(self, params_latex):
+        g = params_latex.get("gamma")
+        return (rf"\operatorname{{diag}}\left({g} \oslash \sqrt{{\mathbf{{v}} + \epsilon}}\right)" if g is not None
+                else r"\operatorname{diag}\left(1 \oslash \sqrt{\mathbf{v} + \epsilon}\right)")
+
+    def latex_jacobian(self, out, transpose):
+        return None if self.affine else r"\operatorname{diag}\left(1 \oslash \sqrt{\mathbf{v} + \epsilon}\right)"
+
+    def describe(self):
+        return f"batch_norm_eval {self.in_shape[0] if self.in_shape else '?'} eps={self.eps:g}" + ("" if self.affine else " no-affine")
