@@ -78,3 +78,19 @@ def test_claim_checker_refuses_the_element_mean():
 
     with pytest.raises(SpecError, match="mean_elements"):
         Setting(convention="pytorch", reduction="mean_elements").conv()
+
+
+def test_derivation_under_the_element_mean_compiles(tmp_path):
+    """The reduction's name reached the text unescaped (``mean_elements``: a bare ``_`` stops pdflatex)."""
+    import shutil
+
+    from jacobian_bp.render.derivation import compile_pdf, derivation_document
+
+    net = _net("mean_elements")
+    X, Y = generate_data(net, N, 0)
+    tex = derivation_document(net, net.init_params(1), X, Y)
+    assert "mean_elements" not in tex and "mean over all entries" in tex
+    if shutil.which("pdflatex"):
+        path = tmp_path / "d.tex"
+        path.write_text(tex, encoding="utf-8")
+        assert compile_pdf(path).exists()

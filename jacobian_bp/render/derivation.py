@@ -113,7 +113,8 @@ def _convention_text(network, nt: Notation) -> str:
         aff = rf"${z} = {W}{a} + {b}$ with ${W}\in\mathbb{{R}}^{{n_l\times n_{{l-1}}}}$"
     parts = [aff, f"vec stacks the {'columns' if conv.vec_order == 'col' else 'rows'} of a weight",
              f"a batch is laid out {'samples first' if conv.batch_axis == 'first' else 'samples last'} and reduced by the "
-             f"{conv.reduction}"]
+             + {"sum": "sum", "mean": "mean",
+                "mean_elements": "mean over all entries (PyTorch's default mean)"}.get(conv.reduction, escape_text(conv.reduction))]
     if network.loss.scaled_by_convention:
         parts.append(f"the squared error is scaled by ${conv.mse_scale:g}$")
     if any(p.follows_convention_at_zero for st in network.stages for p in st.post):
