@@ -219,6 +219,18 @@ class _AffinePerFeature(Layer):
         r"""LaTeX of the local parameter ``local`` at stage (tag) ``tag``: :math:`\boldsymbol\gamma^{[l]}`, :math:`\boldsymbol\beta^{[l]}`."""
         return rf"{self.param_latex[local]}^{{[{tag}]}}"
 
+    def sympy_vector(self, z, params=None):
+        r"""The defining formula on SymPy symbols ``z``: :math:`\boldsymbol\gamma\odot\hat{\mathbf x}+\boldsymbol\beta`.
+
+        ``params`` maps ``gamma``/``beta`` to entries; an affine layer without them uses the real
+        symbols :math:`\gamma_i`, :math:`\beta_i`.
+        """
+        z = list(z)
+        if self.affine and params is None:
+            params = {"gamma": np.array(sympy.symbols(f"gamma_1:{len(z) + 1}", real=True), dtype=object),
+                      "beta": np.array(sympy.symbols(f"beta_1:{len(z) + 1}", real=True), dtype=object)}
+        return list(np.ravel(self.forward(np.array([z], dtype=object), params or {})[0]))
+
     def _affine_latex(self, nt, core: str, l) -> str:
         """``γ ⊙ core + β``; the parameters as the renderer's notation writes them (``nt.param``), so that the
         document names them one way, else as :meth:`latex_param`."""
@@ -346,18 +358,6 @@ class LayerNorm(_AffinePerFeature):
         import torch
 
         return torch.nn.functional.layer_norm(A, (self.n,), params.get("gamma"), params.get("beta"), self.eps)
-
-    def sympy_vector(self, z, params=None):
-        r"""The defining formula on SymPy symbols ``z``: :math:`\boldsymbol\gamma\odot\hat{\mathbf x}+\boldsymbol\beta`.
-
-        ``params`` maps ``gamma``/``beta`` to entries; an affine layer without them uses the real
-        symbols :math:`\gamma_i`, :math:`\beta_i`.
-        """
-        z = list(z)
-        if self.affine and params is None:
-            params = {"gamma": np.array(sympy.symbols(f"gamma_1:{len(z) + 1}", real=True), dtype=object),
-                      "beta": np.array(sympy.symbols(f"beta_1:{len(z) + 1}", real=True), dtype=object)}
-        return list(np.ravel(self.forward(np.array([z], dtype=object), params or {})[0]))
 
     # ------------------------------------------------------------------ LaTeX facts
     def prose(self) -> str:
@@ -514,14 +514,6 @@ class BatchNorm1dEval(_AffinePerFeature):
         v = torch.tensor(self.var, dtype=A.dtype)
         return torch.nn.functional.batch_norm(A, m, v, params.get("gamma"), params.get("beta"),
                                               training=False, eps=self.eps)
-
-    def sympy_vector(self, z, params=None):
-        r"""The defining formula on SymPy symbols ``z`` (:math:`\gamma_i`, :math:`\beta_i` symbols when ``params`` is None)."""
-        z = list(z)
-        if self.affine and params is None:
-            params = {"gamma": np.array(sympy.symbols(f"gamma_1:{len(z) + 1}", real=True), dtype=object),
-                      "beta": np.array(sympy.symbols(f"beta_1:{len(z) + 1}", real=True), dtype=object)}
-        return list(np.ravel(self.forward(np.array([z], dtype=object), params or {})[0]))
 
     # ------------------------------------------------------------------ LaTeX facts
     def prose(self) -> str:
