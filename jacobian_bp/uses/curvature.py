@@ -184,7 +184,7 @@ class EmpiricalNTKOperator(_SymmetricOperator):
         if generic:
             size = sum(e.size for e in generic)
             check_bytes(N * nL * size * 8, f"the Jacobian columns of the non-dense stages ({N * nL} x {size})")
-            Jg = _jacobian_columns(lin, left, generic)
+            Jg = jacobian_columns(lin, left, generic)
             K += Jg @ Jg.T
         return 0.5 * (K + K.T)
 
@@ -192,7 +192,7 @@ class EmpiricalNTKOperator(_SymmetricOperator):
         return f"EmpiricalNTKOperator({self.shape[0]}x{self.shape[1]}, N={self.lin.N}, n_L={self.network.n_out})"
 
 
-def _jacobian_columns(lin: Linearization, left: list, entries: list) -> np.ndarray:
+def jacobian_columns(lin: Linearization, left: list, entries: list) -> np.ndarray:
     """Columns of :math:`\\mathbf J_\\theta\\mathbf Z^{[L]}` for some parameter entries, ``(N·n_L, Σ sizes)``."""
     net = lin.network
     N, nL = lin.N, net.n_out

@@ -63,6 +63,7 @@ from ..engine.sweeps import linearize
 from ..layers.dense import Dense
 from ..oracles.verify import VerificationReport, verify
 from .curvature import empirical_ntk as _ntk_operator
+from .curvature import jacobian_columns
 from .curvature import gauss_newton as _ggn_operator
 from .lazy import BatchJacobianOperator
 
@@ -278,18 +279,10 @@ def _ntk_factors_task(model: _Model, Xb):
     n, nL = lin.N, net.n_out
     dense = [(np.ascontiguousarray(left[st.index]).reshape(n * nL, -1), lin.cache.a[st.index - 1].reshape(n, -1),
               1.0 if st.layer.bias else 0.0) for st in net.stages if type(st.layer) is Dense]
-    cols = []
-    for e in net.entries:  # the layer's structured Jacobian, multiplied from the left per sample
-        layer = net.stages[e.stage - 1].layer
-        if type(layer) is Dense:
-            continue
-        p = net.stage_params(lin.canon, e.stage)
-        block = np.empty((n, nL, e.size))
-        for i in range(n):
-            op = layer.jac_params(lin.cache.a[e.stage - 1][i], lin.cache.z[e.stage][i], p, e.order)[e.local]
-            block[i] = op.left_matmat(np.ascontiguousarray(left[e.stage][i]))
-        cols.append(block.reshape(n * nL, e.size))
-    return n, dense, (np.concatenate(cols, axis=1) if cols else None)
+    generic = [e for e in net.entries if type(net.stages[e.stage - 1].layer) is not Dense]
+    # the other stages: their structured Jacobians multiplied from the left per sample (curvature's own routine)
+    cols = jacobian_columns(lin, left, generic) if generic else None
+    return n, dense, cols
 
 
 @_task
