@@ -10,13 +10,16 @@ from .engine.conventions import PRESETS, Convention, commutation_matrix, get_con
 from .errors import (DataError, JacobianBPError, MemoryBudgetError, ShapeError, SpaceMismatchError,
                      SpecError)
 from .backend.guard import get_memory_budget, memory_budget, set_memory_budget
-from .backend.parallel import get_num_threads, num_threads, set_num_threads
+from .backend.parallel import get_num_threads, num_threads, reset_num_threads, set_num_threads
 from .engine.jacobian import Jacobian, Space, hstack, vstack
 from .layers import (ELU, Arctan, Dense, GenericActivation, IdentityActivation, LeakyReLU, RadialSigmoid,
                      ReLU, Sigmoid, Softmax, Softplus, Tanh, layer_class)
-from .layers.losses import BCE, MSE, CrossEntropy, make_loss
+from .layers.losses import BCE, MSE, BCEWithLogits, CrossEntropy, CrossEntropyLogits, make_loss
 from .engine.network import Gradient, Network
 from .oracles.verify import VerificationReport, verify
+from .uses.torch_import import TorchNetwork, from_torch
+from .oracles.module_check import ModuleCheckReport, check_layer, check_module
+from .render.plots import plot_gradient_norms, plot_jacobian
 
 from . import claims
 from .uses import convert
@@ -42,10 +45,13 @@ __all__ = [
     "Network", "Gradient", "Dense", "IdentityActivation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Arctan",
     "Softplus", "ELU", "GenericActivation", "Softmax", "RadialSigmoid", "layer_class", "MSE", "BCE",
     "CrossEntropy", "make_loss", "verify", "VerificationReport", "set_memory_budget", "get_memory_budget",
-    "memory_budget", "get_num_threads", "set_num_threads", "num_threads", "JacobianBPError", "ShapeError", "SpaceMismatchError", "MemoryBudgetError", "SpecError",
+    "memory_budget", "get_num_threads", "set_num_threads", "reset_num_threads", "num_threads", "JacobianBPError", "ShapeError", "SpaceMismatchError", "MemoryBudgetError", "SpecError",
     "DataError", "gauss_newton", "empirical_ntk", "per_sample_gradients", "claims", "convert", "curvature",
     "datasets", "derivation", "errata", "latex", "lazy", "per_sample", "reference", "spec", "symbolic", "toeplitz",
-    "training",
+    "training", "from_torch", "TorchNetwork", "check_module", "check_layer", "ModuleCheckReport", "plot_jacobian",
+    "plot_gradient_norms", "CrossEntropyLogits", "BCEWithLogits", "GELU",
+    # every layer class by its class name (the costly families load on first access, through jacobian_bp.layers)
+    "Conv2d", "MaxPool2d", "AvgPool2d", "Flatten", "LayerNorm", "BatchNorm1dEval", "Residual",
 ]
 
 # Module paths before the floors (0.1): ``jacobian_bp.operators`` is ``jacobian_bp.backend.operators``, …
@@ -90,4 +96,11 @@ def __getattr__(name: str):
     """``jacobian_bp.<old module name>`` (attribute access) for the module paths before the floors."""
     if name in _MOVED:
         return _sys.modules[f"{__name__}.{name}"]
+    if name[:1].isupper():  # a layer class (Conv2d, LayerNorm, ...): jacobian_bp.layers finds every registered one
+        from . import layers as _layers
+
+        try:
+            return getattr(_layers, name)
+        except AttributeError:
+            pass
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -186,7 +186,7 @@ def _int(v, where: str, minimum: int = 0) -> int:
 
 
 _JSON_TYPES = {"int": "an integer", "float": "a number", "bool": "a boolean (true/false)", "str": "a string",
-               "None": "null"}
+               "None": "null", "list[float]": "a list of numbers"}
 
 
 def _matches(v, name: str) -> bool:
@@ -226,6 +226,12 @@ def _check_kwargs(cls, kwargs: dict, where: str) -> dict:
     out = {}
     for k, v in kwargs.items():
         ann = params[k].annotation
+        if isinstance(v, (list, tuple)) and isinstance(ann, str) and "list[float]" in ann:
+            # a list of real numbers (running statistics): finite ints or floats, never booleans or strings
+            if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and np.isfinite(t) for t in v):
+                raise SpecError(f"{where}: list value of {k!r} must hold finite numbers only, received {_short(list(v))}")
+            out[k] = tuple(v)
+            continue
         if isinstance(v, (list, tuple)):
             if ann is not inspect.Parameter.empty:
                 raise SpecError(f"{where}: {k} must be {_describe(ann)}, received the list {_short(list(v))}")
@@ -443,3 +449,177 @@ def _max_depth(text: str) -> int:
         elif ch in "]}":
             depth -= 1
     return best
+
+
+# ---------------------------------------------------------------------------- the JSON Schema of the format
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+_ANNOTATION_SCHEMA = {"int": {"type": "integer"}, "float": {"type": "number"}, "bool": {"type": "boolean"},
+                      "str": {"type": "string"}, "None": {"type": "null"},
+                      "list[float]": {"type": "array", "minItems": 1, "items": {"type": "number"}}}
+
+
+def _doc_parameters(cls) -> dict[str, tuple[str, str]]:
+    """``name -> (type text, description)`` from the numpydoc ``Parameters`` section of ``cls``'s docstring.
+
+    Plain text handling only (lines ``name[, name] : type`` and their indented descriptions); nothing is evaluated.
+    """
+    doc = inspect.getdoc(cls) or ""
+    lines = doc.splitlines()
+    out: dict[str, tuple[str, str]] = {}
+    try:
+        i = next(k for k, ln in enumerate(lines[:-1]) if ln.strip() == "Parameters" and set(lines[k + 1].strip()) == {"-"})
+    except StopIteration:
+        return out
+    names: list[str] = []
+    typ, desc = "", []
+
+    def flush():
+        for n in names:
+            out.setdefault(n, (typ, " ".join(desc)))
+
+    for k in range(i + 2, len(lines)):
+        ln = lines[k]
+        nxt = lines[k + 1].strip() if k + 1 < len(lines) else ""
+        if ln.strip() and not ln.startswith(" "):
+            flush()
+            if nxt and set(nxt) == {"-"}:  # the next section's title: the parameters end
+                return out
+            head, colon, typ = ln.partition(" : ") if " : " in ln else (ln, "", "")
+            names, desc, typ = [n.strip() for n in head.split(",") if n.strip().isidentifier()], [], typ.strip()
+        elif ln.strip() and names:
+            desc.append(ln.strip())
+    flush()
+    return out
+
+
+def _enum_from_doc(typ: str) -> list[str]:
+    """The string choices of a numpydoc type ``{"a", "b"}`` (quoted words between braces), else ``[]``."""
+    if not (typ.startswith("{") and "}" in typ):
+        return []
+    inner = typ[1:typ.index("}")]
+    words = [w.strip() for w in inner.split(",")]
+    return [w[1:-1] for w in words if len(w) >= 2 and w[0] == w[-1] and w[0] in "\"'"]
+
+
+def _keyword_schema(p: inspect.Parameter, doc: tuple[str, str] | None) -> dict:
+    """The JSON Schema of one constructor keyword: from its annotation (``int``, ``float``, ``bool``,
+    ``str``, ``None`` and unions of them), else from the docstring's type text; enumerations from
+    ``{"a", "b"}`` in the docstring; the default when it is a JSON value."""
+    typ, desc = doc if doc else ("", "")
+    ann = p.annotation
+    options: list[dict] = []
+    if isinstance(ann, str) and all(t.strip() in _ANNOTATION_SCHEMA for t in ann.split("|")):
+        choices = _enum_from_doc(typ)
+        for t in (t.strip() for t in ann.split("|")):
+            s = dict(_ANNOTATION_SCHEMA[t])
+            if t == "str" and choices:
+                s["enum"] = choices
+            options.append(s)
+    elif ann is inspect.Parameter.empty:
+        low = typ.lower()
+        if "list of float" in low or "list of number" in low:
+            options = [{"type": "array", "items": {"type": "number"}}]
+        elif "(int, int)" in low:
+            options = [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2}]
+        else:  # what the checker accepts for an unannotated keyword: an integer or a list of integers
+            options = [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]
+    else:
+        options = [{}]  # an annotation the format does not describe: left to the constructor
+    if p.default is None and {"type": "null"} not in options:
+        options.append({"type": "null"})
+    out = options[0] if len(options) == 1 else {"anyOf": options}
+    if desc:
+        out = {"description": desc, **out}
+    if p.default is not inspect.Parameter.empty and (p.default is None or isinstance(p.default, (bool, int, float, str))):
+        out = {**out, "default": p.default}
+    return out
+
+
+def _object_schema(type_name: str, cls, extra: dict | None = None) -> dict:
+    """``{"type": type_name, **keywords}`` of one registered class (a layer or a loss)."""
+    doc = _doc_parameters(cls)
+    first = (inspect.getdoc(cls) or "").strip().split("\n\n")[0].replace("\n", " ")
+    props: dict[str, Any] = {"type": {"const": type_name}}
+    required = ["type"]
+    if extra is not None:
+        props.update(extra)
+        required += list(extra)
+    else:
+        for name, p in _keyword_parameters(cls).items():
+            props[name] = _keyword_schema(p, doc.get(name))
+            if p.default is inspect.Parameter.empty:
+                required.append(name)
+    return {"title": f"{type_name} ({cls.__name__})", "description": first, "type": "object",
+            "properties": props, "required": required, "additionalProperties": False}
+
+
+def spec_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the spec format, generated from the registries.
+
+    Every registered layer class (:func:`jacobian_bp.layers.registry.all_layer_classes`) gives one
+    ``{"type": NAME, …}`` object whose properties are its constructor's keywords (types from the
+    annotations, enumerations and descriptions from the numpydoc ``Parameters`` section, required
+    when they have no default); a composite layer takes ``body``, a list of layers.  Losses come
+    from :data:`jacobian_bp.layers.losses.LOSSES`, conventions from the presets and the
+    :class:`~jacobian_bp.engine.conventions.Convention` knobs.  A new layer appears here once it is
+    registered.  The schema checks the structure; :func:`parse_spec` also checks values (e.g.
+    shapes that fit together) and stays the authority.  ``jacobian-bp schema`` prints it.
+    """
+    from dataclasses import fields
+
+    from .engine.conventions import _CHOICES as conv_choices
+    from .engine.conventions import Convention
+    from .layers.registry import all_layer_classes
+
+    layers = []
+    for name, cls in sorted(all_layer_classes().items()):
+        if getattr(cls, "composite", False):
+            body = {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/layer"},
+                    "description": "the layers of the block, applied in order"}
+            layers.append(_object_schema(name, cls, {"body": body}))
+        else:
+            layers.append(_object_schema(name, cls))
+    losses = [_object_schema(name, cls) for name, cls in sorted(LOSSES.items()) if isinstance(cls, type)]
+    knobs: dict[str, Any] = {"preset": {"enum": list(PRESETS), "default": "pytorch",
+                                        "description": "the preset the other knobs change"}}
+    for f in fields(Convention):
+        if f.name in conv_choices:
+            knobs[f.name] = {"enum": list(conv_choices[f.name])}
+        elif f.type in ("float", float):
+            knobs[f.name] = {"type": "number"}
+        else:
+            knobs[f.name] = {"type": "string"}
+    knobs["mse_scale"] = {**knobs.get("mse_scale", {}), "exclusiveMinimum": 0}
+    knobs["relu_at_zero"] = {**knobs.get("relu_at_zero", {}), "minimum": 0, "maximum": 1}
+    seed = {"type": "integer", "minimum": 0}
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "$id": "urn:jacobian-bp:spec",
+        "title": "jacobian_bp network spec",
+        "description": "A network for jacobian-bp: input shape, layers, loss, convention, generated data and "
+                       "parameters (jacobian_bp.spec). Unknown keys are errors; values are never evaluated.",
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "description": "shown in reports"},
+            "description": {"type": "string"},
+            "input": {"description": "input shape: an integer n (a vector) or a list such as [C, H, W]",
+                      "anyOf": [{"type": "integer", "minimum": 1},
+                                {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}}]},
+            "layers": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/layer"}},
+            "loss": {"$ref": "#/$defs/loss", "default": "cross_entropy"},
+            "convention": {"$ref": "#/$defs/convention", "default": "pytorch"},
+            "data": {"type": "object", "additionalProperties": False, "description": "generated data",
+                     "properties": {"seed": seed, "batch": {"type": "integer", "minimum": 1}}},
+            "params": {"type": "object", "additionalProperties": False, "description": "generated parameters",
+                       "properties": {"seed": seed}},
+        },
+        "required": ["input", "layers"],
+        "additionalProperties": False,
+        "$defs": {
+            "layer": {"oneOf": layers},
+            "loss": {"anyOf": [{"enum": sorted(LOSSES)}, {"oneOf": losses}]},
+            "convention": {"anyOf": [{"enum": list(PRESETS)},
+                                     {"type": "object", "properties": knobs, "additionalProperties": False}]},
+        },
+    }

@@ -62,6 +62,14 @@ CONTEXTS: dict[str, list[dict]] = {
          "loss": "cross_entropy"},
         _mlp({"type": "batch_norm_eval", "affine": False, "eps": 0.5}),
     ],
+    # training mode: the samples are coupled (tests/test_contract.py compares batch Jacobians, per-sample routes refuse)
+    "batch_norm": [
+        {"input": _DENSE_IN, "layers": [{"type": "dense", "out_features": 5}, {"type": "batch_norm"}, {"type": "tanh"},
+                                        {"type": "dense", "out_features": 3}, {"type": "softmax"}], "loss": "cross_entropy"},
+        _mlp({"type": "batch_norm", "affine": False, "eps": 0.1}),
+        {"input": _DENSE_IN, "layers": [{"type": "dense", "out_features": 5}, {"type": "tanh"}, {"type": "dense", "out_features": 3},
+                                        {"type": "batch_norm", "eps": 0.01}], "loss": "mse"},
+    ],
     "residual": [
         {"input": _DENSE_IN, "layers": [
             {"type": "dense", "out_features": 4},
@@ -73,6 +81,44 @@ CONTEXTS: dict[str, list[dict]] = {
             {"type": "residual", "body": [{"type": "conv2d", "out_channels": 2, "kernel_size": 3, "padding": 1},
                                           {"type": "sigmoid"}]},
             {"type": "flatten"}, {"type": "dense", "out_features": 3}, {"type": "softmax"}], "loss": "cross_entropy"},
+    ],
+    # recurrent layers (a sequence [T, d] per sample): the last state into a classifier, every state flattened
+    "rnn": [
+        {"input": [4, 3], "layers": [{"type": "rnn", "hidden_size": 3}, {"type": "dense", "out_features": 3},
+                                     {"type": "softmax"}], "loss": "cross_entropy"},
+        {"input": [3, 2], "layers": [{"type": "rnn", "hidden_size": 2, "output": "all"}, {"type": "flatten"},
+                                     {"type": "dense", "out_features": 2}, {"type": "identity"}], "loss": "mse"},
+    ],
+    "lstm": [
+        {"input": [4, 2], "layers": [{"type": "lstm", "hidden_size": 3}, {"type": "dense", "out_features": 3},
+                                     {"type": "softmax"}], "loss": "cross_entropy"},
+        {"input": [3, 2], "layers": [{"type": "lstm", "hidden_size": 2, "output": "all"}, {"type": "flatten"},
+                                     {"type": "dense", "out_features": 3}, {"type": "softmax"}], "loss": "cross_entropy"},
+    ],
+    # sequence layers (a sequence [T, d] per sample): token-wise linear, self-attention, the Transformer block
+    "linear": [
+        {"input": [3, 4], "layers": [{"type": "linear", "out_features": 5}, {"type": "gelu"}, {"type": "layer_norm"},
+                                     {"type": "flatten"}, {"type": "dense", "out_features": 3}, {"type": "softmax"}],
+         "loss": "cross_entropy"},
+    ],
+    "self_attention": [
+        {"input": [3, 4], "layers": [{"type": "self_attention", "heads": 2}, {"type": "flatten"},
+                                     {"type": "dense", "out_features": 3}, {"type": "softmax"}], "loss": "cross_entropy"},
+        {"input": [3, 2], "layers": [{"type": "linear", "out_features": 4},
+                                     {"type": "self_attention", "heads": 1, "causal": True, "bias": False},
+                                     {"type": "tanh"}, {"type": "flatten"}, {"type": "dense", "out_features": 2},
+                                     {"type": "identity"}], "loss": "mse"},
+        {"input": [3, 4], "layers": [
+            {"type": "residual", "body": [{"type": "layer_norm"}, {"type": "self_attention", "heads": 2}]},
+            {"type": "residual", "body": [{"type": "layer_norm"}, {"type": "linear", "out_features": 6}, {"type": "gelu"},
+                                          {"type": "linear", "out_features": 4}]},
+            {"type": "flatten"}, {"type": "dense", "out_features": 3}, {"type": "softmax"}], "loss": "cross_entropy"},
+    ],
+    "transformer_block": [
+        {"input": [3, 4], "layers": [{"type": "transformer_block", "heads": 2, "mlp_hidden": 6}, {"type": "flatten"},
+                                     {"type": "dense", "out_features": 3}, {"type": "softmax"}], "loss": "cross_entropy"},
+        {"input": [2, 2], "layers": [{"type": "transformer_block", "heads": 1, "causal": True, "activation": "tanh"},
+                                     {"type": "flatten"}], "loss": "mse"},
     ],
 }
 

@@ -198,3 +198,21 @@ def test_document_registration_and_entry_category():
     with pytest.raises(ValueError, match="unknown document"):
         Entry("knuth.x", "knuth", "l. 1", "formula", "W", claim)
     assert entry("park.code1.softmax").category == "listing"
+
+
+def test_statements_added_for_issue_14_hold(results):
+    """Ganev's Algorithm 5 (reconstructed: its body is not in the seed text), Exercise 6 and Exercise 1's
+    activations; MML (5.80); Park §4 (3)-(6)."""
+    ids = {"ganev.alg5.fwd", "ganev.alg5.gradAL", "ganev.alg5.gradZ", "ganev.alg5.gradA", "ganev.alg5.gradW",
+           "ganev.alg5.gradb", "ganev.alg5", "ganev.ex6.gradA", "ganev.ex1.sigmoid", "ganev.ex1.relu",
+           "ganev.ex1.arctan", "ganev.ex1.softmax", "ganev.ex1.radial"}
+    assert ids <= set(results)
+    for i in ids:
+        e, r = results[i]
+        assert r.verdict == HOLDS, r.summary()
+    assert "reconstructed" in results["ganev.alg5"][0].note
+    assert results["ganev.ex1.sigmoid"][1].method == "symbolic+numeric"
+    assert results["mml.5.80"][1].verdict == HOLDS  # MML (5.80), the chain rule entry by entry
+    for i in ("park.s4.3", "park.s4.4", "park.s4.5", "park.s4.6"):  # Park §4 (3)-(6)
+        assert results[i][1].verdict == HOLDS, results[i][1].summary()
+    assert len(results) >= 223

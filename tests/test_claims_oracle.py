@@ -209,8 +209,12 @@ def test_setattr_is_reported_not_raised():
 
 def test_symbolic_claim_that_raises_is_reported():
     st = Setting("ganev", widths=((2, 2),), seeds=(0,), symbolic=(2, 2))
+    # NumPy constructors work on symbolic instances too (exact integers): a wrong value, not a crash
     r = check(Claim("numpy on sympy", lambda q, l: q.np.ones((2, 2)), "grad_W", st))
-    assert r.verdict == ILL_TYPED
+    assert r.verdict == FAILS, r.summary()
+    # a NumPy function that needs numbers is refused on the symbolic instance, with its name
+    r = check(Claim("random on sympy", lambda q, l: q.np.fliplr(q.W[l]) * 0 + q.delta[l] @ q.a[l - 1].T, "grad_W", st))
+    assert r.verdict == ILL_TYPED and "q.np.fliplr" in r.reason, r.summary()
 
 
 def test_claim_validation():

@@ -86,12 +86,85 @@ def _against_central_differences(case, net, X, Y, params, theta):
     assert _rel(got, want) <= 1e-6
 
 
+def _coupled_case(case, s):
+    """A network with a layer that couples the samples (``couples_samples``: batch norm in training mode).
+
+    A batch of one is refused by the package and by torch alike; on a batch of 3 the gradient (chain, operator)
+    is compared with torch autograd, the per-sample routes must refuse in one line, and the *batch* Jacobians
+    ``J_θ vec Z[L]`` and ``J_vec X vec Z[L]`` (off-diagonal blocks included) are compared with ``torch.func.jacrev``
+    over the whole batch; the per-sample backend instead checks the rows ``(J_θ z_i)ᵀ δ_i`` of the batch Jacobian
+    against torch's gradient of each ``ℓ_i`` computed in the batch.
+    """
+    from jacobian_bp.engine.per_sample import batch_jacobian
+    from jacobian_bp.errors import DataError, UnsupportedInputError
+
+    net = s.network
+    if case.batch < 2:
+        X1, Y1 = s.data()
+        p1 = s.params()
+        with pytest.raises(DataError, match="Expected more than 1 value per channel when training"):
+            net.gradient(X1, Y1, p1)
+        with pytest.raises(ValueError, match="Expected more than 1 value per channel"):  # torch's own refusal
+            torch_twin.loss_and_gradient(net, X1, Y1, net.pack(p1))
+        spec = case.spec()
+        spec["data"] = {"seed": 1, "batch": 3}
+        s = load_spec(spec)
+        net = s.network
+    X, Y = s.data()
+    params = s.params()
+    theta = net.pack(params)
+    Xb, Yb = torch_twin.batch_first(net, X, Y)
+    N = Xb.shape[0]
+    tt = torch.tensor(theta, dtype=torch.float64)
+    x0 = X[0] if net.convention.batch_axis == "first" else np.moveaxis(np.asarray(X), -1, 0)[0]
+    if case.backend in ("chain", "operator"):
+        got = net.gradient(X, Y, params, method=case.backend).vector
+        _, want = torch_twin.loss_and_gradient(net, X, Y, theta)
+        assert _rel(got, want) <= 1e-10
+        idx = np.random.default_rng(0).choice(theta.size, size=min(5, theta.size), replace=False)
+        fd = reference.central_differences(lambda t: net.loss_value(X, Y, net.unpack(t)), theta, h=1e-6, indices=idx)[idx]
+        assert np.max(np.abs(fd - want[idx])) <= 1e-6 * max(np.max(np.abs(want)), 1e-8)
+    elif case.backend == "per_sample":
+        with pytest.raises(UnsupportedInputError, match="couple the samples"):
+            net.per_sample_gradients(X, Y, params)
+        J = batch_jacobian(net, X, params)  # (N, n_L, |θ|): J_θ z_i[L] of the whole batch
+        D = net.delta(X, Y, params)
+        t = tt.clone().requires_grad_(True)
+        Z, Yhat = torch_twin.forward(net, t, Xb)
+        per = torch_twin.per_sample_loss(net, Z, Yhat, Yb)
+        for i in range(N):
+            (gi,) = torch.autograd.grad(per[i], t, retain_graph=True)
+            assert _rel(J[i].T @ D[i], gi.numpy()) <= 1e-10, f"sample {i}"
+    elif case.backend in ("dense_theta", "sparse_theta"):
+        with pytest.raises(UnsupportedInputError, match="couple the samples"):
+            net.jacobian_theta(x0, params)
+        JB = net.batch_jacobian_theta(X, params)
+        got = JB.to_dense() if case.backend == "dense_theta" else JB.to_sparse().toarray()
+        want = torch.func.jacrev(lambda th: torch_twin.forward(net, th, Xb, upto_logits=True)[0].reshape(-1))(tt).numpy()
+        assert got.shape == want.shape == (N * net.n_out, net.n_params)
+        assert _rel(got, want) <= 1e-10
+    else:  # dense_input: the full batch Jacobian, not block-diagonal
+        with pytest.raises(UnsupportedInputError, match="couple the samples"):
+            net.jacobian_input(x0, params)
+        JX = net.batch_jacobian_input(X, params)
+        want = torch.func.jacrev(lambda v: torch_twin.forward(net, tt, v, upto_logits=True)[0].reshape(-1))(Xb)
+        want = want.reshape(N * net.n_out, -1).numpy()
+        assert _rel(JX.to_dense(), want) <= 1e-10
+        d = int(np.prod(net.input_shape))
+        off = JX.block(0, 1).to_dense()
+        assert np.linalg.norm(off) > 1e-3 * np.linalg.norm(want)  # the samples are coupled
+        assert _rel(off, want[:net.n_out, d:2 * d]) <= 1e-10
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_case_against_the_oracles(case):
     if case.layer not in case_data.registered_layers():
         pytest.skip(f"layer {case.layer!r} is not registered in this build")
     s = load_spec(case.spec())
     net = s.network
+    if getattr(net, "couples_samples", False):
+        _coupled_case(case, s)
+        return
     X, Y = s.data()
     params = s.params()
     theta = net.pack(params)

@@ -9,7 +9,8 @@ import pytest
 
 from jacobian_bp import cli
 from jacobian_bp.documents.catalogue import DOCUMENTS, Entry, run_catalogue
-from jacobian_bp.claims import FAILS, HOLDS, ILL_TYPED, Claim, Correction, Setting
+from jacobian_bp.claims import FAILS, HOLDS, ILL_TYPED, Claim, Correction, Mistake, Setting
+from jacobian_bp.documents.model import Artefact
 from jacobian_bp.documents.errata import build_errata, to_ascii
 
 
@@ -82,3 +83,40 @@ def test_to_ascii():
 def test_build_errata_validates():
     with pytest.raises(TypeError):
         build_errata(["not an entry"])
+
+
+def test_no_diagnosis_is_repeated(report):
+    """One correction described twice (σ_L for σ_l) is one diagnosis: every diagnosis appears once."""
+    for it in report.not_holding():
+        parts = [str(e) for e in it.result.diagnosis]
+        assert len(parts) == len(set(parts)), (it.entry.id, parts)
+        kinds = [e.mistake for e in it.result.diagnosis]
+        assert kinds.count(Mistake.OUTPUT_ACTIVATION) <= 1, (it.entry.id, parts)
+
+
+def test_transcription_artefacts_are_reported_apart(report):
+    """Ganev (3.3) a^1 and §4.3 ∇Z ⊗ W: one edit from what the source uses later, which holds."""
+    arts = {it.entry.id for it in report.artefacts()}
+    assert arts == {"ganev.prop31.eq3", "ganev.s43.dim"}
+    for it in report.artefacts():
+        assert it.verdict != HOLDS and it.verified_correction and it.label() == "transcription artefact"
+    assert not ({it.entry.id for it in report.errors()} & arts)
+    assert len(report.errors()) + len(arts) == len(report.not_holding())
+    text = report.to_text()
+    assert "[transcription artefact, not the author's error] Prop. 3.1 (3.3)" in text
+    assert "Transcription artefacts (not errors of the author" in report.to_markdown()
+
+
+def test_artefact_label_needs_a_consistent_later_use():
+    """An artefact whose 'later use' does not hold is an error like any other."""
+    st = Setting("ganev", widths=((2, 3, 2),), seeds=(0,))
+    claim = Claim("δ aᵀ without ᵀ", lambda q, l: q.delta[l] @ q.a[l - 1], "grad_W", st,
+                  corrections=(Correction("δ aᵀ", lambda q, l: q.delta[l] @ q.a[l - 1].T),))
+    good = Entry("ganev.t1", "ganev", "l. 82", "formula", "∇W = δ a^1", claim,
+                 artefact=Artefact("a^1 → aᵀ", ("ganev.proof33",)))
+    bad = Entry("ganev.t2", "ganev", "l. 82", "formula", "∇W = δ a^1", claim,
+                artefact=Artefact("a^1 → aᵀ", ("ganev.alg1.jac",)))  # Jacobian(σ_L, ·): fails
+    rep = build_errata([good, bad])
+    assert [it.is_artefact for it in rep.items] == [True, False]
+    with pytest.raises(TypeError):
+        Entry("ganev.t3", "ganev", "l. 82", "formula", "x", claim, artefact="a^1 → aᵀ")

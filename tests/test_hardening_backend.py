@@ -301,6 +301,7 @@ def test_set_num_threads_stops_the_workers_beyond_it(monkeypatch):
         assert len(parallel._pool.inbox) == 0
         assert _wait_for_thread_count(base) <= base
     finally:
+        parallel.reset_num_threads()
         parallel._num_threads = old
 
 
@@ -362,6 +363,7 @@ def test_one_thread_means_one_blas_thread_and_no_new_threads(monkeypatch):
             assert np.array_equal(J, ref)
             assert threading.active_count() <= before_count
     finally:
+        parallel.reset_num_threads()
         parallel._num_threads = old
     assert {k for k, _ in seen} == {"left product", "task"}
     assert all(max(c) == 1 for _, c in seen), seen
@@ -433,3 +435,36 @@ def test_network_deeper_than_the_recursion_limit_materializes():
     # and the gradient J^T delta agrees with the operator-mode sweep
     g = D.T @ net.delta(x, y, p)
     np.testing.assert_allclose(g, net.gradient(x, y, p, method="operator").as_row().ravel(), rtol=1e-10, atol=1e-13)
+
+
+def test_set_num_threads_one_keeps_blas_on_one_thread_outside_materializations(monkeypatch):
+    """#16 item 4: ``set_num_threads(1)`` limits BLAS process-wide (a gradient's matrix products too, not only
+    ``to_dense``), and :func:`reset_num_threads` gives BLAS its thread counts back."""
+    pytest.importorskip("threadpoolctl")
+    from jacobian_bp.backend import kernels
+    from jacobian_bp.engine.network import Network
+
+    kernels.blas_threads_controllable()
+    before = _blas_threads()
+    if max(before or [1]) <= 1:
+        pytest.skip("BLAS already runs on one thread here: nothing to observe")
+    net, p, x, y = example("lenet-300-100")
+    seen = []
+    real = Network.forward_cache
+
+    def spy(self, *a, **k):
+        seen.append(max(_blas_threads()))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Network, "forward_cache", spy)
+    old = parallel._num_threads
+    try:
+        jb.set_num_threads(1)
+        assert max(_blas_threads()) == 1
+        g = net.gradient(x, y, p, method="operator").vector
+        assert np.all(np.isfinite(g))
+    finally:
+        parallel.reset_num_threads()
+        parallel._num_threads = old
+    assert seen and set(seen) == {1}
+    assert _blas_threads() == before

@@ -124,10 +124,10 @@ BAD_CLI = [
     ("data-complex", ["gradient", "damadi-1layer", "--data", "{t}/d.npz", "-o", "{t}/g.npz"],
      _setup_npz("d.npz", x=np.ones(4) + 1j, y=np.eye(3)[0]), ["complex", "imaginary part"]),
     ("non-finite-gradient", ["gradient", "{t}/s.json", "-o", "{t}/g.npz"],
-     lambda t: _spec_file(t, {"input": 4, "layers": [{"type": "dense", "out_features": 3}],
+     lambda t: _spec_file(t, {"input": 4, "layers": [{"type": "dense", "out_features": 3}], "convention": "damadi",
                               "loss": {"type": "mse", "scale": 1e308}}), ["infinite"]),
     ("non-finite-verify", ["verify", "{t}/s.json", "--no-torch"],
-     lambda t: _spec_file(t, {"input": 4, "layers": [{"type": "dense", "out_features": 3}],
+     lambda t: _spec_file(t, {"input": 4, "layers": [{"type": "dense", "out_features": 3}], "convention": "damadi",
                               "loss": {"type": "mse", "scale": 1e308}}), ["infinite"]),
 ]
 
@@ -283,6 +283,9 @@ def test_text_outputs_are_atomic_too(tmp_path, monkeypatch, capsys):
             raise RuntimeError("renderer crashed")
 
     monkeypatch.setattr(errata, "build_errata", lambda: Rep())
+    from jacobian_bp.documents import catalogue
+
+    monkeypatch.setattr(catalogue, "catalogue", lambda: [])  # the CLI's progress loop: nothing to check
     md, tex = tmp_path / "e.md", tmp_path / "e.tex"
     rc, out, err = _run(["errata", "--markdown", md, "--latex", tex], capsys)
     assert rc == 3 and "internal error: RuntimeError: renderer crashed" in err
@@ -483,7 +486,8 @@ def test_shared_layer_object_is_not_mutated_across_networks():
 
 
 def test_non_finite_loss_or_gradient_raises_data_error():
-    net = jb.Network([jb.Dense(3)], jb.losses.MSE(scale=1e308), 4)
+    # Damadi's convention: the per-sample MSE sums over the outputs (PyTorch's averages them)
+    net = jb.Network([jb.Dense(3)], jb.losses.MSE(scale=1e308), 4, "damadi")
     p = net.init_params(0)
     x, y = np.ones(4), np.zeros(3)
     with pytest.raises(DataError, match="infinite|not finite"):

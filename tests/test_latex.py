@@ -128,7 +128,7 @@ def test_golden_other_notations():
     net, p, x, y = make(layers=[jb.Dense(5), jb.Sigmoid(), jb.Dense(3), jb.Softmax()], convention="ganev")
     nl = NetworkLatex(net, p, x, y)
     assert nl.equation(nl.local_jacobian(1), steps=(99,)) == \
-        r"\frac{\partial \mathbf{z}_1}{\partial (W_1,b_1)} = [\mathbf{I}_5 \otimes x^T \; \mathbf{I}_5] \in \mathbb{R}^{5\times 25}"
+        r"\frac{\partial \mathbf{z}_1}{\partial (\operatorname{vec}W_1,b_1)} = [\mathbf{I}_5 \otimes x^T \; \mathbf{I}_5] \in \mathbb{R}^{5\times 25}"  # vec: issue #15
     assert render(nl.activation_jacobian(1).label) == r"\mathrm{Jac}_1"
     assert render(nl.input_jacobian(2).body) == "W_2"
     net, p, x, y = make(layers=[jb.Dense(5), jb.Sigmoid(), jb.Dense(3), jb.Softmax()], convention="park")

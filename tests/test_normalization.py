@@ -341,7 +341,7 @@ def test_other_bad_arguments():
     with pytest.raises(ShapeError, match="running_mean has 2 entries for 3 features"):
         BatchNorm1dEval(running_mean=[1.0, 2.0]).build((3,))
     with pytest.raises(ShapeError, match="flat input"):
-        LayerNorm().build((2, 3))
+        LayerNorm().build((2, 3, 4))
     with pytest.raises(SpecError, match="eps"):
         load_spec(_spec({"type": "batch_norm_eval", "eps": -1}, "pytorch"))
 

@@ -68,10 +68,10 @@ def test_lenet_blocks_are_damadis_formulas():
     assert bc.block("b2") == MatMul(W3.T, D2)
     assert bc.block("W1") == MatMul(W3.T, D2, W2.T, D1, KroneckerProduct(Identity(300), x.T))
     tex = bc.latex()
-    assert r"\mathbf{I}_{10} \otimes \left(\mathbf{a}^{[2]}\right)^{\top}" in tex
+    assert r"\mathbf{I}_{10} \otimes \mathbf{a}^{[2]\top}" in tex  # a symbol's transpose: no parentheses (#15)
     assert r"10\times 235200" in tex and r"\in\mathbb R^{10\times 266610}" in tex
-    assert r"\left(\mathbf{W}^{[3]}\right)^{\top} \mathbf{D}^{[2]}" in tex
-    assert r"\operatorname{diag} \operatorname{relu}'(\mathbf z^{[1]})" in bc.legend_latex()
+    assert r"\mathbf{W}^{[3]\top} \mathbf{D}^{[2]}" in tex
+    assert r"\operatorname{diag} \operatorname{relu}'(\mathbf{z}^{[1]})" in bc.legend_latex()  # z in the notation's own form
     assert "235200" in bc.describe()
 
 

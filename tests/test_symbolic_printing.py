@@ -27,7 +27,7 @@ def test_derivatives_of_undefined_functions_print_as_primes():
 
 def test_block_symbols_identity_and_transpose():
     a = MatrixSymbol("a[2]", 100, 1)
-    assert latex(KroneckerProduct(Identity(10), a.T)) == r"\mathbf{I}_{10} \otimes \left(\mathbf{a}^{[2]}\right)^{\top}"
+    assert latex(KroneckerProduct(Identity(10), a.T)) == r"\mathbf{I}_{10} \otimes \mathbf{a}^{[2]\top}"  # no oversized parentheses (#15)
     assert latex(MatrixSymbol("x", 4, 1).T) == r"\mathbf{x}^{\top}"
     assert latex(OneMatrix(16, 1)) == r"\mathbf{1}_{16}"
     assert matrix_symbol_latex("delta[3]") == r"\boldsymbol{\delta}^{[3]}"

@@ -57,7 +57,17 @@ def _stages(net):
     return stages
 
 
+#: twins of further layer families, each written in its own file ``tests/twin_<family>.py`` (imported at the end
+#: of this module): kind -> ``canonical_shapes(layer) -> [(local name, shape)]`` for a parametric family
+EXTRA_SHAPES: dict = {}
+#: kind -> ``forward(layer, a, local_params) -> output`` (batch-first torch tensors; ``local_params`` empty for a
+#: parameter-free family)
+EXTRA_FORWARD: dict = {}
+
+
 def _canonical_shapes(layer) -> list[tuple[str, tuple]]:
+    if layer.kind in EXTRA_SHAPES:
+        return list(EXTRA_SHAPES[layer.kind](layer))
     if layer.kind == "dense":
         out = [("W", (layer.out_features, layer.in_shape[0]))]
         if layer.bias:
@@ -72,6 +82,11 @@ def _canonical_shapes(layer) -> list[tuple[str, tuple]]:
             out.append(("b", tuple(layer.out_shape)))
         return out
     raise NotImplementedError(layer.kind)
+
+
+def _is_bias(local: str) -> bool:
+    """Ganev's weights-first θ puts the biases last: ``b`` and the named biases ``b_ih``, ``b_Q``, ``b.1``."""
+    return local == "b" or local.startswith(("b_", "b."))
 
 
 def theta_layout(net) -> list[Slot]:
@@ -91,8 +106,8 @@ def theta_layout(net) -> list[Slot]:
     elif conv.theta_order == "reverse":
         seq = [it for items in reversed(per_stage) for it in items]
     elif conv.theta_order == "weights_first":
-        seq = [it for items in per_stage for it in items if it[1] != "b"]
-        seq += [it for items in per_stage for it in items if it[1] == "b"]
+        seq = [it for items in per_stage for it in items if not _is_bias(it[1])]
+        seq += [it for items in per_stage for it in items if _is_bias(it[1])]
     else:  # pragma: no cover
         raise ValueError(conv.theta_order)
     slots, off = [], 0
@@ -120,6 +135,8 @@ def canonical_params(net, theta: torch.Tensor) -> dict[int, dict[str, torch.Tens
 
 def _activation(layer, z: torch.Tensor) -> torch.Tensor:
     k = layer.kind
+    if k in EXTRA_FORWARD:
+        return EXTRA_FORWARD[k](layer, z, {})
     if k == "identity":
         return z
     if k == "relu":
@@ -155,6 +172,8 @@ def _activation(layer, z: torch.Tensor) -> torch.Tensor:
 
 
 def _parametric(layer, a: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    if layer.kind in EXTRA_FORWARD:
+        return EXTRA_FORWARD[layer.kind](layer, a, p)
     if layer.kind == "dense":
         z = a @ p["W"].T
         return z + p["b"] if "b" in p else z
@@ -256,3 +275,15 @@ def jacobian_theta(net, x, theta: np.ndarray) -> np.ndarray:
         return Z.reshape(-1)
 
     return torch.func.jacrev(f)(t).numpy()
+
+
+def _load_family_twins() -> None:
+    """Import every ``tests/twin_<family>.py``; each fills :data:`EXTRA_SHAPES` / :data:`EXTRA_FORWARD`."""
+    import importlib
+    import pathlib
+
+    for f in sorted(pathlib.Path(__file__).parent.glob("twin_*.py")):
+        importlib.import_module(f.stem)
+
+
+_load_family_twins()

@@ -29,7 +29,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["outer_into", "blas_single_threaded", "blas_limit", "blas_threads_controllable", "jit_kernel_available",
+__all__ = ["outer_into", "blas_single_threaded", "blas_limit", "set_blas_threads", "blas_threads_controllable", "jit_kernel_available",
            "KERNEL_MIN_SIZE"]
 
 KERNEL_MIN_SIZE = 16384
@@ -175,6 +175,33 @@ def blas_limit(n: int) -> contextlib.AbstractContextManager:
     if ctl is None or _blas_threads(ctl) <= n:
         return _NO_LIMIT
     return ctl.limit(limits=n)
+
+
+_blas_original: list | None = None  # [(library controller, its thread count before set_blas_threads)]
+
+
+def set_blas_threads(n: int | None) -> bool:
+    """Limit the BLAS libraries to at most ``n`` threads from now on (process-wide); None restores them.
+
+    Called by :func:`jacobian_bp.backend.parallel.set_num_threads`, so that ``set_num_threads(1)`` keeps
+    every BLAS call on one thread -- gradients and products included, not only materializations.  The
+    counts in force before the first call are remembered and put back by ``set_blas_threads(None)``
+    (or by a count of at least the original one).  Returns whether BLAS could be controlled
+    (``threadpoolctl`` installed, the ``fast`` extra).
+    """
+    global _blas_original
+    ctl = _blas_controller()
+    if ctl is None:
+        return False
+    if _blas_original is None:
+        _blas_original = [(lib, lib.get_num_threads()) for lib in ctl.lib_controllers]
+    for lib, orig in _blas_original:
+        if orig is None:
+            continue
+        lib.set_num_threads(orig if n is None else min(int(n), orig))
+    if n is None:
+        _blas_original = None
+    return True
 
 
 def blas_single_threaded() -> contextlib.AbstractContextManager:

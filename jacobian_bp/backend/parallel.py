@@ -34,13 +34,14 @@ import contextlib
 import contextvars
 import os
 import queue
+import sys
 import threading
 import time
 from typing import Callable, Iterator, Sequence, TypeVar
 
 from ..errors import DataError
 
-__all__ = ["get_num_threads", "set_num_threads", "num_threads", "parallel_for", "run_tasks", "MIN_PARALLEL_BYTES",
+__all__ = ["get_num_threads", "set_num_threads", "reset_num_threads", "num_threads", "parallel_for", "run_tasks", "MIN_PARALLEL_BYTES",
            "MAX_THREADS"]
 
 T = TypeVar("T")
@@ -131,15 +132,16 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Set the process-wide number of threads for large materializations.
+    """Set the process-wide number of threads: our own workers and the BLAS libraries.
 
     Parameters
     ----------
     n : int
-        A positive integer, at most :data:`MAX_THREADS`; 1 disables threading.  While a
-        matrix is materialized, BLAS is also limited to ``n`` threads (so ``n = 1`` keeps the
-        whole computation on one core) -- this needs ``threadpoolctl`` (the ``fast`` extra);
-        without it BLAS keeps its own thread count.
+        A positive integer, at most :data:`MAX_THREADS`; 1 disables threading.  BLAS is limited
+        to ``n`` threads from now on, for every computation (gradients, products, materializations),
+        and so is numba's thread pool when numba is loaded: ``set_num_threads(1)`` keeps the whole
+        computation on one core.  Controlling BLAS needs ``threadpoolctl`` (the ``fast`` extra);
+        without it BLAS keeps its own thread count.  :func:`reset_num_threads` undoes the call.
 
     Raises
     ------
@@ -151,7 +153,34 @@ def set_num_threads(n: int) -> None:
     """
     global _num_threads
     _num_threads = _check_count(n, "set_num_threads")
+    _limit_libraries(_num_threads)
     _retire_idle()
+
+
+def reset_num_threads() -> None:
+    """Undo :func:`set_num_threads`: back to ``JACOBIAN_BP_NUM_THREADS`` or the number of cores, and the BLAS
+    libraries (and numba) back to the thread counts they had before."""
+    global _num_threads
+    _num_threads = None
+    _limit_libraries(None)
+
+
+_numba_original: int | None = None
+
+
+def _limit_libraries(n: int | None) -> None:
+    """BLAS (through threadpoolctl) and, when it is loaded, numba: at most ``n`` threads; None restores them."""
+    global _numba_original
+    from .kernels import set_blas_threads
+
+    set_blas_threads(n)
+    numba = sys.modules.get("numba")
+    if numba is not None and hasattr(numba, "set_num_threads"):
+        if _numba_original is None:
+            _numba_original = numba.get_num_threads()
+        numba.set_num_threads(_numba_original if n is None else max(1, min(n, _numba_original)))
+        if n is None:
+            _numba_original = None
 
 
 @contextlib.contextmanager

@@ -26,10 +26,32 @@ output activation           ``σ_L`` applied at ``z[l]`` -> ``σ_l``
 reduction mismatch          an extra batch axis summed / averaged
 wrong axis                  a reduction (e.g. softmax's sum) over axis 1 -> axis 0
 θ block order               the per-layer blocks of θ in the opposite order
+f′(a) for f′(z)             ``a[l]`` read as ``z[l]`` where a derivative is taken at it
+σ′ counted twice            a factor ``dsigma``/``fprime``/``Jac`` dropped (δ already has it)
+another activation's σ′     the formula holds for another hidden/output activation
+chain rule order            the operands of one ``@`` swapped, or every (alternate) one
+symmetry assumed            a square operand transposed (``W`` for ``Wᵀ``)
+normalizer                  ``c C`` for c in K, 1/K, N·K, 1/(N·K), K/N, ... (K = n_L)
+sign inside the argument    ``σ(z)`` for ``σ(−z)`` (``z[l]`` or a σ call's argument negated)
 ==========================  ==========================================================
 
 plus any claim-specific :class:`Correction` the author supplies (e.g. the corrected
-formula of an erratum), which is verified the same way.
+formula of an erratum), which is verified the same way.  Every candidate that makes the
+claim hold is verified again on fresh instances (other seeds,
+:attr:`Explanation.verified`) and listed most specific first (:data:`MISTAKE_PRIORITY`);
+when none fits, :attr:`CheckResult.diagnosis_note` says ``"no known mistake fits"``.
+
+Settings by knob
+----------------
+:class:`Setting` takes every convention knob directly -- ``weight_layout``, ``vec_order``,
+``theta_order``, ``batch_axis``, ``reduction``, ``mse_scale``, ``mse_reduce_outputs``,
+``relu_at_zero`` (:data:`KNOBS`) -- on top of a preset (a shorthand), or of no preset at all
+(``convention=None``: neutral defaults): CS231n's ``XW + b`` is
+``Setting(None, weight_layout="in_out", reduction="mean")``, Nielsen's ½‖·‖² is
+``Setting(None, mse_scale=0.5)``.
+``Setting(at_kink=k)`` puts k units of every hidden layer exactly at the kink (z = 0), so that a
+claim such as "ReLU′(0) = 0 in PyTorch" is tested at 0 (``relu_at_zero`` states the convention).
+The targets are listed, with their meaning and shape, by :func:`targets`.
 
 Writing a claim
 ---------------
@@ -43,7 +65,12 @@ layer" are checked for each ``l`` in ``layers``)::
                     setting=Setting("park"))
     check(park_18).verdict        # 'holds'
 
-Vectors are *columns* (``n × 1`` arrays), so that a missing transpose is a shape error.
+``layers`` may also be a list of layer indices (``layers=[1]``).  Vectors are *columns*
+(``n × 1`` arrays), so that a missing transpose is a shape error.  Quantities are NumPy arrays
+on numeric *and* symbolic instances (SymPy entries, ``dtype=object``): ``@`` is the matrix
+product, ``*``, ``**``, ``1 - v`` act elementwise, and ``q.np.exp``/``tanh``/``log``/... work
+entry by entry on SymPy too; an ill-typed operation is reported in one line naming the
+operation, both shapes and the claim.
 Batches follow the convention's layout (Park: ``n × N``; Ganev: ``N × n``).  The
 quantities are
 
@@ -86,16 +113,24 @@ instance and layer), :mod:`.corrections` (output-level corrections), :mod:`.diag
 corrections make a failing claim hold), :mod:`.expressions` and :mod:`.listings` (the other two
 kinds of claim) and :mod:`.checker` (:func:`check`).
 """
-from .model import (DEFAULT_WIDTHS, FAILS, HOLDS, ILL_TYPED, VERDICTS, CheckResult, Claim, Correction,
-                    Counterexample, Explanation, ExpressionClaim, ListingClaim, MissingQuantity, Mistake, Setting)
-from .targets import TARGETS
+from .model import (DEFAULT_WIDTHS, FAILS, HOLDS, ILL_TYPED, KNOBS, MISTAKE_PRIORITY, NO_KNOWN_MISTAKE, VERDICTS,
+                    CheckResult, Claim, Correction, Counterexample, Explanation, ExpressionClaim, ListingClaim,
+                    MissingQuantity, Mistake, Setting)
+from .targets import TARGET_OFFSET_DOC, TARGETS, Target, describe_targets, targets
 from .quantities import Quantities
 from .instances import build_instances
 from .symbolic_oracle import symbolic_quantities
 from .checker import check
+# the formula judge: any derivative formula (LaTeX or SymPy), truth computed by the project (issue #14)
+from .judge import PRESETS as JUDGE_PRESETS, Verdict, check as check_derivative, check_latex, claim_from_latex, main_check
+from .derivative import DerivativeClaim, Layout
+from .latex_grammar import LatexError
 
 __all__ = [
     "HOLDS", "FAILS", "ILL_TYPED", "VERDICTS", "MissingQuantity", "Mistake", "Explanation", "Correction",
     "Setting", "Claim", "ExpressionClaim", "ListingClaim", "CheckResult", "Counterexample", "Quantities",
-    "TARGETS", "check", "build_instances", "symbolic_quantities", "DEFAULT_WIDTHS",
+    "TARGETS", "check", "build_instances", "symbolic_quantities", "DEFAULT_WIDTHS", "targets", "describe_targets",
+    "Target", "TARGET_OFFSET_DOC", "KNOBS", "NO_KNOWN_MISTAKE", "MISTAKE_PRIORITY",
+    "check_latex", "check_derivative", "claim_from_latex", "main_check", "Verdict", "JUDGE_PRESETS", "DerivativeClaim",
+    "Layout", "LatexError",
 ]

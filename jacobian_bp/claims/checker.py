@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SpecError
+from ..errors import DataError, SpecError
 from .diagnose import _diagnose
 from .evaluate import _Run, _run
 from .expressions import _check_expression
 from .instances import build_instances
 from .listings import _check_listing
-from .model import (HOLDS, ILL_TYPED, _RANK, CheckResult, Claim, Counterexample, Explanation, ExpressionClaim,
+from .model import (HOLDS, ILL_TYPED, NO_KNOWN_MISTAKE, _RANK, CheckResult, Claim, Counterexample, Explanation, ExpressionClaim,
                     ListingClaim, Mistake)
 from .symbolic_oracle import _cached_symbolic
 
@@ -74,6 +74,9 @@ def check(claim, diagnose: bool = True) -> CheckResult:
     res = CheckResult(claim.name, run.verdict, _reason(run), method,
                       max_error=(run.max_error if run.verdict != ILL_TYPED else None),
                       n_instances=len(all_instances), details=[(d.label, l, o.status, o.reason) for d, l, o in run.outcomes])
+    if not run.outcomes:
+        raise DataError(f"claim {claim.name!r}: no architecture of the setting has the layers {claim.layers!r} "
+                        f"(depths {sorted({len(w) - 1 for w in setting.widths})})")
     if run.verdict != HOLDS:
         res.counterexample = _counterexample(run.outcomes)
         if diagnose:
@@ -86,4 +89,6 @@ def check(claim, diagnose: bool = True) -> CheckResult:
         res.corrections.append((corr, crun.verdict))
         if run.verdict != HOLDS and crun.verdict == HOLDS:
             res.diagnosis.append(Explanation(Mistake.CUSTOM, corr.description))
+    if run.verdict != HOLDS and diagnose and not res.diagnosis:
+        res.diagnosis_note = NO_KNOWN_MISTAKE
     return res

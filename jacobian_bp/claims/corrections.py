@@ -15,7 +15,7 @@ import sympy
 
 from ..backend.exact import exact_number
 from ..engine.conventions import commutation_matrix
-from .compare import _as_numeric
+from .compare import _as_numeric, _sym_matrix
 from .instances import _InstanceData
 from .model import Mistake
 
@@ -49,8 +49,35 @@ _FACTORS = [
 ]
 
 
-def _factor_value(f, N: int):
+#: normalizers other than N and 2 (K = n_L, the number of outputs or classes): a mean over the outputs
+#: (PyTorch's MSELoss) or over all N·K elements taken where the convention sums, or the reverse.
+#: Each factor is ("NK", power of N, power of K, constant).
+_K_FACTORS = [
+    (("NK", 0, 1, 1), "extra factor 1/K (K = n_L outputs: averaged over the outputs where the loss sums them): "
+                      "corrected formula K·C", Mistake.NORMALIZER),
+    (("NK", 0, -1, 1), "factor 1/K missing (K = n_L outputs: the loss averages over the outputs): corrected formula "
+                       "C/K", Mistake.NORMALIZER),
+    (("NK", 1, 1, 1), "extra factor 1/(N·K) (averaged over all N·K elements where the cost sums): corrected formula "
+                      "N·K·C", Mistake.NORMALIZER),
+    (("NK", -1, -1, 1), "factor 1/(N·K) missing (the cost averages over all N·K elements): corrected formula "
+                        "C/(N·K)", Mistake.NORMALIZER),
+    (("NK", -1, 1, 1), "1/K where 1/N is needed (averaged over the outputs instead of the samples): corrected "
+                       "formula K·C/N", Mistake.NORMALIZER),
+    (("NK", 1, -1, 1), "1/N where 1/K is needed (averaged over the samples instead of the outputs): corrected "
+                       "formula N·C/K", Mistake.NORMALIZER),
+    (("NK", 0, 1, 2), "factors 2 and 1/K missing or misplaced: corrected formula 2K·C", Mistake.NORMALIZER),
+    (("NK", 0, -1, 2), "factor 2/K missing (the derivative of the mean square over K outputs): corrected formula "
+                       "2C/K", Mistake.NORMALIZER),
+    (("NK", -1, -1, 2), "factor 2/(N·K) missing (PyTorch's MSELoss): corrected formula 2C/(N·K)", Mistake.NORMALIZER),
+    (("NK", 1, 1, Fraction(1, 2)), "extra factor 2/(N·K): corrected formula N·K·C/2", Mistake.NORMALIZER),
+]
+
+
+def _factor_value(f, N: int, K: int = 1):
     if isinstance(f, tuple):
+        if f[0] == "NK":
+            _, pn, pk, c = f
+            return (sympy.Integer(N) ** pn) * (sympy.Integer(K) ** pk) * exact_number(c)
         _, p, c = f
         return (sympy.Integer(N) ** p) * exact_number(c)
     return exact_number(f)
@@ -63,6 +90,8 @@ def _perm_matrix(p: int, r: int) -> np.ndarray:
 def _apply_out(oc: _OutCorrection, value, d: _InstanceData, target: str, l):
     if oc == _OutCorrection():
         return value
+    if d.symbolic and not isinstance(value, sympy.MatrixBase):
+        value = _sym_matrix(value)  # object arrays of SymPy expressions (and plain numbers) as a matrix
     sym = isinstance(value, sympy.MatrixBase)
     if not sym:
         value = _as_numeric(value)
@@ -84,7 +113,7 @@ def _apply_out(oc: _OutCorrection, value, d: _InstanceData, target: str, l):
         P = _perm_matrix(*oc.col_perm)
         value = (value * sympy.Matrix(P.T.astype(int))) if sym else value @ P.T
     if oc.factor != 1:
-        c = _factor_value(oc.factor, d.N)
+        c = _factor_value(oc.factor, d.N, int(d.widths[-1]) if d.widths else 1)
         value = value * c if sym else value * float(c)
     return value
 

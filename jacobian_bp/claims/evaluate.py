@@ -12,7 +12,7 @@ from .compare import _Outcome, _as_numeric, _compare_numeric, _compare_shape, _c
 from .corrections import _OutCorrection, _apply_out, _divisor_pairs
 from .instances import _InstanceData
 from .model import FAILS, HOLDS, ILL_TYPED, _RANK, Claim, MissingQuantity
-from .quantities import Quantities, _Log, _QCorrection
+from .quantities import IllTypedOperation, Quantities, _Active, _Log, _QCorrection
 from .targets import _truth
 
 
@@ -27,12 +27,15 @@ def _evaluate(claim: Claim, d: _InstanceData, l, qc: _QCorrection, oc: _OutCorre
     log.l, log.L = l, d.L
     q = Quantities(d, log)
     try:
-        value = formula(q) if l is None else formula(q, l)
+        with _Active(log):
+            value = formula(q) if l is None else formula(q, l)
     except MissingQuantity as exc:
         return _Outcome(ILL_TYPED, np.inf, f"refers to a quantity the network lacks: {exc}")
+    except IllTypedOperation as exc:
+        return _Outcome(ILL_TYPED, np.inf, f"ill-typed {exc} (in {claim.name!r})")
     except (ValueError, TypeError, IndexError, ZeroDivisionError, ArithmeticError, AttributeError,
             KeyError, sympy.ShapeError, NotImplementedError, np.linalg.LinAlgError) as exc:
-        return _Outcome(ILL_TYPED, np.inf, _friendly(exc))
+        return _Outcome(ILL_TYPED, np.inf, f"{_friendly(exc)} (in {claim.name!r})")
     except JacobianBPError as exc:
         return _Outcome(ILL_TYPED, np.inf, f"the formula raised {type(exc).__name__}: {exc}"[:300])
     except Exception as exc:  # noqa: BLE001 - a claim is arbitrary user code; never crash the checker
@@ -86,6 +89,12 @@ def _friendly(exc: Exception) -> str:
     m = re.search(r"operands could not be broadcast together with shapes (\S+) (\S+)", msg)
     if m:
         return f"elementwise operation on incompatible shapes {m.group(1)} and {m.group(2)}"
+    if type(exc).__name__ == "NonSquareMatrixError":
+        return "ill-typed matrix power of a non-square SymPy matrix (use q's arrays: ** is elementwise on them)"
+    if isinstance(exc, sympy.ShapeError):
+        return f"ill-typed SymPy matrix operation: {msg or 'shapes do not match'}"[:300]
+    if not msg:
+        return f"the formula raised {type(exc).__name__}"
     return f"the formula raised {type(exc).__name__}: {msg}"[:300]
 
 

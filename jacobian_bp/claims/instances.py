@@ -40,6 +40,9 @@ class _InstanceData:
     def layer_of(self, v):  # pragma: no cover
         return None
 
+    def layer_of_activation(self, v):  # pragma: no cover
+        return None
+
     def apply_act(self, k, v):  # pragma: no cover
         raise NotImplementedError
 
@@ -90,6 +93,17 @@ class _NumericData(_InstanceData):
         for k in self.params:
             if k.startswith("b"):
                 self.params[k] = self.params[k] + 0.5 * rng.standard_normal(self.params[k].shape)
+        if setting.at_kink:  # the first units of every hidden layer exactly at the kink: z_j = 0 for every sample
+            for l in range(1, self.L):
+                W, b = self.params[f"W{l}"].copy(), self.params[f"b{l}"].copy()
+                units = range(min(int(setting.at_kink), int(widths[l]) - 1))  # one unit at least stays off the kink
+                for j in units:
+                    if self.conv.weight_layout == "in_out":
+                        W[:, j] = 0.0
+                    else:
+                        W[j, :] = 0.0
+                    b[j] = 0.0
+                self.params[f"W{l}"], self.params[f"b{l}"] = W, b
         X, Y = generate_data(net, N, 7919 * (seed + 1))
         if setting.loss == "bce":
             Y = np.clip(Y, 0, 1)
@@ -232,18 +246,28 @@ class _NumericData(_InstanceData):
             raise ValueError(f"C(ŷ, y): ŷ has shape {yhat.shape}, y has shape {y.shape}")
         return float(self.net.loss.value(y.T, yhat.T)[0])
 
-    def layer_of(self, v):
-        """Index ``j`` when ``v`` is (a row or column of) ``z[j]`` / ``Z[j]``, else None."""
-        v = np.asarray(v, dtype=float)
+    def layer_of(self, v, family: str = "z"):
+        """Index ``j`` when ``v`` is (a row or column of) ``z[j]`` / ``Z[j]`` (``family="a"``: ``a[j]`` /
+        ``A[j]``, j >= 1), else None."""
+        try:
+            v = np.asarray(v, dtype=float)
+        except (TypeError, ValueError):
+            return None
         flat = v.ravel()
         close = lambda a, b: a.shape == b.shape and np.allclose(a, b, rtol=1e-12, atol=1e-14)  # noqa: E731
         for j in range(1, self.L + 1):
-            Zj = self.cache.z[j]
+            Zj = self.cache.z[j] if family == "z" else self.cache.a[j]
             if Zj.shape[1] == flat.size and any(close(flat, Zj[i]) for i in range(Zj.shape[0])):
                 return j
             if Zj.size == flat.size and close(np.sort(flat), np.sort(Zj.ravel())):
                 return j
         return None
+
+    def layer_of_activation(self, v):
+        """Index ``j`` when ``v`` is (a row or column of) ``a[j]`` / ``A[j]`` and not also ``z[j]``
+        (an identity layer), else None."""
+        j = self.layer_of(v, "a")
+        return None if j is None or self.layer_of(v, "z") == j else j
 
 
 def build_instances(setting: Setting) -> list[_NumericData]:

@@ -44,7 +44,27 @@ class Mistake(str, Enum):
     OUTPUT_ACTIVATION = "output activation used for a hidden layer"
     WRONG_AXIS = "wrong axis"
     BLOCK_ORDER = "θ block order"
+    ACT_AT_ACTIVATION = "derivative at the activation instead of the pre-activation"
+    DOUBLE_DERIVATIVE = "σ′ counted twice"
+    OTHER_ACTIVATION = "another activation's derivative"
+    CHAIN_ORDER = "chain rule in the wrong order"
+    SYMMETRY = "symmetry assumed"
+    NORMALIZER = "wrong normalizer"
+    ARGUMENT_SIGN = "sign inside the argument"
+    QUANTITY = "wrong quantity"
     CUSTOM = "stated correction"
+
+
+#: the order in which explanations of one claim are listed: the most specific kind of mistake first
+#: (σ_L for σ_l is an output-activation mistake before it is an index shift; W for Wᵀ with a square W is a
+#: symmetry assumed before it is a transpose)
+MISTAKE_PRIORITY = (Mistake.CUSTOM, Mistake.ACT_AT_ACTIVATION, Mistake.DOUBLE_DERIVATIVE, Mistake.OTHER_ACTIVATION,
+                    Mistake.ARGUMENT_SIGN, Mistake.CHAIN_ORDER, Mistake.SYMMETRY, Mistake.OUTPUT_ACTIVATION,
+                    Mistake.NORMALIZER, Mistake.SIGN, Mistake.TRANSPOSE, Mistake.FACTOR, Mistake.REDUCTION,
+                    Mistake.INDEX_SHIFT, Mistake.QUANTITY, Mistake.KRONECKER, Mistake.WRONG_AXIS, Mistake.BLOCK_ORDER)
+
+#: what :attr:`CheckResult.diagnosis_note` says when no candidate correction makes a failing claim hold
+NO_KNOWN_MISTAKE = "no known mistake fits"
 
 
 @dataclass(frozen=True)
@@ -53,6 +73,8 @@ class Explanation:
 
     mistake: Mistake
     description: str
+    #: number of fresh instances (other seeds) on which the corrected formula was verified again
+    verified: int = 0
 
     @property
     def kind(self) -> Mistake:
@@ -86,14 +108,28 @@ class Correction:
 
 
 # =========================================================================== settings & claims
+#: the convention knobs a :class:`Setting` sets directly (each overrides the preset's value)
+KNOBS = ("weight_layout", "vec_order", "theta_order", "batch_axis", "reduction", "mse_scale", "mse_reduce_outputs",
+         "relu_at_zero")
+
+
 @dataclass(frozen=True)
 class Setting:
-    """The family of networks a claim is checked on.
+    r"""The family of networks a claim is checked on.
+
+    Conventions are set *by knob*: the preset named by ``convention`` is only a shorthand for a full
+    set of knobs, and every knob given here overrides it.  CS231n's ``Z = XW + b`` (weights
+    ``n_in × n_out``, batch first, mean) is ``Setting(None, weight_layout="in_out", reduction="mean")``;
+    Nielsen's quadratic cost :math:`\tfrac12\|y-\hat y\|^2` summed over the batch is
+    ``Setting(None, mse_scale=0.5)``; PyTorch's ``ReLU'(0) = 0`` is ``relu_at_zero=0``.
 
     Parameters
     ----------
-    convention : str or Convention
-        The claim's document convention (``damadi``, ``ganev``, ``park``, ``mml``).
+    convention : str, Convention or None
+        A preset (``damadi``, ``ganev``, ``park``, ``mml``, ``pytorch``) or a Convention: the knobs not
+        given below.  ``None``: no preset -- every knob not given takes its neutral default
+        (:math:`z = Wa + b`, rows stacked, θ forward, batch first, sum, MSE :math:`\|\hat y - y\|^2`,
+        ReLU'(0) = 0), so that a textbook's conventions are stated knob by knob.
     hidden, output : str
         Activation kinds (``tanh``, ``sigmoid``, ``relu``, ``identity``, ``softmax``, ...) of the
         hidden layers and of the last layer.
@@ -105,8 +141,27 @@ class Setting:
         Batch size ``N`` (1: single sample); a tuple gives one ``N`` per seed.
     seeds : tuple of int
         Seeds of parameters and data (one instance per architecture and seed).
-    mse_scale, reduction : optional
-        Override the convention's MSE scale (e.g. 1 for MML's eq. 5.114) and reduction.
+    weight_layout : {"out_in", "in_out"}, optional
+        ``out_in``: :math:`z = Wa + b` (``W`` is ``n_l × n_{l-1}``); ``in_out``: :math:`z = W^\top a + b`,
+        batches :math:`Z = XW + b` (CS231n, Damadi).
+    vec_order : {"row", "col"}, optional
+        How ``vec W`` stacks the user's matrix (rows or columns).
+    theta_order : {"forward", "reverse", "weights_first"}, optional
+        Order of the per-layer blocks of θ.
+    batch_axis : {"first", "last"}, optional
+        ``X`` is ``N × n`` (first) or ``n × N`` (last).
+    reduction : {"sum", "mean"}, optional
+        The batch cost sums or averages the per-sample losses.
+    mse_scale : float, optional
+        ``c`` in the per-sample MSE :math:`c\,\|\hat y - y\|^2` (½ for Nielsen, Park, MML).
+    mse_reduce_outputs : {"sum", "mean"}, optional
+        Whether the per-sample MSE also divides by the number of outputs ``K`` (PyTorch's ``MSELoss``).
+    relu_at_zero : float, optional
+        The value taken for ReLU'(0) (a kink convention: 0 in PyTorch, 1 in Park §3).
+    at_kink : int
+        When positive, the first ``at_kink`` units of every hidden layer (all but one unit at most)
+        sit exactly *at the kink*: their pre-activation is 0 for every sample (their weight row and
+        bias are 0), so that a claim about ReLU'(0) is tested at 0 and not only at random points.
     symbolic : tuple of int, optional
         Widths of a small architecture on which the claim is also checked exactly in SymPy.
     symbolic_hidden, symbolic_output : str
@@ -115,6 +170,11 @@ class Setting:
         ``tanh`` or ``softmax`` (needed for the closed-form deltas of matched pairs).
     min_depth : int
         Skip architectures with fewer layers.
+
+    Raises
+    ------
+    SpecError
+        An unknown preset, loss or knob value, an empty or invalid architecture.
     """
 
     convention: Any = "ganev"
@@ -130,9 +190,17 @@ class Setting:
     symbolic_hidden: str = "generic"
     symbolic_output: str = "generic"
     min_depth: int = 1
+    weight_layout: str | None = None
+    vec_order: str | None = None
+    theta_order: str | None = None
+    batch_axis: str | None = None
+    mse_reduce_outputs: str | None = None
+    relu_at_zero: float | None = None
+    at_kink: int = 0
 
     def __post_init__(self):
-        get_convention(self.convention)  # raises SpecError for an unknown preset
+        if self.convention is not None:
+            get_convention(self.convention)  # raises SpecError for an unknown preset
         if self.loss not in ("mse", "bce", "cross_entropy"):
             raise SpecError(f"setting: loss must be 'mse', 'bce' or 'cross_entropy', received {self.loss!r}")
         if not self.widths and not self.symbolic:
@@ -144,14 +212,24 @@ class Setting:
             raise SpecError(f"setting: one batch size per seed expected ({len(self.seeds)} seeds), received {self.batch!r}")
         if not self.seeds:
             raise SpecError("setting: at least one seed is needed")
+        if isinstance(self.at_kink, (bool, np.bool_)) or not isinstance(self.at_kink, (int, np.integer)) \
+                or self.at_kink < 0:
+            raise SpecError(f"setting: at_kink must be a number of units >= 0, received {self.at_kink!r}")
+        self.conv()  # every knob validated now (SpecError naming the knob)
 
     def conv(self) -> Convention:
-        c = get_convention(self.convention)
+        """The convention: the preset with every knob given on this setting applied."""
+        c = Convention("knobs") if self.convention is None else get_convention(self.convention)
         ch = {}
-        if self.mse_scale is not None:
-            ch["mse_scale"] = float(self.mse_scale)
-        if self.reduction is not None:
-            ch["reduction"] = self.reduction
+        for knob in KNOBS:
+            v = getattr(self, knob)
+            if v is None:
+                continue
+            if knob in ("mse_scale", "relu_at_zero"):
+                from ..backend.exact import real_number
+
+                v = real_number(v, f"setting: {knob}")
+            ch[knob] = v
         c = c.replace(**ch) if ch else c
         if c.reduction not in ("sum", "mean"):
             raise SpecError(f"setting: the claim checker reduces by 'sum' or 'mean', received reduction {c.reduction!r}")
@@ -159,8 +237,13 @@ class Setting:
 
     def describe(self) -> str:
         b = self.batch if isinstance(self.batch, int) else "/".join(map(str, self.batch))
-        return (f"{self.conv().name} convention; hidden {self.hidden}, output {self.output}, loss {self.loss}; "
-                f"widths {', '.join('-'.join(map(str, w)) for w in self.widths if len(w) - 1 >= self.min_depth)}; N = {b}")
+        c = self.conv()
+        kink = f"; {self.at_kink} unit(s) per layer at the kink" if self.at_kink else ""
+        return (f"{c.name} convention (W {c.weight_layout}, batch {c.batch_axis}, {c.reduction}, MSE scale "
+                f"{c.mse_scale:g}{' / K' if c.mse_reduce_outputs == 'mean' else ''}, ReLU'(0) = {c.relu_at_zero:g}); "
+                f"hidden {self.hidden}, output {self.output}, loss {self.loss}; "
+                f"widths {', '.join('-'.join(map(str, w)) for w in self.widths if len(w) - 1 >= self.min_depth)}; "
+                f"N = {b}{kink}")
 
 
 LAYER_SETS = {
@@ -231,8 +314,7 @@ class Claim:
                             f"received {self.states!r}")
         if self.form not in ("as_is", "T"):
             raise SpecError(f"claim {self.name!r}: form must be 'as_is' or 'T', received {self.form!r}")
-        if not (callable(self.layers) or self.layers in LAYER_SETS):
-            raise SpecError(f"claim {self.name!r}: layers must be one of {sorted(LAYER_SETS)} or callable")
+        self.layers = _validate_layers(self.name, self.layers)
 
     @classmethod
     def from_sympy(cls, name: str, expr, target: str, setting: "Setting", layers: Any = "none", **kw) -> "Claim":
@@ -241,6 +323,8 @@ class Claim:
         setting's symbolic architecture only."""
         if not setting.symbolic:
             raise SpecError(f"claim {name!r}: a SymPy claim needs Setting(symbolic=(n_0, ..., n_L))")
+        if isinstance(expr, np.ndarray) and expr.dtype == object and expr.ndim in (1, 2):
+            expr = sympy.Matrix(np.asarray(expr).view(np.ndarray).tolist())  # built from symbolic quantities
         if not isinstance(expr, (sympy.Basic, sympy.MatrixBase)):
             raise SpecError(f"claim {name!r}: expected a SymPy expression or matrix, received {type(expr).__name__}")
         from dataclasses import replace as _replace
@@ -249,8 +333,35 @@ class Claim:
         return cls(name, f, target, _replace(setting, widths=()), layers=layers, **kw)
 
     def layer_range(self, L: int) -> list:
+        """The layers the claim is checked at on a network with ``L`` layers (explicit indices the
+        network lacks are left out; :func:`~.checker.check` raises ``DataError`` when no network has any)."""
+        if isinstance(self.layers, tuple):
+            return [k for k in self.layers if k <= L]
         f = self.layers if callable(self.layers) else LAYER_SETS[self.layers]
         return list(f(L))
+
+
+def _validate_layers(name: str, layers):
+    """A layer set by name, a callable ``L -> indices``, or explicit stage indices (a list or tuple of
+    integers ``>= 0``, returned as a sorted tuple without repeats)."""
+    if callable(layers):
+        return layers
+    if isinstance(layers, str):
+        if layers not in LAYER_SETS:
+            raise SpecError(f"claim {name!r}: layers must be one of {sorted(LAYER_SETS)}, a list of layer indices "
+                            f"or callable, received {layers!r}")
+        return layers
+    if isinstance(layers, (list, tuple, range)):
+        ks = list(layers)
+        if not ks:
+            raise SpecError(f"claim {name!r}: layers is an empty list; give at least one layer index")
+        for k in ks:
+            if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 0:
+                raise SpecError(f"claim {name!r}: layers must hold layer indices (integers >= 0), received {k!r} "
+                                f"in {list(layers)!r}")
+        return tuple(sorted({int(k) for k in ks}))
+    raise SpecError(f"claim {name!r}: layers must be one of {sorted(LAYER_SETS)}, a list of layer indices or callable, "
+                    f"received {type(layers).__name__} {layers!r}")
 
 
 # ``Claim(..., kind=...)`` is accepted (the InitVar above); ``claim.kind`` reads :attr:`Claim.states`.
@@ -349,6 +460,8 @@ class CheckResult:
     corrections: list = field(default_factory=list)  # (Correction, verdict)
     n_instances: int = 0
     details: list = field(default_factory=list)
+    #: what the diagnosis found besides its explanations (``"no known mistake fits"`` when none did)
+    diagnosis_note: str = ""
 
     @property
     def holds(self) -> bool:
@@ -362,6 +475,8 @@ class CheckResult:
             s += f" — {self.reason}"
             if self.diagnosis:
                 s += "; diagnosis: " + "; ".join(str(e) for e in self.diagnosis)
+            elif self.diagnosis_note:
+                s += f"; diagnosis: {self.diagnosis_note}"
         return s
 
     def __repr__(self) -> str:

@@ -184,12 +184,20 @@ class _SymbolicData(_InstanceData):
             raise ValueError("symbolic C(ŷ, y): only the instance's target y is supported")
         return self._loss(sympy.Matrix(yhat))
 
-    def layer_of(self, v):
-        v = sympy.Matrix(v)
-        for j, zj in self.z.items():
+    def layer_of(self, v, family: str = "z"):
+        try:
+            v = sympy.Matrix(v)
+        except Exception:  # noqa: BLE001 - not a matrix: no layer
+            return None
+        items = self.z if family == "z" else {j: a for j, a in self.a.items() if j >= 1}
+        for j, zj in items.items():
             if v.shape == zj.shape and v == zj or v.T.shape == zj.shape and v.T == zj:
                 return j
         return None
+
+    def layer_of_activation(self, v):
+        j = self.layer_of(v, "a")
+        return None if j is None or self.layer_of(v, "z") == j else j
 
     # truths ---------------------------------------------------------------------
     def _partial_loss_gradient(self, l: int, at: str) -> sympy.Matrix:

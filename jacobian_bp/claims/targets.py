@@ -10,6 +10,7 @@ names their classes in annotations only.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -55,7 +56,10 @@ def _t_J_local(d, l):
 
 
 def _t_J_act(d, l):
-    return d.net.activation_jacobian_batch(_single_x(d), d.params, l).to_dense().T
+    """:math:`\\mathbf J_{\\mathbf z^{[l]}}\\mathbf a^{[l]}`, rows indexed by the outputs ``a_i`` and columns by the
+    inputs ``z_j`` (the standard, numerator layout).  It was stored transposed before; for the activations the
+    checker builds (elementwise: diagonal; softmax: symmetric) the two agree, so no verdict changed."""
+    return d.net.activation_jacobian_batch(_single_x(d), d.params, l).to_dense()
 
 
 def _t_J_x(d, l):
@@ -119,14 +123,14 @@ TARGETS: dict[str, tuple[Callable, str]] = {
     "J_theta": (_t_J_theta, "J_θ z[L]"),
     "J_theta_l": (_t_J_theta_l, "J_{W[l],b[l]} z[L]"),
     "J_local": (_t_J_local, "J_{W[l],b[l]} z[l]"),
-    "J_act": (_t_J_act, "J_{z[l]} a[l]"),
+    "J_act": (_t_J_act, "J_{z[l]} a[l] (rows: a_i, columns: z_j)"),
     "J_x": (_t_J_x, "J_x z[L]"),
     "J_zL_zl": (_t_J_zL_zl, "J_{z[l]} z[L]"),
+    "J_local_W": (lambda d, l: _t_J_local_part(d, l, "W"), "J_{vec W[l]} z[l]"),
+    "J_local_b": (lambda d, l: _t_J_local_part(d, l, "b"), "J_{b[l]} z[l]"),
     "loss": (_t_loss, "the (reduced) loss"),
     "W": (lambda d, l: _t_param(d, l, "W"), "the weight W[l] itself (user layout)"),
     "b": (lambda d, l: _t_param(d, l, "b"), "the bias b[l] itself (column)"),
-    "J_local_W": (lambda d, l: _t_J_local_part(d, l, "W"), "J_{vec W[l]} z[l]"),
-    "J_local_b": (lambda d, l: _t_J_local_part(d, l, "b"), "J_{b[l]} z[l]"),
     "J_z_a_prev": (_t_J_z_a_prev, "J_{a[l-1]} z[l]"),
     "fprime_batch": (_t_fprime_batch, "f'(Z[l]) elementwise (convention layout)"),
     "grad_vecW": (lambda d, l: _t_grad_theta_l(d, l)[: d.widths[l - 1] * d.widths[l]], "∇_{vec W[l]} ℓ (column)"),
@@ -138,6 +142,87 @@ TARGETS: dict[str, tuple[Callable, str]] = {
     "dA": (lambda d, l: d.to_layout(d.grad_a_samples(l)) * (1.0 / d.N if d.conv.reduction == "mean" else 1.0),
            "∇_{A[l]} J (reduced cost, convention layout)"),
 }
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a network claim can state: its key, its meaning, its shape and the layers it exists at."""
+
+    name: str
+    meaning: str
+    shape: str
+    layers: str
+
+    def __str__(self) -> str:
+        return f"{self.name:<14} {self.meaning} — shape {self.shape}; layers {self.layers}"
+
+
+#: the documentation of every target: (meaning, shape, layers at which it exists).  ``n_l`` are the widths,
+#: ``N`` the batch size, "layout" the convention's batch axis (N × n or n × N), "user layout" its weight
+#: layout (``n_l × n_{l-1}`` for ``out_in``, ``n_{l-1} × n_l`` for ``in_out``).
+_DOCS: dict[str, tuple[str, str, str]] = {
+    "grad_W": ("gradient of the (reduced) loss with respect to the weight W[l]", "like W[l] (user layout)", "1..L"),
+    "grad_b": ("gradient of the loss with respect to the bias b[l]", "n_l × 1", "1..L"),
+    "grad_theta": ("gradient with respect to all parameters θ, in the convention's θ order and vec order",
+                   "P × 1 (P parameters)", "none (layers='none')"),
+    "grad_theta_l": ("gradient with respect to layer l's parameters [vec W[l]; b[l]]", "(n_{l-1} n_l + n_l) × 1", "1..L"),
+    "grad_row_l": ("∂ℓ/∂θ_l as a row (MML's row-gradient form) of [vec W[l]; b[l]]", "1 × (n_{l-1} n_l + n_l)", "1..L"),
+    "grad_vecW": ("gradient with respect to vec W[l] (the convention's vec order)", "n_{l-1} n_l × 1", "1..L"),
+    "delta": ("δ[l] = ∇_{z[l]} ℓ, the per-sample gradient with respect to the pre-activation (first sample)",
+              "n_l × 1", "1..L"),
+    "grad_a": ("∇_{a[l]} ℓ, the per-sample gradient with respect to the activation (a[0] = x)", "n_l × 1", "0..L"),
+    "z": ("the pre-activation z[l] = W[l] a[l-1] + b[l] (first sample)", "n_l × 1", "1..L"),
+    "a": ("the activation a[l] = σ_l(z[l]) (a[0] = x)", "n_l × 1", "0..L"),
+    "yhat": ("the network output ŷ = a[L]", "n_L × 1", "none"),
+    "J_theta": ("Jacobian of the output pre-activation z[L] with respect to θ (first sample)", "n_L × P", "none"),
+    "J_theta_l": ("Jacobian of z[L] with respect to layer l's parameters [vec W[l]; b[l]]",
+                  "n_L × (n_{l-1} n_l + n_l)", "1..L"),
+    "J_local": ("Jacobian of z[l] with respect to its own layer's parameters [vec W[l]; b[l]]",
+                "n_l × (n_{l-1} n_l + n_l)", "1..L"),
+    "J_local_W": ("the vec W[l] columns of J_local: J_{vec W[l]} z[l]", "n_l × n_{l-1} n_l", "1..L"),
+    "J_local_b": ("the b[l] columns of J_local: J_{b[l]} z[l] (the identity)", "n_l × n_l", "1..L"),
+    "J_act": ("Jacobian J_{z[l]} a[l] of the activation at z[l]: entry (i, j) = ∂a_i/∂z_j "
+              "(diag σ′(z) for an elementwise σ)", "n_l × n_l", "1..L"),
+    "J_x": ("Jacobian of z[L] with respect to the input x", "n_L × n_0", "none"),
+    "J_zL_zl": ("Jacobian J_{z[l]} z[L] = W[L] J_act[L-1] ⋯ W[l+1] J_act[l] (the identity at l = L)", "n_L × n_l",
+                "1..L"),
+    "J_z_a_prev": ("Jacobian J_{a[l-1]} z[l] of the affine map (W[l] in out_in layout)", "n_l × n_{l-1}", "1..L"),
+    "loss": ("the (reduced) loss of the batch", "1 × 1", "none"),
+    "W": ("the weight W[l] itself", "user layout", "1..L"),
+    "b": ("the bias b[l] itself", "n_l × 1", "1..L"),
+    "fprime_batch": ("σ′(Z[l]) elementwise, for a batch", "layout (N × n_l or n_l × N)", "1..L"),
+    "Z": ("the batch pre-activations Z[l]", "layout (N × n_l or n_l × N)", "1..L"),
+    "A": ("the batch activations A[l] (A[0] = X)", "layout", "0..L"),
+    "dZ": ("∇_{Z[l]} J, the gradient of the reduced batch cost (1/N included when the reduction is the mean)",
+           "layout", "1..L"),
+    "Delta": ("per-sample deltas δ_i[l] stacked, unreduced (no 1/N)", "layout", "1..L"),
+    "dA": ("∇_{A[l]} J, the gradient of the reduced batch cost with respect to the activations", "layout", "0..L"),
+}
+
+#: ``target_offset`` (a keyword of :class:`~.model.Claim`, not a target): the truth is taken at layer
+#: ``l + target_offset`` -- ``-1`` for a recursion that states ``δ[l-1]`` from layer ``l``.
+TARGET_OFFSET_DOC = ("the truth is taken at layer l + target_offset (e.g. -1 for a recursion giving δ[l-1] or "
+                     "∇_{a[l-1]} from layer l)")
+
+
+def targets() -> list[Target]:
+    """Every target a network claim can state, with its meaning, its shape and its layers.
+
+    Returns
+    -------
+    list of Target
+        In the order of :data:`TARGETS`; ``str(t)`` is one line.  Claims pick the layers with
+        ``layers=`` (``"all"`` = 1..L, ``"hidden"`` = 1..L-1, ``"last"``, ``"from2"``, ``"all0"``, ``"inputs"`` =
+        0..L-1, ``"none"``, a list of indices such as ``[1, 2]``, or a function ``L -> indices``) and shift the
+        truth's layer with ``target_offset``.
+    """
+    return [Target(k, *_DOCS[k]) for k in TARGETS]
+
+
+def describe_targets() -> str:
+    """:func:`targets` as text, one target a line."""
+    return "\n".join(str(t) for t in targets())
+
 
 
 def _truth(d: _InstanceData, target: str, l, form: str = "as_is"):

@@ -33,6 +33,8 @@ Encoding rules
 """
 from __future__ import annotations
 
+from ..backend.progress import progress
+
 from functools import lru_cache
 
 from ..claims import CheckResult
@@ -87,4 +89,4 @@ def run_catalogue(entries: list[Entry] | None = None, fresh: bool = False) -> li
     """Check every entry: the verdicts are computed by :func:`jacobian_bp.claims.check`, once per process
     unless ``fresh``."""
     entries = catalogue() if entries is None else entries
-    return [(e, result(e, fresh)) for e in entries]
+    return [(e, result(e, fresh)) for e in progress(entries, desc="catalogue")]

@@ -16,6 +16,8 @@ Command line: ``jacobian-bp errata [--markdown FILE] [--latex FILE]``.
 """
 from __future__ import annotations
 
+from ..backend.progress import progress
+
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -51,6 +53,22 @@ class ErrataItem:
         return "; ".join(e.description if e.description not in stated and e.mistake.value == "stated correction"
                          else str(e) for e in self.result.diagnosis
                          if not (e.mistake.value == "stated correction" and e.description in stated))
+
+    @property
+    def is_artefact(self) -> bool:
+        """A *transcription artefact*, not an error of the author: the entry does not hold as printed, its
+        stated correction (one edit away, :attr:`Entry.artefact`) holds, and every later use of the intended
+        formula in the source (:attr:`Artefact.consistent_with`) holds -- all computed by the checker."""
+        art = self.entry.artefact
+        if art is None or self.verdict == HOLDS or not self.verified_correction:
+            return False
+        from .catalogue import entry as _entry
+
+        return all(result(_entry(i)).verdict == HOLDS for i in art.consistent_with)
+
+    def label(self) -> str:
+        """``"transcription artefact"`` or the verdict."""
+        return "transcription artefact" if self.is_artefact else self.verdict
 
     def one_line(self) -> str:
         """``id (location): printed — verdict: reason; fix``, for issue notes."""
@@ -89,6 +107,15 @@ class ErrataReport:
     def not_holding(self, document: str | None = None) -> list[ErrataItem]:
         return [i for i in self.items if i.verdict != HOLDS and (document is None or i.entry.document == document)]
 
+    def errors(self, document: str | None = None) -> list[ErrataItem]:
+        """The statements that do not hold and are not transcription artefacts: the errata proper."""
+        return [i for i in self.not_holding(document) if not i.is_artefact]
+
+    def artefacts(self, document: str | None = None) -> list[ErrataItem]:
+        """The statements that do not hold as transcribed but are transcription artefacts
+        (:attr:`ErrataItem.is_artefact`), reported apart from the author's errors."""
+        return [i for i in self.not_holding(document) if i.is_artefact]
+
     # ------------------------------------------------------------------ text
     def to_text(self) -> str:
         c = self.counts()
@@ -98,11 +125,22 @@ class ErrataReport:
             name = DOCUMENTS[key].short if key in DOCUMENTS else "total"
             k = c[key]
             lines.append(f"{name:<22}{k['checked']:>8}{k[HOLDS]:>8}{k[FAILS]:>8}{k[ILL_TYPED]:>11}")
+        arts = self.artefacts()
+        if arts:
+            lines.append(f"({len(arts)} of the statements that do not hold as transcribed are transcription artefacts, "
+                         "listed apart: one edit from a formula the source uses consistently later)")
         for key, doc in DOCUMENTS.items():
-            bad = self.not_holding(key)
-            lines += ["", f"== {doc.title} ({len(bad)} not holding)"]
-            for it in bad:
-                lines.append(f"- {it.entry.location}: {it.entry.printed}")
+            bad = self.errors(key)
+            lines += ["", f"== {doc.title} ({len(bad)} not holding"
+                          f"{f', {len(self.artefacts(key))} transcription artefact(s)' if self.artefacts(key) else ''})"]
+            for it in bad + self.artefacts(key):
+                if it.is_artefact:
+                    lines.append(f"- [transcription artefact, not the author's error] {it.entry.location}: "
+                                 f"{it.entry.printed}")
+                    lines.append(f"    one edit: {it.entry.artefact.edit}; the source's later use holds: "
+                                 f"{', '.join(it.entry.artefact.consistent_with)}")
+                else:
+                    lines.append(f"- {it.entry.location}: {it.entry.printed}")
                 lines.append(f"    verdict: {it.verdict} — {it.result.reason}")
                 d = it.diagnosis_text()
                 if d:
@@ -128,10 +166,19 @@ class ErrataReport:
             md += ["", f"## {_md(doc.title)}", "",
                    "| where | printed | verdict | reason | diagnosis | corrected (verified) |",
                    "|---|---|---|---|---|---|"]
-            for it in self.not_holding(key):
+            for it in self.errors(key):
                 md.append("| " + " | ".join(_md(x) for x in (
                     it.entry.location, it.entry.printed, it.verdict, it.result.reason, it.diagnosis_text(),
                     it.verified_correction)) + " |")
+            if self.artefacts(key):
+                md += ["", "Transcription artefacts (not errors of the author: one edit from a formula the source "
+                           "uses consistently later; both verified by the checker):", "",
+                       "| where | as transcribed | verdict as transcribed | one edit | later use (holds) |",
+                       "|---|---|---|---|---|"]
+                for it in self.artefacts(key):
+                    md.append("| " + " | ".join(_md(x) for x in (
+                        it.entry.location, it.entry.printed, it.verdict, it.entry.artefact.edit,
+                        ", ".join(it.entry.artefact.consistent_with))) + " |")
             ok = [i for i in self.items if i.entry.document == key and i.verdict == HOLDS]
             md += ["", f"<details><summary>{len(ok)} statements that hold</summary>", ""]
             md += [f"- {_md(i.entry.location)}: `{_md(i.entry.printed, code=True)}` ({i.result.method})" for i in ok]
@@ -170,7 +217,11 @@ class ErrataReport:
                     r"\hline where & printed & verdict & reason and diagnosis & corrected (verified) \\ \hline \endhead"]
             for it in bad:
                 why = it.result.reason + (("; diagnosis: " + it.diagnosis_text()) if it.diagnosis_text() else "")
-                out.append(" & ".join([_tex(it.entry.location), _tex(it.entry.printed), _tex(it.verdict), _tex(why),
+                if it.is_artefact:
+                    why = (f"transcription artefact, not the author's error (one edit: {it.entry.artefact.edit}; "
+                           f"later use holds: {', '.join(it.entry.artefact.consistent_with)}); as transcribed: " + why)
+                out.append(" & ".join([_tex(it.entry.location), _tex(it.entry.printed),
+                                       _tex("artefact" if it.is_artefact else it.verdict), _tex(why),
                                        _tex(it.verified_correction)]) + r" \\ \hline")
             out.append(r"\end{longtable}")
         out.append(r"\end{document}")
@@ -222,4 +273,4 @@ def build_errata(entries: list[Entry] | None = None, fresh: bool = False) -> Err
     for e in entries:
         if not isinstance(e, Entry):
             raise TypeError(f"build_errata: expected catalogue entries, received {type(e).__name__}")
-    return ErrataReport([ErrataItem(e, result(e, fresh)) for e in entries])
+    return ErrataReport([ErrataItem(e, result(e, fresh)) for e in progress(entries, desc="errata")])

@@ -9,7 +9,7 @@ import numpy as np
 import sympy
 
 from ..claims import Claim, ExpressionClaim, Setting
-from .model import Document, Entry
+from .model import Artefact, Document, Entry
 from .shared import _BATCH, _C, _DEEP, _prop1_claim, _sym_grid
 
 
@@ -34,8 +34,8 @@ def _rows(q, M, fn):
 def entries() -> list[Entry]:
     E: list[Entry] = []
 
-    def add(id_, loc, category, printed, claim, note=""):
-        E.append(Entry(f"ganev.{id_}", "ganev", loc, category, printed, claim, note))
+    def add(id_, loc, category, printed, claim, note="", artefact=None):
+        E.append(Entry(f"ganev.{id_}", "ganev", loc, category, printed, claim, note, artefact))
 
     G = _ganev(widths=_DEEP, symbolic=(2, 3, 2))
     Gn = _ganev(widths=_DEEP)
@@ -63,7 +63,8 @@ def entries() -> list[Entry]:
     add("prop31.eq3", "Prop. 3.1 (3.3) (l. 82)", "formula", "∇_{W_ℓ} L = ∇_{z_ℓ} L @ a_{ℓ−1}^1",
         Claim("Ganev (3.3) as transcribed", lambda q, l: q.delta[l] @ q.a[l - 1], "grad_W", G,
               corrections=(_C("∇_{z_ℓ} L @ a_{ℓ−1}ᵀ", lambda q, l: q.delta[l] @ q.a[l - 1].T),)),
-        "The seed text reads a_{ℓ−1}^1 (probably ᵀ misread in the transcription; the proof has a_{ℓ−1}ᵀ).")
+        "The seed text reads a_{ℓ−1}^1 (probably ᵀ misread in the transcription; the proof has a_{ℓ−1}ᵀ).",
+        Artefact("a_{ℓ−1}^1 → a_{ℓ−1}ᵀ", ("ganev.proof33", "ganev.alg1.l9", "ganev.alg4.gradW")))
     add("prop31.eq4", "Prop. 3.1 (3.4) (l. 84)", "formula", "∇_{b_ℓ} L = ∇_{z_ℓ} L",
         Claim("Ganev (3.4)", lambda q, l: q.delta[l], "grad_b", G))
     add("proof32", "Proof of (3.2) (l. 98)", "formula", "d(L_{ℓ−1})_{z_{ℓ−1}} = d(L_ℓ)_{z_ℓ} @ W_ℓ @ d(σ_{ℓ−1})_{z_{ℓ−1}}",
@@ -129,7 +130,8 @@ def entries() -> list[Entry]:
         Claim("Ganev §4.3 ∇_{Z_ℓ}L ⊗ W_ℓ", lambda q, l: np.kron(q.dZ[l], q.W[l]).shape, "dZ", GB, layers="from2",
               target_offset=-1, states="shape",
               corrections=(_C("∇_{Z_ℓ} L @ W_ℓ ∈ R^{N × n_{ℓ−1}}", lambda q, l: (q.dZ[l] @ q.W[l]).shape),)),
-        "Possibly '@' typeset as '⊗'; as printed, the Kronecker product is N n_ℓ × n_ℓ n_{ℓ−1}.")
+        "Possibly '@' typeset as '⊗'; as printed, the Kronecker product is N n_ℓ × n_ℓ n_{ℓ−1}.",
+        Artefact("∇_{Z_ℓ} L ⊗ W_ℓ → ∇_{Z_ℓ} L @ W_ℓ", ("ganev.s43.phi",)))
     add("s43.kron", "§4.3 (l. 195)", "formula", "Jᵀ ⊗ vᵀ = (v ⊗ J)ᵀ  (J ∈ R^{n×n}, v ∈ R^{1×n})",
         ExpressionClaim("Ganev §4.3 Kronecker identity", lambda n: _kron(_sym_grid("J", n, n).T, _sym_grid("v", 1, n).T),
                         lambda n: _kron(_sym_grid("v", 1, n), _sym_grid("J", n, n)).T, cases=(2, 3),
@@ -193,6 +195,45 @@ def entries() -> list[Entry]:
     add("alg4", "Algorithm 4 (l. 282)", "algorithm", "Algorithm 4 run as printed",
         Claim("Ganev Algorithm 4 as printed", lambda q, l: _ganev_alg34(q, l, 4), "grad_W", G,
               corrections=(_C("with Jacobian(σ_ℓ, z_ℓ) and (W_ℓ)ᵀ in grad_a_{ℓ−1}", lambda q, l: _ganev_alg34(q, l, 4, fixed=True)),)))
+    # Algorithm 5 (the seed text has its title only: reconstructed as the batch form of Algorithm 4)
+    note5 = ("The seed text has only the title of Algorithm 5 (l. 284); its lines are reconstructed from Appendix A "
+             "(l. 254: pre- and post-activation feature matrices in a batch setting), Exercise 6 (l. 246: grad_A_ℓ "
+             "is the gradient of the partial loss R^{N×n_ℓ} → R with respect to A_ℓ) and Algorithms 2 and 4, whose "
+             "batch form it is.")
+    add("alg5.fwd", "Alg. 5 (l. 284; Appendix A, l. 254)", "algorithm", "Z_ℓ ← A_{ℓ−1} @ W_ℓᵀ + 𝟙_N @ b_ℓᵀ;  A_ℓ ← σ_ℓ(Z_ℓ)",
+        Claim("Ganev Alg. 5 forward", lambda q, l: q.sigma(l, q.A[l - 1] @ q.W[l].T + q.ones_N @ q.b[l].T), "A", GB),
+        note5)
+    add("alg5.gradAL", "Alg. 5 (l. 284; Exercise 6, l. 246)", "algorithm", "grad_A_L ← Gradient(C̃(−, Y), A_L)",
+        Claim("Ganev Alg. 5 grad_A_L", lambda q, l: q.G, "dA", GB, layers="last"), note5)
+    add("alg5.gradZ", "Alg. 5 (l. 284)", "algorithm", "grad_Z_ℓ[i] ← grad_A_ℓ[i] @ Jac_{i,ℓ}",
+        Claim("Ganev Alg. 5 grad_Z", lambda q, l: _rows(q, q.dA[l], lambda i, g: g @ q.Jac(l, q.Z[l][i])), "dZ", GB),
+        note5)
+    add("alg5.gradA", "Alg. 5 (l. 284; Exercise 6, l. 246)", "algorithm", "grad_A_{ℓ−1} ← grad_Z_ℓ @ W_ℓ",
+        Claim("Ganev Alg. 5 grad_A", lambda q, l: q.dZ[l] @ q.W[l], "dA", GB, target_offset=-1), note5)
+    add("alg5.gradW", "Alg. 5 (l. 284)", "algorithm", "grad_W_ℓ ← grad_Z_ℓᵀ @ A_{ℓ−1}",
+        Claim("Ganev Alg. 5 grad_W", lambda q, l: q.dZ[l].T @ q.A[l - 1], "grad_W", GB), note5)
+    add("alg5.gradb", "Alg. 5 (l. 284)", "algorithm", "grad_b_ℓ ← grad_Z_ℓᵀ @ 𝟙_N",
+        Claim("Ganev Alg. 5 grad_b", lambda q, l: q.dZ[l].T @ q.ones_N, "grad_b", GB), note5)
+    add("alg5", "Algorithm 5 (l. 284; Exercise 6, l. 246)", "algorithm",
+        "Algorithm 5 run as reconstructed (batch first, grad_A_ℓ and grad_Z_ℓ)",
+        Claim("Ganev Algorithm 5", lambda q, l: _ganev_alg5(q, l), "grad_W", GB), note5)
+    add("ex6.gradA", "Exercise 6 (l. 246)", "dimension", "grad_A_ℓ is the gradient of a partial loss R^{N × n_ℓ} → R",
+        Claim("Ganev Exercise 6 grad_A_ℓ", lambda q, l: (q.N, q.n[l]), "dA", GB, states="shape", layers="all0"))
+    # Exercise 1: the activations, as printed (their Jacobians are the exercise)
+    add("ex1.sigmoid", "Exercise 1(a) (l. 236)", "formula", "pointwise sigmoid z ↦ 1/(1 + e^{−z})",
+        Claim("Ganev Ex. 1(a)", lambda q, l: 1 / (1 + q.np.exp(-q.z[l])), "a",
+              _ganev(widths=_DEEP, hidden="sigmoid", symbolic=(2, 3, 2), symbolic_hidden="sigmoid"), layers="hidden"))
+    add("ex1.relu", "Exercise 1(b) (l. 237)", "formula", "pointwise ReLU z ↦ max(0, z)",
+        Claim("Ganev Ex. 1(b)", lambda q, l: q.np.maximum(0, q.z[l]), "a", _ganev(widths=_DEEP, hidden="relu"),
+              layers="hidden"))
+    add("ex1.arctan", "Exercise 1(c) (l. 238)", "formula", "pointwise arctan z ↦ arctan(z)",
+        Claim("Ganev Ex. 1(c)", lambda q, l: q.np.arctan(q.z[l]), "a", _ganev(widths=_DEEP, hidden="arctan"),
+              layers="hidden"))
+    add("ex1.softmax", "Exercise 1(d) (l. 240)", "formula", "softmax z ↦ (exp(z_i) / Σ_j exp(z_j))_i",
+        Claim("Ganev Ex. 1(d)", lambda q, l: q.np.exp(q.z[l]) / q.np.sum(q.np.exp(q.z[l])), "a", GS, layers="last"))
+    add("ex1.radial", "Exercise 1(e) (l. 240)", "formula", "radial sigmoid z ↦ 1/(1 + e^{−|z|}) · z/|z|",
+        Claim("Ganev Ex. 1(e)", lambda q, l: q.z[l] / q.np.linalg.norm(q.z[l]) / (1 + q.np.exp(-q.np.linalg.norm(q.z[l]))),
+              "a", _ganev(widths=_DEEP, hidden="radial_sigmoid"), layers="hidden"))
     # exercises
     add("ex2.avg", "Exercise 2(b), footnote 3 (l. 242, l. 248)", "formula",
         "the Jacobian of average pooling is the column vector with 1/n in every coordinate",
@@ -291,6 +332,25 @@ def _ganev_alg2(q, l, own: bool = False):
             gZ[k - 1] = np.vstack([gZ[k][i:i + 1] @ q.W[k] @ jac[(i, k - 1)] for i in range(N)])
         gW[k] = gZ[k].T @ (Z[k - 1] if k == 1 else q.sigma(k - 1, Z[k - 1]))
     return gW[l]
+
+
+def _ganev_alg5(q, l):
+    """Ganev Algorithm 5 (batch first, combined version) as reconstructed: the batch form of Algorithm 4."""
+    L, N = q.L, q.N
+    A = {0: q.X}
+    jac = {}
+    for k in range(1, L + 1):
+        Z = A[k - 1] @ q.W[k].T + q.ones_N @ q.b[k].T
+        A[k] = q.sigma(k, Z)
+        for i in range(N):
+            jac[(i, k)] = q.Jac(k, Z[i])
+    grad_A = {L: q.G}
+    grad_W = {}
+    for k in range(L, 0, -1):
+        grad_Z = np.vstack([grad_A[k][i:i + 1] @ jac[(i, k)] for i in range(N)])
+        grad_A[k - 1] = grad_Z @ q.W[k]
+        grad_W[k] = grad_Z.T @ A[k - 1]
+    return grad_W[l]
 
 
 def _ganev_alg34(q, l, which: int, fixed: bool = False):

@@ -189,6 +189,13 @@ def _mml_calculus_claims():
                 ExpressionClaim("MML (5.81)", 2 * _sym_grid("e", 3, 1).T,
                                 sympy.Matrix([(_sym_grid("e", 3, 1).T * _sym_grid("e", 3, 1))[0, 0]]).jacobian(_sym_grid("e", 3, 1)))))
     out.append(("5.82", "MML (5.82) (l. 187)", "∂e/∂θ = −Φ ∈ R^{N×D}", ExpressionClaim("MML (5.82)", -Phi, e.jacobian(th))))
+    Es = _sym_grid("e", 3, 1)
+    dL_de = sympy.Matrix([(Es.T * Es)[0, 0]]).jacobian(Es).subs(dict(zip(list(Es), list(e))))  # ∂L/∂e at e(θ)
+    de_dth = e.jacobian(th)
+    out.append(("5.80", "MML (5.79)-(5.80) (l. 175-179)",
+                "∂L/∂θ = (∂L/∂e)(∂e/∂θ):  ∂L/∂θ[1, d] = Σ_n ∂L/∂e[n] ∂e/∂θ[n, d]",
+                ExpressionClaim("MML (5.80)", sympy.Matrix(1, th.shape[0], lambda _, d_: sum(
+                    dL_de[0, n_] * de_dth[n_, d_] for n_ in range(e.shape[0]))), dL_dtheta)))
     out.append(("5.83", "MML (5.83)-(5.84) (l. 191-198)", "∂L/∂θ = −2eᵀΦ = −2(yᵀ − θᵀΦᵀ)Φ ∈ R^{1×D}",
                 ExpressionClaim("MML (5.83)", sympy.Matrix.vstack(-2 * e.T * Phi, -2 * (yv.T - th.T * Phi.T) * Phi),
                                 sympy.Matrix.vstack(dL_dtheta, dL_dtheta))))

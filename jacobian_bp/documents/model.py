@@ -46,6 +46,27 @@ def register_document(document: Document) -> Document:
     return document
 
 
+@dataclass(frozen=True)
+class Artefact:
+    """A statement that reads wrong as transcribed, but whose intended formula is one edit away and whose
+    later use in the source is consistent: a *transcription artefact*, not an error of the author.
+
+    Attributes
+    ----------
+    edit : str
+        The one edit, as printed → as intended (``"a_{ℓ−1}^1 → a_{ℓ−1}ᵀ"``).
+    consistent_with : tuple of str
+        Ids of the entries that use the intended formula later in the source; each must hold.
+
+    The label is *computed* (:meth:`jacobian_bp.documents.errata.ErrataItem.is_artefact`): the entry does
+    not hold as printed, its first stated correction (the one edit) holds, and every entry of
+    ``consistent_with`` holds.
+    """
+
+    edit: str
+    consistent_with: tuple = ()
+
+
 #: what an entry's statement is, as printed
 CATEGORIES = ("formula", "table", "algorithm", "example", "listing", "dimension")
 KINDS = CATEGORIES  # the former name
@@ -72,6 +93,9 @@ class Entry:
         Its encoding under the document's convention.
     note : str
         How it was read (ambiguities, transcription artefacts).
+    artefact : Artefact, optional
+        Set when the statement may be a transcription artefact (one edit from a formula the source
+        uses consistently later); the errata report labels it so when the checker confirms both.
     """
 
     id: str
@@ -81,12 +105,15 @@ class Entry:
     printed: str
     claim: Any
     note: str = ""
+    artefact: Artefact | None = None
 
     def __post_init__(self):
         if self.document not in DOCUMENTS:
             raise ValueError(f"entry {self.id!r}: unknown document {self.document!r}")
         if self.category not in CATEGORIES:
             raise ValueError(f"entry {self.id!r}: category must be one of {CATEGORIES}, received {self.category!r}")
+        if self.artefact is not None and not isinstance(self.artefact, Artefact):
+            raise TypeError(f"entry {self.id!r}: artefact must be an Artefact, received {type(self.artefact).__name__}")
 
     @property
     def kind(self) -> str:

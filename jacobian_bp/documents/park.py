@@ -193,6 +193,18 @@ def entries() -> list[Entry]:
         "Park's arrays are batch-last (n × N): axis=1 sums over the samples.")
     add("code1.static", "Python Code 1 (l. 153-171)", "listing", "(the listing)", ListingClaim("Park Code 1", _PARK_CODE1))
     # §4
+    add("s4.3", "§4 (3) (l. 184)", "formula", "z = Wx + b ∈ R^m  (one layer: x its input)",
+        Claim("Park (3)", lambda q, l: q.W[l] @ q.a[l - 1] + q.b[l], "z", P))
+    add("s4.4", "§4 (4) (l. 188-190)", "formula", "a = g(z) = [g(z_1), …, g(z_m)]ᵀ",
+        Claim("Park (4)", lambda q, l: q.sigma(l, q.z[l]), "a", P, layers="hidden"))
+    add("s4.5", "§4 (5) (l. 195-196)", "formula", "z_i = Σ_{j=1}^{n} w_ij x_j + b_i",
+        Claim("Park (5)", lambda q, l: q.vstack([[sum(q.W[l][i, j] * q.a[l - 1][j, 0] for j in range(q.n[l - 1]))
+                                                  + q.b[l][i, 0]] for i in range(q.n[l])]), "z", Pn))
+    add("s4.6", "§4 (6) (l. 226-238)", "formula",
+        "∂S/∂w_ij = Σ_{k=1}^{m} (∂S/∂z_k)(∂z_k/∂w_ij) = (∂S/∂z_i) x_j  (S = the loss)",
+        Claim("Park (6)", lambda q, l: q.vstack([[sum(q.delta[l][k, 0] * (1.0 if k == i else 0.0) * q.a[l - 1][j, 0]
+                                                      for k in range(q.n[l])) for j in range(q.n[l - 1])]
+                                                    for i in range(q.n[l])]), "grad_W", Pn))
     add("thm41.7", "Thm 4.1 (7) (l. 247)", "formula", "∂z/∂x = W",
         Claim("Park (7)", lambda q, l: q.W[l], "J_z_a_prev", Pn))
     add("thm41.8", "Thm 4.1 (8) (l. 250)", "formula", "∂z/∂b = I",

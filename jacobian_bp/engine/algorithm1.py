@@ -27,6 +27,17 @@ __all__ = ["Algorithm1"]
 class Algorithm1:
     """Left products, parameter blocks and explicit Jacobians of a network (mixin)."""
 
+    # ------------------------------------------------------------------ display
+    def _displayed(self, J: Jacobian) -> Jacobian:
+        """``J`` marked with the network's notation (its convention's ``notation``), so that its Jupyter display
+        (``_repr_latex_``) and its blocks print in the user's notation, not Damadi's.  The mark is the
+        attribute ``display_notation`` (a name or a Notation), read by the display printer of
+        :mod:`jacobian_bp.render.latex`; the Jacobian's own symbol keeps Damadi's spaces."""
+        J.display_notation = self.convention.notation
+        for b in J.blocks:
+            b.display_notation = self.convention.notation
+        return J
+
     # ------------------------------------------------------------------ Algorithm 1
     def left_products(self, cache: Cache, canon: dict, need_input: bool = False) -> list[np.ndarray]:
         """P[l] = J_{z[l]} z[L] for every stage, batched: ``(N, n_L, size z[l])``; P[0] = J_x z[L]
@@ -113,14 +124,14 @@ class Algorithm1:
         canon = self.canonical_params(params)
         cache = self.forward_cache(Xb, canon, need_output=False)
         blocks = self._param_blocks(cache, 0, self._is_symbolic(Xb, canon))
-        return hstack([blocks[e.name] for e in self.entries], space=self.theta_space)
+        return self._displayed(hstack([blocks[e.name] for e in self.entries], space=self.theta_space))
 
     def layer_jacobian(self, x, params, l: int) -> Jacobian:
         r"""Damadi's :math:`\mathbf J_{\mathbf W^{[l]},\mathbf b^{[l]}}\mathbf z^{[L]}` (all parameters of stage ``l``)."""
         l = self._check_stage(l, "layer_jacobian")
         J = self.jacobian_theta(x, params)
         bl = [b for b in J.blocks if any(e.stage == l and e.space == b.input for e in self.entries)]
-        return hstack(bl, name=f"theta[{l}]", latex=",".join(b.input.latex for b in bl)) if bl else None
+        return self._displayed(hstack(bl, name=f"theta[{l}]", latex=",".join(b.input.latex for b in bl))) if bl else None
 
     def jacobian_input(self, x, params) -> Jacobian:
         r""":math:`\mathbf J_{\mathbf x}\mathbf z^{[L]}` of one sample, ``n_L × n_0``."""
@@ -130,7 +141,7 @@ class Algorithm1:
         canon = self.canonical_params(params)
         cache = self.forward_cache(Xb, canon)
         P = self.left_products(cache, canon, need_input=True)
-        return Jacobian(DenseOp(P[0][0]), self.z_space(self.L), self.input_space())
+        return self._displayed(Jacobian(DenseOp(P[0][0]), self.z_space(self.L), self.input_space()))
 
     def chain_factors(self, x, params, l: int) -> list[Jacobian]:
         r"""The typed factors of :math:`\mathbf J_{\mathbf z^{[l]}}\mathbf z^{[L]}`, left to right:
@@ -159,10 +170,13 @@ class Algorithm1:
             ops = [layer.jac_input(A[0], O[0], {}) for layer, A, O in zip(prev.post, ins, outs)]
             post_op = Product(list(reversed(ops))) if ops else Identity(prev.layer.out_size)
             factors.append(Jacobian(post_op, self.a_space(k - 1), self.z_space(k - 1)))
-        return factors
+        return [self._displayed(f) for f in factors]
 
     def local_jacobian(self, x, params, l: int) -> Jacobian:
-        r""":math:`\mathbf J_{\theta_l}\mathbf z^{[l]}`, e.g. Damadi's :math:`[\mathbf I\otimes\mathbf a^{[l-1]\top}\ \ \mathbf I]`."""
+        r""":math:`\mathbf J_{\theta_l}\mathbf z^{[l]}`, e.g. Damadi's :math:`[\mathbf I\otimes\mathbf a^{[l-1]\top}\ \ \mathbf I]`.
+
+        The blocks are in θ order (the order of :attr:`entries`, hence of :meth:`jacobian_theta`'s columns of
+        stage ``l``): a residual block's ``W.1, b.1, W.2, b.2``, not all weights first."""
         l = self._check_stage(l, "local_jacobian")
         Xb, _, _ = self.as_batch(x)
         canon = self.canonical_params(params)
@@ -173,8 +187,7 @@ class Algorithm1:
             if e.stage == l:
                 op = st.layer.jac_params(cache.a[l - 1][0], cache.z[l][0], cache.params[l], e.order)[e.local]
                 blocks.append(Jacobian(op, self.z_space(l), e.space))
-        blocks.sort(key=lambda j: 0 if not j.input.name.startswith("b") else 1)
-        return hstack(blocks, name=f"theta[{l}]", latex=",".join(b.input.latex for b in blocks))
+        return self._displayed(hstack(blocks, name=f"theta[{l}]", latex=",".join(b.input.latex for b in blocks)))
 
     # ------------------------------------------------------------------ batches
     def batch_jacobian_theta(self, X, params) -> Jacobian:
@@ -191,7 +204,7 @@ class Algorithm1:
             rows.append(hstack([blocks[e.name] for e in self.entries], space=self.theta_space))
         rows = [Jacobian(r.op, Space(f"z[{self.L}]_{i + 1}", r.output.shape, rf"\mathbf{{z}}^{{[{self.L}]}}_{{{i + 1}}}"), r.input, blocks=r.blocks)
                 for i, r in enumerate(rows)]
-        return vstack(rows, name=f"Z[{self.L}]", latex=rf"\mathbf{{Z}}^{{[{self.L}]}}")
+        return self._displayed(vstack(rows, name=f"Z[{self.L}]", latex=rf"\mathbf{{Z}}^{{[{self.L}]}}"))
 
     def batch_jacobian_input(self, X, params) -> Jacobian:
         r""":math:`\mathbf J_{\mathbf X}\mathbf Z^{[L]} = \sum_i \mathbf E_{ii}\otimes\mathbf J_{\mathbf x_i}\mathbf z_i^{[L]}` (block diagonal over samples)."""
@@ -201,7 +214,7 @@ class Algorithm1:
         P = self.left_products(cache, canon, need_input=True)
         js = [Jacobian(DenseOp(P[0][i]), Space(f"z[{self.L}]_{i + 1}", (self.n_out,)), Space(f"x_{i + 1}", self.input_shape))
               for i in range(Xb.shape[0])]
-        return block_diag(js, f"Z[{self.L}]", rf"\mathbf{{Z}}^{{[{self.L}]}}", "X", r"\mathbf{X}")
+        return self._displayed(block_diag(js, f"Z[{self.L}]", rf"\mathbf{{Z}}^{{[{self.L}]}}", "X", r"\mathbf{X}"))
 
     def activation_jacobian_batch(self, X, params, l: int) -> Jacobian:
         r"""Ganev Prop. 4.1's :math:`\Phi_\ell = \sum_i \mathbf E_{ii}\otimes \mathrm{Jac}_{i,\ell}^\top` for stage ``l``.
@@ -220,5 +233,5 @@ class Algorithm1:
             ops = [layer.jac_input(A[i], O[i], {}) for layer, A, O in zip(st.post, ins, outs)]
             op = Product(list(reversed(ops))) if ops else Identity(st.layer.out_size)
             js.append(Jacobian(op.T, Space(f"z[{l}]_{i + 1}", st.layer.out_shape), Space(f"a[{l}]_{i + 1}", self.a_space(l).shape)))
-        return block_diag(js, f"Z[{l}]", rf"\mathbf{{Z}}_{{{l}}}", f"A[{l}]", rf"\mathbf{{A}}_{{{l}}}")
+        return self._displayed(block_diag(js, f"Z[{l}]", rf"\mathbf{{Z}}_{{{l}}}", f"A[{l}]", rf"\mathbf{{A}}_{{{l}}}"))
 

@@ -52,8 +52,50 @@ _CHOICES = {
     "reduction": ("sum", "mean", "mean_elements"),
     "mse_reduce_outputs": ("sum", "mean"),
     "gradient_form": ("column", "row"),
-    "notation": ("damadi", "ganev", "park", "mml", "pytorch"),
 }
+
+#: the names a convention's ``notation`` may take: the five documents' notations, and every notation
+#: registered since (:func:`register_notation_name`; :func:`jacobian_bp.render.notation.register_notation`
+#: registers a :class:`~jacobian_bp.render.notation.Notation` here and in the renderer's table)
+NOTATION_NAMES: list[str] = ["damadi", "ganev", "park", "mml", "pytorch"]
+
+
+#: the notation objects by name, installed by :mod:`jacobian_bp.render.notation` when it is imported (the package
+#: imports it): floors below ``render`` (the SymPy block chain) reach a network's notation through
+#: :func:`resolve_notation` without importing a floor above them
+INSTALLED_NOTATIONS: dict[str, object] = {}
+
+
+def install_notation(notation) -> None:
+    """Record a notation object under its name (called by the render floor for every preset and registration)."""
+    INSTALLED_NOTATIONS[notation.name] = notation
+    register_notation_name(notation.name)
+
+
+def resolve_notation(obj):
+    """The notation object for a name, a Notation, a Convention or a Network (their convention's ``notation``);
+    None when it is not installed (the render floor not imported) or ``obj`` names none."""
+    for _ in range(3):
+        if obj is None:
+            return None
+        if isinstance(getattr(obj, "name", None), str) and callable(getattr(obj, "vec", None)):
+            return obj
+        if isinstance(obj, str):
+            return INSTALLED_NOTATIONS.get(obj)
+        obj = getattr(obj, "convention", None) or getattr(obj, "notation", None)
+    return None
+
+
+def register_notation_name(name: str) -> str:
+    """Make ``name`` a valid ``Convention.notation`` (idempotent); returns it.
+
+    The engine keeps only the names; the symbols live on the render floor
+    (:func:`jacobian_bp.render.notation.register_notation` calls this)."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise SpecError(f"register_notation_name: a notation name is an identifier, received {name!r}")
+    if name not in NOTATION_NAMES:
+        NOTATION_NAMES.append(name)
+    return name
 
 
 @dataclass(frozen=True)
@@ -88,8 +130,9 @@ class Convention:
         The ReLU subgradient used at 0.
     gradient_form : {"column", "row"}
         Whether a gradient is reported as a column (∇ = Jᵀ) or as a row (MML's convention).
-    notation : str
-        Which document's notation the LaTeX renderer uses.
+    notation : str or Notation
+        Which notation the LaTeX renderer uses: a name in :data:`NOTATION_NAMES` (the five documents'
+        and any registered one) or a :class:`~jacobian_bp.render.notation.Notation` value itself.
     """
 
     name: str
@@ -117,6 +160,14 @@ class Convention:
             v = getattr(self, field)
             if v not in allowed:
                 raise SpecError(f"convention {self.name!r}: {field} must be one of {allowed}, received {v!r}")
+        nt = self.notation
+        if isinstance(nt, str):
+            if nt not in NOTATION_NAMES:
+                raise SpecError(f"convention {self.name!r}: notation must be one of {tuple(NOTATION_NAMES)} (or a name "
+                                f"registered with register_notation), received {nt!r}")
+        elif not (isinstance(getattr(nt, "name", None), str) and callable(getattr(nt, "vec", None))):
+            raise SpecError(f"convention {self.name!r}: notation must be a registered notation name or a Notation, "
+                            f"received {type(nt).__name__}")
         if not (self.mse_scale > 0 and np.isfinite(self.mse_scale)):
             raise SpecError(f"convention {self.name!r}: mse_scale must be positive, received {self.mse_scale!r}")
         if not (0.0 <= self.relu_at_zero <= 1.0):

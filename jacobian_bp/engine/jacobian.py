@@ -23,10 +23,10 @@ import scipy.sparse as sp
 import sympy
 
 from ..backend.escape import escape_latex
-from ..errors import ShapeError, SpaceMismatchError
-from ..backend.operators import HStack, Operator, Product, VStack, BlockDiag, as_operator
+from ..errors import DataError, ShapeError, SpaceMismatchError
+from ..backend.operators import Dense, HStack, Operator, Product, VStack, BlockDiag, as_operator
 
-__all__ = ["Space", "Jacobian", "hstack", "vstack", "block_diag"]
+__all__ = ["Space", "Jacobian", "BatchJacobian", "hstack", "vstack", "block_diag"]
 
 
 @dataclass(frozen=True)
@@ -251,3 +251,71 @@ def block_diag(jacobians: Sequence[Jacobian], out_name: str, out_latex: str, in_
     out = Space.concat([j.output for j in jacobians], out_name, out_latex)
     inp = Space.concat([j.input for j in jacobians], in_name, in_latex)
     return Jacobian(BlockDiag([j.op for j in jacobians]), out, inp, blocks=jacobians)
+
+
+class BatchJacobian(Jacobian):
+    r"""The Jacobian of a whole batch, rows sample-major: :math:`\mathbf J_{\operatorname{vec}\mathbf X}\operatorname{vec}\mathbf Z`
+    (columns sample-major too) or :math:`\mathbf J_\theta\operatorname{vec}\mathbf Z` (columns θ).
+
+    Row ``i·n_out + k`` is output ``k`` of sample ``i``.  :meth:`block` gives the rows of one sample
+    (``block(i)``) or, when the columns are samples, the block :math:`\mathbf J_{\mathbf x_k}\mathbf z_i`
+    (``block(i, k)``); for a network whose layers map each sample on its own the off-diagonal blocks
+    are zero (block-diagonal; Ganev Prop. 4.1), for one with batch normalization in training mode
+    they are not (``couples_samples``).  Sample indices start at 0.  ``block(name)`` with a string is
+    :meth:`Jacobian.block` (a block by its input space's name).
+    """
+
+    def __init__(self, op, output: Space, input: Space, *, n_samples: int, out_size: int, in_size: int | None,
+                 couples_samples: bool, symbol: str | None = None, blocks: Sequence[Jacobian] = ()):
+        super().__init__(op, output, input, symbol=symbol, blocks=blocks)
+        self.n_samples = int(n_samples)
+        self.out_size = int(out_size)
+        self.in_size = None if in_size is None else int(in_size)
+        #: whether the network couples the samples (off-diagonal blocks may be nonzero)
+        self.couples_samples = bool(couples_samples)
+
+    def _index(self, v, what: str) -> int:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or not 0 <= v < self.n_samples:
+            raise DataError(f"{self.symbol_plain()}.block: {what} must be an integer in 0..{self.n_samples - 1} "
+                            f"(a sample of the batch of {self.n_samples}), received {v!r}")
+        return int(v)
+
+    def _part(self, space: Space, i: int, name: str, size: int) -> Space:
+        if len(space.parts) == self.n_samples:
+            return space.parts[i]
+        return Space(f"{name}_{i + 1}", (size,))
+
+    def sample_rows(self, i: int) -> np.ndarray:
+        """The dense rows of sample ``i``, ``(out_size, columns)``."""
+        i = self._index(i, "i")
+        m = self.out_size
+        E = np.zeros((m, self.shape[0]), dtype=object if self.op.symbolic else float)
+        E[:, i * m:(i + 1) * m] = np.eye(m, dtype=np.int64) if self.op.symbolic else np.eye(m)
+        return np.asarray(self.op.left_matmat(E))
+
+    def block(self, i, k=None) -> Jacobian:
+        r"""``block(i)``: sample ``i``'s rows; ``block(i, k)``: :math:`\mathbf J_{\mathbf x_k}\mathbf z_i` (sample columns only);
+        ``block(name)``: the block whose input space is named ``name``."""
+        if isinstance(i, str) and k is None:
+            return super().block(i)
+        rows = self.sample_rows(i)
+        out = self._part(self.output, int(i), self.output.name, self.out_size)
+        if k is None:
+            return Jacobian(Dense(rows), out, self.input)
+        if self.in_size is None:
+            raise DataError(f"{self.symbol_plain()}.block(i, k): the columns are the parameters, not samples; use block(i)")
+        k = self._index(k, "k")
+        inp = self._part(self.input, k, self.input.name, self.in_size)
+        return Jacobian(Dense(rows[:, k * self.in_size:(k + 1) * self.in_size]), out, inp)
+
+    def block_norms(self) -> np.ndarray:
+        r"""``(N, N)`` Frobenius norms of the blocks :math:`\mathbf J_{\mathbf x_k}\mathbf z_i` (sample columns only):
+        zero off the diagonal unless the samples are coupled."""
+        if self.in_size is None:
+            raise DataError(f"{self.symbol_plain()}.block_norms: the columns are the parameters, not samples")
+        D = np.asarray(self.to_dense(), dtype=float).reshape(self.n_samples, self.out_size, self.n_samples, self.in_size)
+        return np.sqrt(np.einsum("ijkl,ijkl->ik", D, D))
+
+    def _repr_latex_(self) -> "str | None":
+        printer = DISPLAY_PRINTERS.get("Jacobian")
+        return None if printer is None else printer(self)

@@ -44,6 +44,10 @@ In :meth:`Network.jacobian_theta` each :math:`\mathbf P_l` is a
 :class:`~jacobian_bp.engine.chain.LeftChain`: the chain of layer Jacobians itself, shared by the
 blocks of stage :math:`l` and linked to :math:`\mathbf P_{l+1}`, multiplied out once, the
 first time a block is materialized or applied.
+
+A layer that couples the samples (``couples_samples``: batch normalization in training mode) makes
+``couples_samples`` true for the network: the chain gradient and the batch Jacobians then run Algorithm 1
+on the batch as one vector (:mod:`jacobian_bp.engine.coupled`), and the per-sample routes refuse in one line.
 """
 from __future__ import annotations
 from __future__ import annotations
@@ -57,7 +61,9 @@ import numpy as np
 from .algorithm1 import Algorithm1
 from .conventions import Convention, get_convention, reduction_factor
 from ..errors import DataError, ShapeError, SpecError, UnsupportedInputError
-from .jacobian import Space, display_latex
+from .coupled import batch_chain_gradient, batch_left_products, batch_theta_matrix, couples, per_sample_error
+from .jacobian import BatchJacobian, Jacobian, Space, display_latex
+from ..backend.operators import Dense as DenseOp, HStack
 from .params import ParamEntry, ThetaLayout, ValidatedParams, check_seed, real_array
 from ..layers.base import Layer
 from ..layers.losses import Loss, make_loss
@@ -186,6 +192,12 @@ class Network(ThetaLayout, Algorithm1):
                 f"{', '.join(repr(layer.kind) for layer in layers)}"
             )
         self.layers = layers
+        nested = [p for c in self._composite_layers(layers) for p in getattr(c, "body", []) if couples(p)]
+        if nested:
+            raise UnsupportedInputError(f"network {self.name!r}: a {nested[0].kind} layer (its batch statistics couple the "
+                                        "samples) inside a composite block is not supported; put it between the blocks")
+        #: a layer couples the samples (batch norm in training mode): per-sample routes refuse, batch ones go batch-level
+        self.couples_samples = any(couples(layer) for layer in layers)
         # parameter-free layers before the first parametric one: a[0] = f[0](x) (a[0] = x without them)
         self.pre: list[Layer] = []
         self.stages: list[Stage] = []
@@ -209,6 +221,9 @@ class Network(ThetaLayout, Algorithm1):
             loss = make_loss(loss, **kw)
         if not isinstance(loss, Loss):
             raise SpecError(f"network {self.name!r}: loss must be a Loss or a loss name, received {type(loss).__name__}")
+        bind = getattr(loss, "bind_convention", None)
+        if callable(bind):  # a loss object's unstated knobs follow the convention (jb.MSE() under "pytorch")
+            loss = bind(self.convention)
         self.loss = loss
         if len(self.output_shape) != 1:
             raise ShapeError(
@@ -291,6 +306,8 @@ class Network(ThetaLayout, Algorithm1):
         UnsupportedInputError
             ``"<what>: <kind> blocks are not rendered symbolically yet (network ...)"``.
         """
+        if self.couples_samples:  # the derivation renders one sample's chain, which does not exist here
+            raise per_sample_error(self, what)
         for layer in self._composite_layers(self.layers):
             if not getattr(layer, "renders_symbolically", False):
                 raise UnsupportedInputError(f"{what}: {layer.kind} blocks are not rendered symbolically yet "
@@ -342,6 +359,14 @@ class Network(ThetaLayout, Algorithm1):
             raise DataError(f"network {self.name!r}: input contains NaN or Inf")
         if Y is None:
             return Xb, None, single
+        Yarr = np.asarray(Y) if not isinstance(Y, np.ndarray) else Y
+        if np.issubdtype(Yarr.dtype, np.integer) and Yarr.ndim == (0 if single else 1) and self.loss.as_targets(Yarr, self.n_out, not single) is not Yarr:
+            # integer class labels (cross entropy, torch-style): one-hot rows, batch-first whatever the convention
+            Yb = np.asarray(self.loss.as_targets(Yarr, self.n_out, not single), dtype=float)
+            Yb = Yb[None] if single else Yb
+            if Yb.shape != (Xb.shape[0],) + self.output_shape:
+                raise ShapeError(f"{self.loss.kind} loss: expected {Xb.shape[0]} class labels, received {Yarr.shape[0]}")
+            return Xb, Yb, single
         Y = _real_array(Y, f"network {self.name!r}: targets")
         if single:
             if Y.shape != self.output_shape:
@@ -499,16 +524,29 @@ class Network(ThetaLayout, Algorithm1):
 
     def _gradient(self, Xb: np.ndarray, canon: dict, cache: Cache, D: np.ndarray, method: str) -> Gradient:
         symbolic = D.dtype == object or self._is_symbolic(Xb, canon)
+        if method == "chain" and self.couples_samples:  # Algorithm 1 for the batch as one vector (engine/coupled.py)
+            if symbolic:
+                raise UnsupportedInputError(f"gradient: method 'chain' is numeric only when the samples are coupled "
+                                            f"(network {self.name!r}); use method='operator' for SymPy entries")
+            return Gradient(self, batch_chain_gradient(self, cache, D))
         if method == "chain" and not symbolic:
             # Alg. 1 for the whole batch at once: the explicit chain P_l = J_{z[l]} z[L] (one n_L x n_l
             # matrix per sample), then the transposed local block (J_{θ_l} z[l])^T (e.g. (I ⊗ a^T)^T g = g ⊗ a)
+            # Each block is copied into its place in one θ vector as soon as it is made (as operator mode
+            # does): holding every block and then packing θ kept two 2 MB buffers alive for LeNet-300-100,
+            # which glibc returned to the OS on every call (555 vs 9 minor page faults per call, 4x slower).
+            from .sweeps import theta_view
+
             P = self.left_products(cache, canon)
-            canon_grad = {}
+            theta = np.empty(self.n_params)
+            views = {e.name: theta_view(theta[e.slice], (), e) for e in self.entries}
             for st in self.stages:
                 l = st.index
                 Gl = D if l == self.L else np.einsum("nk,nkj->nj", D, P[l])
                 for k, v in st.layer.vjp_params(cache.a[l - 1], cache.z[l], Gl, cache.params[l]).items():
-                    canon_grad[self.param_name(l, k)] = np.asarray(v).reshape(st.layer.param_shapes()[k])
+                    views[self.param_name(l, k)][...] = np.asarray(v).reshape(st.layer.param_shapes()[k])
+                    del v
+            return Gradient(self, views, vector=theta)
         elif method == "chain":
             total = {e.name: 0.0 for e in self.entries}
             for i in range(Xb.shape[0]):
@@ -560,3 +598,92 @@ class Network(ThetaLayout, Algorithm1):
         from .per_sample import per_sample_gradients
 
         return per_sample_gradients(self, X, Y, params)
+
+    # ------------------------------------------------------------------ coupled samples (engine/coupled.py)
+    def require_per_sample(self, what: str) -> None:
+        """Refuse a per-sample route (one line, :class:`UnsupportedInputError`) when a layer couples the samples."""
+        if self.couples_samples:
+            raise per_sample_error(self, what)
+
+    def jacobian_theta(self, x, params) -> Jacobian:
+        if self.couples_samples:
+            raise per_sample_error(self, "jacobian_theta (one sample)")
+        return Algorithm1.jacobian_theta(self, x, params)
+
+    def jacobian_input(self, x, params) -> Jacobian:
+        if self.couples_samples:
+            raise per_sample_error(self, "jacobian_input (one sample)")
+        return Algorithm1.jacobian_input(self, x, params)
+
+    def layer_jacobian(self, x, params, l: int) -> Jacobian:
+        if self.couples_samples:
+            raise per_sample_error(self, "layer_jacobian (one sample)")
+        return Algorithm1.layer_jacobian(self, x, params, l)
+
+    def chain_factors(self, x, params, l: int) -> list[Jacobian]:
+        if self.couples_samples:
+            raise per_sample_error(self, "chain_factors (one sample)")
+        return Algorithm1.chain_factors(self, x, params, l)
+
+    def local_jacobian(self, x, params, l: int) -> Jacobian:
+        if self.couples_samples:
+            raise per_sample_error(self, "local_jacobian (one sample)")
+        return Algorithm1.local_jacobian(self, x, params, l)
+
+    def left_products(self, cache: Cache, canon: dict, need_input: bool = False) -> list:
+        if self.couples_samples:
+            raise per_sample_error(self, "left_products (per-sample n_L x n_l factors; batch_left_products has the batch ones)")
+        return Algorithm1.left_products(self, cache, canon, need_input)
+
+    def activation_jacobian_batch(self, X, params, l: int) -> Jacobian:
+        if self.couples_samples and any(couples(p) for p in self.stages[self._check_stage(l, "activation_jacobian_batch") - 1].post):
+            raise per_sample_error(self, f"activation_jacobian_batch (Ganev's block-diagonal Phi of stage {l})")
+        return Algorithm1.activation_jacobian_batch(self, X, params, l)
+
+    def batch_left_products(self, X, params, need_input: bool = False) -> list:
+        r"""The batch-level left products :math:`\mathbf J_{\operatorname{vec}\mathbf Z^{[l]}}\operatorname{vec}\mathbf Z^{[L]}`, ``(N·n_L, N·n_l)`` (any network)."""
+        Xb, _, _ = self.as_batch(X)
+        return batch_left_products(self, self.forward_cache(Xb, self.canonical_params(params)), need_input)
+
+    def _batch_spaces(self, N: int, inputs: bool) -> tuple[Space, Space]:
+        L = self.L
+        out = Space.concat([Space(f"z[{L}]_{i + 1}", (self.n_out,), rf"\mathbf{{z}}^{{[{L}]}}_{{{i + 1}}}") for i in range(N)],
+                           f"Z[{L}]", rf"\mathbf{{Z}}^{{[{L}]}}")
+        if not inputs:
+            return out, self.theta_space
+        return out, Space.concat([Space(f"x_{i + 1}", self.input_shape) for i in range(N)], "X", r"\mathbf{X}")
+
+    def batch_jacobian_theta(self, X, params) -> BatchJacobian:
+        r""":math:`\mathbf J_\theta\operatorname{vec}\mathbf Z^{[L]}` of a batch, ``(N·n_L) × |θ|``, rows sample-major.
+
+        Per-sample Jacobians stacked for a network that maps samples on their own; with a coupling layer
+        (batch norm in training mode) row block ``i`` is :math:`\mathbf J_\theta\mathbf z_i^{[L]}` of the whole batch
+        (:func:`jacobian_bp.engine.coupled.batch_theta_matrix`).  ``.block(i)`` is sample ``i``'s rows.
+        """
+        if not self.couples_samples:
+            J = Algorithm1.batch_jacobian_theta(self, X, params)
+            return BatchJacobian(J.op, J.output, J.input, n_samples=len(J.blocks), out_size=self.n_out, in_size=None,
+                                 couples_samples=False, symbol=J.symbol, blocks=J.blocks)
+        Xb, _, _ = self.as_batch(X)
+        M = batch_theta_matrix(self, self.forward_cache(Xb, self.canonical_params(params), need_output=False))
+        out, inp = self._batch_spaces(Xb.shape[0], False)
+        blocks = [Jacobian(DenseOp(M[:, e.slice]), out, e.space) for e in self.entries]
+        return BatchJacobian(HStack([b.op for b in blocks]), out, inp, n_samples=Xb.shape[0], out_size=self.n_out,
+                             in_size=None, couples_samples=True, blocks=blocks)
+
+    def batch_jacobian_input(self, X, params) -> BatchJacobian:
+        r""":math:`\mathbf J_{\operatorname{vec}\mathbf X}\operatorname{vec}\mathbf Z^{[L]}`, ``(N·n_L) × (N·n_0)``, rows and columns sample-major.
+
+        Block-diagonal :math:`\sum_i\mathbf E_{ii}\otimes\mathbf J_{\mathbf x_i}\mathbf z_i^{[L]}` for a network that maps
+        samples on their own; dense off-diagonal blocks :math:`\mathbf J_{\mathbf x_k}\mathbf z_i^{[L]}` with a coupling layer.
+        ``.block(i, k)`` is one block, ``.block_norms()`` their norms.
+        """
+        if not self.couples_samples:
+            J = Algorithm1.batch_jacobian_input(self, X, params)
+            return BatchJacobian(J.op, J.output, J.input, n_samples=len(J.blocks), out_size=self.n_out,
+                                 in_size=int(np.prod(self.input_shape)), couples_samples=False, symbol=J.symbol, blocks=J.blocks)
+        Xb, _, _ = self.as_batch(X)
+        P = batch_left_products(self, self.forward_cache(Xb, self.canonical_params(params)), need_input=True)
+        out, inp = self._batch_spaces(Xb.shape[0], True)
+        return BatchJacobian(DenseOp(P[0]), out, inp, n_samples=Xb.shape[0], out_size=self.n_out,
+                             in_size=int(np.prod(self.input_shape)), couples_samples=True)

@@ -19,10 +19,11 @@ import numpy as np
 import sympy
 
 from ..errors import DataError, ShapeError, UnknownNameError
+from ..layers.base import default_param_role, default_param_symbol
 from ..layers.residual import weight_transposed_by_layout
 from .jacobian import Space
 
-__all__ = ["ParamEntry", "ValidatedParams", "ThetaLayout", "param_name", "real_array", "check_seed"]
+__all__ = ["ParamEntry", "ValidatedParams", "ThetaLayout", "param_name", "real_array", "check_seed", "is_bias"]
 
 
 def real_array(v, what: str) -> np.ndarray:
@@ -81,6 +82,8 @@ class ParamEntry:
     is_dense_weight: bool  # transposed by the convention's weight layout (the layer says which)
     offset: int
     space: Space
+    #: the layer says it is a bias (:meth:`~jacobian_bp.layers.base.Layer.param_role`)
+    is_bias: bool = False
 
     @property
     def size(self) -> int:
@@ -115,13 +118,21 @@ def param_name(l: int, local: str) -> str:
     return f"{base}{l}.{rest}" if dot else f"{local}{l}"
 
 
-def _space(name: str, local: str, ushape: tuple, vec_order: str) -> Space:
-    """The θ space of one parameter: ``b[l]`` / ``vec W[l]`` with Damadi's superscript ``[l]`` (``[l.k]`` in a block)."""
+def _space(name: str, local: str, ushape: tuple, vec_order: str, bias: bool = False) -> Space:
+    r"""The θ space of one parameter: ``b[l]`` / ``vec W[l]`` with Damadi's superscript ``[l]`` (``[l.k]`` in a block).
+
+    A bias (``bias``: the layer's :meth:`~jacobian_bp.layers.base.Layer.param_role`) is written without
+    ``vec`` (:math:`\mathbf b_{Q}^{[2]}`); any other parameter as ``vec`` of it.  The LaTeX letter of a
+    name other than ``W``/``b`` comes from :func:`~jacobian_bp.layers.base.default_param_symbol`
+    (``gamma``: :math:`\boldsymbol\gamma`, ``W_Q``: :math:`\mathbf W_{Q}`)."""
     base, _, rest = local.partition(".")
     tag = name[len(base):]  # "2" or "2.1"
     if base == "b":
         return Space(f"b[{tag}]", ushape, rf"\mathbf{{b}}^{{[{tag}]}}")
-    sym = r"\mathbf{W}" if base == "W" else rf"\mathbf{{{base}}}"
+    sym = r"\mathbf{W}" if base == "W" else default_param_symbol(base, r"\mathbf{%s}")
+    if bias or len(ushape) <= 1:  # a vector: no vec in its LaTeX (the plain name keeps the "vec" every non-"b" name has had)
+        return Space(f"vec {base}[{tag}]", ushape, rf"{sym}^{{[{tag}]}}",
+                     "C" if vec_order == "row" else "F")
     return Space(f"vec {base}[{tag}]", ushape, rf"\operatorname{{vec}}{sym}^{{[{tag}]}}",
                  "C" if vec_order == "row" else "F")
 
@@ -142,7 +153,7 @@ class ThetaLayout:
                 transposed = weight_transposed_by_layout(st.layer, local)
                 ushape = tuple(reversed(cshape)) if (transposed and conv.weight_layout == "in_out") else tuple(cshape)
                 order = conv.canonical_order(transposed) if len(cshape) > 1 else "C"  # vectors: order is moot
-                items.append((local, tuple(cshape), ushape, order, transposed))
+                items.append((local, tuple(cshape), ushape, order, transposed, is_bias(st.layer, local)))
             per_stage.append(items)
         order: list[tuple[int, tuple]] = []
         if conv.theta_order == "forward":
@@ -150,13 +161,13 @@ class ThetaLayout:
         elif conv.theta_order == "reverse":
             order = [(l, it) for l, items in reversed(list(enumerate(per_stage, 1))) for it in items]
         else:  # weights_first: all non-bias tensors, then all biases
-            order = [(l, it) for l, items in enumerate(per_stage, 1) for it in items if not _is_bias(it[0])]
-            order += [(l, it) for l, items in enumerate(per_stage, 1) for it in items if _is_bias(it[0])]
+            order = [(l, it) for l, items in enumerate(per_stage, 1) for it in items if not it[5]]
+            order += [(l, it) for l, items in enumerate(per_stage, 1) for it in items if it[5]]
         entries, off = [], 0
-        for l, (local, cshape, ushape, o, transposed) in order:
+        for l, (local, cshape, ushape, o, transposed, bias) in order:
             name = param_name(l, local)
-            space = _space(name, local, ushape, conv.vec_order)
-            entries.append(ParamEntry(name, l, local, cshape, ushape, o, transposed, off, space))
+            space = _space(name, local, ushape, conv.vec_order, bias)
+            entries.append(ParamEntry(name, l, local, cshape, ushape, o, transposed, off, space, bias))
             off += prod(cshape)
         self.entries: list[ParamEntry] = entries
         self._stage_entries = {st.index: [e for e in entries if e.stage == st.index] for st in self.stages}
@@ -261,6 +272,11 @@ class ThetaLayout:
         return self.user_params(self.unpack_canonical(theta))
 
 
-def _is_bias(local: str) -> bool:
-    """Whether a local parameter name is a bias (``b``, or ``b.k`` inside a block): Ganev's weights-first θ puts them last."""
-    return local.partition(".")[0] == "b"
+def is_bias(layer, local: str) -> bool:
+    """Whether the layer's local parameter ``local`` is a bias (Ganev's weights-first θ puts them last).
+
+    Asks the layer (:meth:`~jacobian_bp.layers.base.Layer.param_role`); a layer object without the
+    method (written before it existed) is answered by the default reading of the name."""
+    ask = getattr(layer, "param_role", None)
+    role = ask(local) if callable(ask) else default_param_role(local)
+    return role == "bias"

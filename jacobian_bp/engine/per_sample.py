@@ -28,6 +28,13 @@ with :math:`\mathbf P_{l,i} = \mathbf J_{\mathbf z^{[l]}}\mathbf z^{[L]}` of sam
 batched left products (reverse mode) -- again one einsum per Dense stage,
 ``"nki,nj->nkij"``, and the layer's own structured ``jac_params`` per sample otherwise.
 The column order and vec (rows or columns of ``W`` stacked) follow the network's convention.
+
+**Coupled samples** (a ``batch_norm`` layer in training mode, :mod:`jacobian_bp.engine.coupled`):
+:math:`\mathbf z_i^{[L]}` depends on every sample of the batch, so the per-sample gradient of
+:math:`\ell_i` alone is not the row of a batch quantity -- :func:`per_sample_gradients` refuses (one
+line, :class:`~jacobian_bp.errors.UnsupportedInputError`) -- while the batch Jacobian is still defined:
+:func:`batch_jacobian` returns :math:`\mathbf J_\theta\mathbf z_i^{[L]}` *of the whole batch* for each ``i``,
+formed by Algorithm 1 at the batch level.
 """
 from __future__ import annotations
 
@@ -35,6 +42,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..backend.guard import check_bytes
+from .coupled import batch_theta_matrix, per_sample_error
 from .sweeps import Linearization, linearize, theta_view
 
 # ``Network`` and ``Cache`` in annotations are jacobian_bp.engine.network's; this module is imported by it
@@ -58,10 +66,14 @@ def _outer_into(P: np.ndarray, A: np.ndarray, out: np.ndarray, spec: str) -> Non
         np.einsum(spec, P, A, out=out)
 
 
-def _dense_stage(layer) -> bool:
+def dense_stage(layer) -> bool:
+    """Whether the stage is a plain Dense layer (whose Kronecker blocks the vectorized per-sample routes use)."""
     from ..layers.dense import Dense
 
     return type(layer) is Dense
+
+
+_dense_stage = dense_stage  # former name
 
 
 def per_sample_gradients(network: "Network", X, Y, params) -> np.ndarray:
@@ -82,6 +94,8 @@ def per_sample_gradients(network: "Network", X, Y, params) -> np.ndarray:
         convention's θ order.  ``network.gradient(X, Y, params).vector`` equals
         ``r * rows.sum(0)`` (``r = 1/N`` for a mean reduction, 1 for a sum).
     """
+    if getattr(network, "couples_samples", False):
+        raise per_sample_error(network, "per_sample_gradients")
     lin = linearize(network, X, params, Y, numeric_only=False)
     if lin.Yb is None:
         raise DataError("per_sample_gradients: targets Y are required")
@@ -119,6 +133,10 @@ def jacobian_from_linearization(lin: Linearization) -> np.ndarray:
     network, cache, canon = lin.network, lin.cache, lin.canon
     N, nL, P = lin.N, network.n_out, network.n_params
     check_bytes(N * nL * P * 8, f"the batch Jacobian J_theta Z[{network.L}] ({N} x {nL} x {P})")
+    if getattr(network, "couples_samples", False):  # row block i depends on the whole batch (engine/coupled.py)
+        if _dtype(lin) is object:
+            raise per_sample_error(network, "the materialized batch Jacobian of SymPy entries")
+        return batch_theta_matrix(network, cache).reshape(N, nL, P)
     left = network.left_products(cache, canon)  # left[l]: (N, n_L, size z[l]) = J_{z[l]} z[L]
     out = np.empty((N, nL, P), dtype=_dtype(lin))
     for e in network.entries:

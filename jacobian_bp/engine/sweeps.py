@@ -31,6 +31,13 @@ forward sweep its ``jvp_params`` / ``jvp_input`` (:mod:`jacobian_bp.layers.base`
 its own forward-mode rule (Dense :math:`\dot{\mathbf z} = \mathbf W\dot{\mathbf a} + \dot{\mathbf W}\mathbf a + \dot{\mathbf b}`,
 elementwise :math:`\dot{\mathbf a} = f'(\mathbf z)\odot\dot{\mathbf z}`, …), and a layer without one
 falls back to its structured Jacobian times the tangent, per sample.
+
+Coupled samples.  A layer that couples the samples (``couples_samples = True``: batch normalization in
+training mode) gives batched products with its *batch* Jacobian (row ``k`` of its ``vjp_input`` is
+:math:`\sum_i(\mathbf J_{\mathbf a_k}\mathbf o_i)^\top\mathbf g_i`), so both sweeps stay exact for such
+networks with no change here: the reverse sweep is then :math:`(\mathbf J_\theta\operatorname{vec}\mathbf Z^{[L]})^\top\operatorname{vec}\mathbf D`
+and the forward sweep :math:`\mathbf J_\theta\operatorname{vec}\mathbf Z^{[L]}\mathbf v` of the whole batch
+(:mod:`jacobian_bp.engine.coupled`).
 """
 from __future__ import annotations
 

@@ -101,6 +101,14 @@ class ElementwiseActivation(Layer):
         """The activation in torch (float64 tensor ``z``); subclasses with a torch equivalent override it."""
         raise NotImplementedError(f"no torch equivalent for layer {self.kind!r} ({type(self).__name__})")
 
+    #: the ``torch.nn`` classes this family imports (:func:`jacobian_bp.uses.torch_import.from_torch`)
+    torch_module_types: tuple[str, ...] = ()
+
+    @classmethod
+    def from_torch_module(cls, module, in_shape) -> tuple[dict, dict[str, np.ndarray]]:
+        """A parameter-free ``torch.nn`` activation → (constructor kwargs, no parameters); default: no kwargs."""
+        return {}, {}
+
     def latex_name(self) -> str:
         return self.symbol
 
@@ -116,6 +124,14 @@ class IdentityActivation(ElementwiseActivation):
     r""":math:`f(z) = z`, :math:`f'(z) = 1` (regression output, Damadi Table 1)."""
 
     kind = "identity"
+    torch_module_types = ("Identity", "Dropout")
+
+    @classmethod
+    def from_torch_module(cls, module, in_shape):
+        """``torch.nn.Identity``; ``torch.nn.Dropout`` only in eval mode (or ``p=0``), where it is the identity."""
+        if type(module).__name__ == "Dropout" and module.training and module.p > 0:
+            raise SpecError(f"torch.nn.Dropout(p={module.p}) in training mode is random; call module.eval() first")
+        return {}, {}
     symbol = r"\operatorname{id}"
     jacobian_is_identity = True
     latex_prose = "the identity"
@@ -155,6 +171,7 @@ class ReLU(ElementwiseActivation):
     """
 
     kind = "relu"
+    torch_module_types = ("ReLU",)
     symbol = r"\operatorname{relu}"
 
     def __init__(self, at_zero: float | None = None):
@@ -242,6 +259,12 @@ class LeakyReLU(ElementwiseActivation):
     """
 
     kind = "leaky_relu"
+    torch_module_types = ("LeakyReLU",)
+
+    @classmethod
+    def from_torch_module(cls, module, in_shape):
+        """``torch.nn.LeakyReLU(negative_slope)``; f'(0) = negative_slope, as in torch."""
+        return {"negative_slope": float(module.negative_slope)}, {}
     symbol = r"\operatorname{lrelu}"
     latex_prose = "leaky ReLU"
     is_kinked = True
@@ -284,6 +307,7 @@ class Sigmoid(ElementwiseActivation):
     """
 
     kind = "sigmoid"
+    torch_module_types = ("Sigmoid",)
     symbol = r"\sigma"
     latex_prose = r"the sigmoid $\sigma(t) = 1/(1+e^{-t})$, $\sigma' = \sigma(1-\sigma)$"
 
@@ -312,6 +336,7 @@ class Tanh(ElementwiseActivation):
     """
 
     kind = "tanh"
+    torch_module_types = ("Tanh",)
     symbol = r"\tanh"
     latex_prose = r"$\tanh$, derivative $1-\tanh^2$"
 
@@ -367,6 +392,15 @@ class Softplus(ElementwiseActivation):
     r""":math:`\log(1+e^{z})` (computed as ``logaddexp(0, z)``), derivative :math:`\sigma(z)`."""
 
     kind = "softplus"
+    torch_module_types = ("Softplus",)
+
+    @classmethod
+    def from_torch_module(cls, module, in_shape):
+        r"""``torch.nn.Softplus()`` with ``beta=1``.  torch returns ``z`` itself above ``threshold`` (20): there the
+        two differ by at most :math:`\log(1+e^{-20}) \approx 2\cdot10^{-9}` (derivative :math:`\sigma(z)` vs 1)."""
+        if float(module.beta) != 1.0:
+            raise SpecError(f"torch.nn.Softplus(beta={module.beta}): only beta=1 is supported")
+        return {}, {}
     symbol = r"\operatorname{softplus}"
     latex_prose = r"softplus $\log(1+e^t)$, derivative $\sigma$"
 
@@ -399,6 +433,12 @@ class ELU(ElementwiseActivation):
     """
 
     kind = "elu"
+    torch_module_types = ("ELU",)
+
+    @classmethod
+    def from_torch_module(cls, module, in_shape):
+        """``torch.nn.ELU(alpha)``."""
+        return {"alpha": float(module.alpha)}, {}
     symbol = r"\operatorname{elu}"
     latex_prose = "ELU"
     is_kinked = True
@@ -458,6 +498,12 @@ class GELU(ElementwiseActivation):
     """
 
     kind = "gelu"
+    torch_module_types = ("GELU",)
+
+    @classmethod
+    def from_torch_module(cls, module, in_shape):
+        """``torch.nn.GELU(approximate)``."""
+        return {"approximate": str(module.approximate)}, {}
     symbol = r"\operatorname{gelu}"
 
     def prose(self) -> str:

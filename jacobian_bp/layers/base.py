@@ -94,6 +94,12 @@ class Layer:
     block_input_name: str = "Jin"
     #: the layer takes a subgradient at 0 from the convention (ReLU's ``relu_at_zero``)
     follows_convention_at_zero: bool = False
+    #: the output of a sample depends on the other samples of the batch (batch normalization in training mode):
+    #: such a layer implements the batch-level protocol (``batch_jac_input(A, O, params)`` of shape
+    #: ``(N·out_size, N·in_size)``, rows and columns sample-major, ``batch_jac_params``, ``batch_left_jac_input``,
+    #: ``batch_protocol_examples``) and refuses the per-sample methods; the engine then refuses every per-sample
+    #: route with one line (:mod:`jacobian_bp.engine.coupled`)
+    couples_samples: bool = False
 
     def __init__(self) -> None:
         self.in_shape: tuple[int, ...] | None = None
@@ -248,6 +254,34 @@ class Layer:
         """
         return list(np.ravel(self.forward(np.array([list(z)], dtype=object), {})[0]))
 
+    # ------------------------------------------------------------------ parameter facts
+    def param_role(self, local: str) -> str:
+        r"""What the local parameter ``local`` is: ``"weight"`` or ``"bias"`` (consumers never read names).
+
+        Ganev's weights-first θ order (``theta_order="weights_first"``) puts every ``"bias"`` after
+        every ``"weight"``; renderers write a bias as a vector and a weight as a matrix.  The default
+        reads the name (:func:`default_param_role`): ``b``, ``b_Q``, ``b_hh`` and the block names
+        ``b.1`` are biases, everything else (``W``, ``K``, ``W_Q``, ``W_ih``, ``gamma``, ``beta``) a
+        weight.  A layer whose names say
+        otherwise overrides it.
+        """
+        return default_param_role(local)
+
+    def param_symbol(self, local: str) -> str | None:
+        r"""The bare LaTeX letter of the local parameter ``local`` (no layer index), e.g.
+        :math:`\boldsymbol\gamma`; the notation adds the layer index in its own style.
+
+        Default: the layer's ``param_latex`` table when it has one (normalization layers), else
+        None -- the notation's matrix letter for a weight, its vector letter for a bias
+        (:func:`default_param_symbol` spells Greek names and subscripts: ``W_Q`` is
+        :math:`\mathbf W_{Q}`, ``gamma`` :math:`\boldsymbol\gamma`).
+        """
+        table = getattr(self, "param_latex", None)
+        base = local.partition(".")[0]
+        if isinstance(table, dict) and isinstance(table.get(base), str):
+            return table[base]
+        return None
+
     # ------------------------------------------------------------------ helpers
     def describe(self) -> str:
         return self.kind
@@ -271,3 +305,36 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.describe()})"
+
+
+#: a parameter named ``bias`` is one too (LayerNorm's β keeps the role ``weight`` by default, as before:
+#: a normalization layer that wants Ganev's weights-first order to put it last overrides ``param_role``)
+_BIAS_NAMES = frozenset({"bias"})
+_GREEK = frozenset({"alpha", "beta", "gamma", "delta", "epsilon", "eta", "theta", "kappa", "lambda", "mu", "nu",
+                    "rho", "sigma", "tau", "phi", "psi", "omega"})
+
+
+def default_param_role(local: str) -> str:
+    r"""``"bias"`` or ``"weight"`` from a parameter's local name (the default of :meth:`Layer.param_role`).
+
+    The name before the first dot (a residual block's ``b.1`` is its sub-layer's ``b``) is a bias when
+    it is ``b``, starts with ``b_`` (``b_Q``, ``b_ih``, ``b_hh``) or is ``bias``; a weight otherwise.
+    """
+    base = str(local).partition(".")[0]
+    return "bias" if (base == "b" or base.startswith("b_") or base in _BIAS_NAMES) else "weight"
+
+
+def default_param_symbol(base: str, fmt: str) -> str:
+    r"""LaTeX of a parameter letter from its name: ``fmt % letter`` with the part after ``_`` as a subscript.
+
+    ``W`` gives ``fmt % "W"`` (:math:`\mathbf W`), ``W_Q`` gives :math:`\mathbf W_{Q}`, ``b_hh``
+    :math:`\mathbf b_{hh}`; Greek names are bold symbols (``gamma``: :math:`\boldsymbol\gamma`).
+    Names are identifiers (letters, digits, ``_``), so the result is plain LaTeX.
+    """
+    letter, _, subscript = str(base).partition("_")
+    if not letter.replace("_", "").isalnum() or (subscript and not subscript.replace("_", "").isalnum()):
+        from ..errors import SpecError
+
+        raise SpecError(f"parameter name {base!r}: expected letters, digits and '_'")
+    head = rf"\boldsymbol{{\{letter}}}" if letter in _GREEK else fmt % letter
+    return f"{head}_{{{subscript}}}" if subscript else head

@@ -127,6 +127,40 @@ class Conv2d(Layer):
                   "bias": "untied"}, (1, 5, 6)),
                 ({"out_channels": 2, "kernel_size": 2, "dilation": 2, "bias": "none"}, (2, 5, 5))]
 
+    #: the ``torch.nn`` classes this family imports (:func:`jacobian_bp.uses.torch_import.from_torch`)
+    torch_module_types: tuple[str, ...] = ("Conv2d",)
+
+    @classmethod
+    def from_torch_module(cls, module, in_shape) -> tuple[dict, dict[str, np.ndarray]]:
+        """``torch.nn.Conv2d`` → (constructor kwargs, ``{"K": weight, "b": bias}``), float64.
+
+        Cross-correlation (``mode="correlation"``) with a tied bias, as ``torch.nn.functional.conv2d``;
+        refused (``SpecError``): ``groups != 1``, ``padding_mode`` other than ``"zeros"``, and a
+        ``padding="same"`` that would pad asymmetrically.
+        """
+        who = f"torch.nn.Conv2d({module.in_channels}, {module.out_channels})"
+        if module.groups != 1:
+            raise SpecError(f"{who}: groups must be 1 (grouped convolution is not a conv2d layer), received {module.groups}")
+        if module.padding_mode != "zeros":
+            raise SpecError(f"{who}: padding_mode must be 'zeros', received {module.padding_mode!r}")
+        pad = module.padding
+        if isinstance(pad, str):
+            if pad == "valid":
+                pad = (0, 0)
+            else:  # "same" (stride 1): total padding d (k - 1) per axis, symmetric only when even
+                tot = [d * (k - 1) for d, k in zip(module.dilation, module.kernel_size)]
+                if any(t % 2 for t in tot):
+                    raise SpecError(f"{who}: padding='same' pads asymmetrically here (total {tot}); give an integer padding")
+                pad = tuple(t // 2 for t in tot)
+        kwargs = {"out_channels": int(module.out_channels), "kernel_size": tuple(int(k) for k in module.kernel_size),
+                  "stride": tuple(int(s) for s in module.stride), "padding": tuple(int(p) for p in pad),
+                  "dilation": tuple(int(d) for d in module.dilation), "mode": "correlation",
+                  "bias": "tied" if module.bias is not None else "none", "in_channels": int(module.in_channels)}
+        params = {"K": module.weight.detach().cpu().double().numpy().copy()}
+        if module.bias is not None:
+            params["b"] = module.bias.detach().cpu().double().numpy().copy()
+        return kwargs, params
+
     # ------------------------------------------------------------------ shapes
     def build(self, in_shape, convention=None):
         in_shape = tuple(int(s) for s in in_shape)

@@ -146,6 +146,25 @@ class Dense(Layer):
     def protocol_examples(cls):
         return [({"out_features": 3}, (4,)), ({"out_features": 2, "bias": False}, (5,))]
 
+    #: the ``torch.nn`` classes this family imports (:func:`jacobian_bp.uses.torch_import.from_torch`)
+    torch_module_types: tuple[str, ...] = ("Linear",)
+
+    @classmethod
+    def from_torch_module(cls, module, in_shape) -> tuple[dict, dict[str, np.ndarray]]:
+        r"""``torch.nn.Linear`` → (constructor kwargs, ``{"W": weight, "b": bias}``) as float64 arrays.
+
+        torch's ``weight`` is :math:`\mathbf W\in\mathbb R^{n_\text{out}\times n_\text{in}}` with
+        :math:`\mathbf z = \mathbf W\mathbf a + \mathbf b`: the canonical layout, unchanged.
+        """
+        if len(tuple(in_shape)) != 1:
+            raise SpecError(f"torch.nn.Linear({module.in_features}, {module.out_features}): expected a flat input "
+                            f"(n_in,) per sample, received shape {tuple(in_shape)}; insert torch.nn.Flatten() before it")
+        params = {"W": module.weight.detach().cpu().double().numpy().copy()}
+        if module.bias is not None:
+            params["b"] = module.bias.detach().cpu().double().numpy().copy()
+        return ({"out_features": int(module.out_features), "in_features": int(module.in_features),
+                 "bias": module.bias is not None}, params)
+
     # ------------------------------------------------------------------ LaTeX and block facts
     def latex_describe(self):
         return rf"dense ${self.in_features}\to {self.out_features}$"

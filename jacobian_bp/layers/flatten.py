@@ -12,7 +12,7 @@ from math import prod
 
 import numpy as np
 
-from ..errors import ShapeError
+from ..errors import ShapeError, SpecError
 from ..backend.operators import Identity, Operator
 from .base import Layer
 from .registry import register
@@ -33,6 +33,17 @@ class Flatten(Layer):
     @classmethod
     def protocol_examples(cls):
         return [({}, (2, 3, 4)), ({}, (6,))]
+
+    #: the ``torch.nn`` classes this family imports (:func:`jacobian_bp.uses.torch_import.from_torch`)
+    torch_module_types: tuple[str, ...] = ("Flatten",)
+
+    @classmethod
+    def from_torch_module(cls, module, in_shape) -> tuple[dict, dict[str, np.ndarray]]:
+        """``torch.nn.Flatten()`` (``start_dim=1, end_dim=-1``: the whole sample, row-major) → no kwargs."""
+        if module.start_dim != 1 or module.end_dim != -1:
+            raise SpecError(f"torch.nn.Flatten(start_dim={module.start_dim}, end_dim={module.end_dim}): only the "
+                            "default start_dim=1, end_dim=-1 (flatten the whole sample) is supported")
+        return {}, {}
 
     def build(self, in_shape, convention=None):
         in_shape = tuple(int(s) for s in in_shape)

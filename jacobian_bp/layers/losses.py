@@ -16,6 +16,13 @@ identity       MSE         :math:`c\,\|\mathbf y-\hat{\mathbf y}\|^2`          :
 ½ for Park and MML.  Arrays are batch-first, ``(N, n)``; values are per sample ``(N,)``;
 the network applies the reduction (sum or mean over the batch).
 
+PyTorch habits: :class:`CrossEntropyLogits` (``"cross_entropy_logits"``/``"ce_logits"``,
+``CrossEntropy(from_logits=True)``, ``nn.CrossEntropyLoss``) and :class:`BCEWithLogits` (``"bce_logits"``,
+``BCE(from_logits=True)``, ``nn.BCEWithLogitsLoss``) take the logits, with no Softmax/Sigmoid layer;
+cross entropy takes integer class labels ``(N,)`` as well as one-hot rows (:meth:`Loss.as_targets`);
+``MSE()`` left unstated follows the convention it is bound to (:meth:`MSE.bind_convention`), and every
+loss says what it computes (``repr``).
+
 Constructor arguments are validated when the loss is made (``scale`` a finite positive
 real number, ``reduce_outputs`` the string ``"sum"`` or ``"mean"``; strings are never
 parsed as numbers).  Every numeric result (value, gradient, delta) is checked: a loss that
@@ -25,6 +32,8 @@ whose saturated prediction is exactly 0 where the target is 1 -- raises
 NaN/Inf silently (:meth:`Loss.check_finite`).
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 from scipy.special import expit, log_softmax, softmax
@@ -118,6 +127,42 @@ class Loss:
         """:math:`\\nabla^2_{\\mathbf z^{[L]}}\\ell` of the matched pair, ``(N, n, n)`` (Gauss--Newton's H)."""
         raise NotImplementedError
 
+    #: the loss takes the *logits* as its prediction (softmax/sigmoid inside the loss, as PyTorch's
+    #: ``CrossEntropyLoss``/``BCEWithLogitsLoss``): no separate Softmax/Sigmoid layer
+    from_logits: bool = False
+    #: the per-sample value sums over the outputs (PyTorch's element mean divides it by ``n_L``)
+    sums_over_outputs: bool = False
+    #: the ``torch.nn`` loss classes this loss imports (:meth:`from_torch_loss`)
+    torch_loss_types: tuple[str, ...] = ()
+
+    @classmethod
+    def from_torch_loss(cls, module) -> tuple["Loss", str]:
+        """A ``torch.nn`` loss module → (this loss, torch's batch ``reduction``: ``"mean"`` or ``"sum"``); ``SpecError``
+        for ``reduction="none"`` or an option the loss does not have (class weights, label smoothing, ...)."""
+        raise SpecError(f"{cls.__name__}: no torch loss to import")  # pragma: no cover - only for the types listed
+
+    @staticmethod
+    def _torch_reduction(module) -> str:
+        red = getattr(module, "reduction", "mean")
+        if red not in ("mean", "sum"):
+            raise SpecError(f"torch.nn.{type(module).__name__}(reduction={red!r}): only 'mean' and 'sum' are supported")
+        return red
+
+    def as_targets(self, Y, n: int, batched: bool = True) -> np.ndarray:
+        """The targets as the loss reads them, ``(N, n)`` (``(n,)`` for one sample); default: unchanged.
+
+        :class:`CrossEntropy` and :class:`CrossEntropyLogits` also accept integer class labels
+        (shape ``(N,)``, or a 0-d label for one sample), turned into one-hot rows.
+        """
+        return np.asarray(Y)
+
+    def describe(self) -> str:
+        """What the loss computes per sample, in one line (plain text)."""
+        return self.kind
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()})"
+
     def latex(self) -> str:
         return r"\ell"
 
@@ -153,18 +198,68 @@ class Loss:
 @register_loss("mse")
 class MSE(Loss):
     r"""Squared error :math:`c\sum_i (\hat y_i - y_i)^2` (``reduce_outputs="sum"``) or
-    :math:`\frac{c}{n}\sum_i(\hat y_i-y_i)^2` (``"mean"``, PyTorch's ``MSELoss``)."""
+    :math:`\frac{c}{n}\sum_i(\hat y_i-y_i)^2` (``"mean"``, PyTorch's ``MSELoss``).
+
+    ``scale`` (:math:`c`) and ``reduce_outputs`` left as None follow the convention the loss is bound to
+    (:meth:`bind_convention`; ``loss="mse"`` is bound by the network), else 1 and ``"sum"``; ``repr`` says which.
+    """
 
     kind = "mse"
     matched_activation = "identity"
 
-    def __init__(self, scale: float = 1.0, reduce_outputs: str = "sum"):
-        self.scale = real_number(scale, "mse loss: scale", minimum=0.0, strict_minimum=True)
-        if not isinstance(reduce_outputs, str) or reduce_outputs not in ("sum", "mean"):
+    def __init__(self, scale: "float | None" = None, reduce_outputs: "str | None" = None):
+        self._scale_stated = None if scale is None else real_number(scale, "mse loss: scale", minimum=0.0,
+                                                                    strict_minimum=True)
+        if reduce_outputs is not None and (not isinstance(reduce_outputs, str) or reduce_outputs not in ("sum", "mean")):
             raise SpecError(f"mse loss: reduce_outputs must be 'sum' or 'mean', received {reduce_outputs!r}")
-        self.reduce_outputs = str(reduce_outputs)
+        self._reduce_stated = None if reduce_outputs is None else str(reduce_outputs)
+        self._convention: tuple[str, float, str] | None = None  # (name, mse_scale, mse_reduce_outputs) once bound
 
     scaled_by_convention = True
+    torch_loss_types = ("MSELoss",)
+
+    @property
+    def scale(self) -> float:
+        """:math:`c` in use: the stated value, else the bound convention's ``mse_scale``, else 1."""
+        if self._scale_stated is not None:
+            return self._scale_stated
+        return self._convention[1] if self._convention else 1.0
+
+    @property
+    def reduce_outputs(self) -> str:
+        """``"sum"`` or ``"mean"`` over the outputs: stated, else the bound convention's, else ``"sum"``."""
+        if self._reduce_stated is not None:
+            return self._reduce_stated
+        return self._convention[2] if self._convention else "sum"
+
+    @property
+    def sums_over_outputs(self) -> bool:  # type: ignore[override]
+        return self.reduce_outputs == "sum"
+
+    def bind_convention(self, convention) -> "MSE":
+        r"""A copy whose unstated knobs (``scale``, ``reduce_outputs``) are the convention's ``mse_scale`` and
+        ``mse_reduce_outputs``; stated ones are kept.  ``MSE()`` under the ``pytorch`` preset is then
+        ``MSELoss``'s :math:`\frac1n\sum_i(\hat y_i-y_i)^2`, exactly like ``loss="mse"``."""
+        out = copy.copy(self)
+        out._convention = (str(getattr(convention, "name", "")), float(convention.mse_scale),
+                           str(convention.mse_reduce_outputs))
+        return out
+
+    def describe(self) -> str:
+        """E.g. ``mse: per sample 1/n·Σᵢ(ŷᵢ−yᵢ)² (scale 1 from convention 'pytorch', mean over the n outputs ...)``."""
+        def src(stated):
+            if stated is not None:
+                return "stated"
+            return f"from convention {self._convention[0]!r}" if self._convention else "default; not bound to a convention"
+        form = f"{self.scale:g}" + ("/n" if self.reduce_outputs == "mean" else "")
+        return (f"mse: per sample {form}·Σᵢ(ŷᵢ−yᵢ)² (scale {self.scale:g}: {src(self._scale_stated)}; "
+                f"{self.reduce_outputs} over the n outputs: {src(self._reduce_stated)})")
+
+    @classmethod
+    def from_torch_loss(cls, module):
+        """``torch.nn.MSELoss``: ``reduction="mean"`` averages the outputs (and the batch), ``"sum"`` sums both."""
+        red = cls._torch_reduction(module)
+        return cls(scale=1.0, reduce_outputs="mean" if red == "mean" else "sum"), red
 
     def _c(self, n):
         return self.scale / (n if self.reduce_outputs == "mean" else 1)
@@ -218,6 +313,28 @@ class BCE(Loss):
 
     kind = "bce"
     matched_activation = "sigmoid"
+    sums_over_outputs = True
+    torch_loss_types = ("BCELoss",)
+
+    def __new__(cls, from_logits: bool = False):
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise SpecError(f"bce loss: from_logits must be a boolean, received {from_logits!r}")
+        if from_logits and cls is BCE:
+            return BCEWithLogits()
+        return super().__new__(cls)
+
+    def __init__(self, from_logits: bool = False):
+        pass
+
+    def describe(self) -> str:
+        return "bce: per sample −Σᵢ yᵢ log ŷᵢ + (1−yᵢ) log(1−ŷᵢ), ŷ probabilities (after a sigmoid layer)"
+
+    @classmethod
+    def from_torch_loss(cls, module):
+        """``torch.nn.BCELoss`` (probabilities in); class ``weight`` refused."""
+        if getattr(module, "weight", None) is not None:
+            raise SpecError("torch.nn.BCELoss(weight=...): per-element weights are not supported")
+        return cls(), cls._torch_reduction(module)
 
     def check_targets(self, Y, Yhat_shape):
         super().check_targets(Y, Yhat_shape)
@@ -296,7 +413,29 @@ class CrossEntropy(Loss):
     kind = "cross_entropy"
     matched_activation = "softmax"
 
+    def __new__(cls, from_logits: bool = False):
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise SpecError(f"cross_entropy loss: from_logits must be a boolean, received {from_logits!r}")
+        if from_logits and cls is CrossEntropy:
+            return CrossEntropyLogits()
+        return super().__new__(cls)
+
+    def __init__(self, from_logits: bool = False):
+        pass
+
+    def describe(self) -> str:
+        return ("cross_entropy: per sample −Σᵢ yᵢ log ŷᵢ, ŷ probabilities (after a softmax layer); "
+                "y one-hot, a distribution or integer class labels")
+
+    def as_targets(self, Y, n, batched=True):
+        return _labels_to_one_hot(Y, n, batched, self.kind)
+
+    def _arrays(self, Y, Yhat, what="prediction"):
+        Yhat = np.asarray(Yhat)
+        return super()._arrays(self.as_targets(Y, Yhat.shape[-1], Yhat.ndim > 1), Yhat, what)
+
     def check_targets(self, Y, Yhat_shape):
+        Y = self.as_targets(Y, Yhat_shape[-1], len(Yhat_shape) > 1)
         super().check_targets(Y, Yhat_shape)
         Y = np.asarray(Y)
         if np.any(Y < 0) or np.max(np.abs(Y.sum(axis=-1) - 1.0)) > 1e-9:
@@ -367,8 +506,182 @@ class CrossEntropy(Loss):
 
 
 
+def _labels_to_one_hot(Y, n: int, batched: bool, who: str) -> np.ndarray:
+    """Integer class labels (``(N,)`` for a batch, 0-d for one sample) → one-hot float rows; else ``Y`` unchanged."""
+    try:
+        A = np.asarray(Y)
+    except (TypeError, ValueError):  # ragged nestings and the like: left to the caller's validation
+        return Y
+    if not (np.issubdtype(A.dtype, np.integer) and not np.issubdtype(A.dtype, np.bool_)) or A.ndim != (1 if batched else 0):
+        return Y
+    Y = A
+    if Y.size and (Y.min() < 0 or Y.max() >= n):
+        raise DataError(f"{who} loss: class labels must lie in 0..{n - 1} (n = {n} outputs), "
+                        f"received values in [{Y.min()}, {Y.max()}]")
+    return np.eye(n)[Y]
+
+
+@register_loss("cross_entropy_logits", "ce_logits")
+class CrossEntropyLogits(Loss):
+    r"""Cross entropy on logits, PyTorch's ``CrossEntropyLoss``: :math:`\ell = -\sum_i y_i\log\operatorname{softmax}(\mathbf z)_i`.
+
+    The prediction is the logits :math:`\mathbf z` (no Softmax layer): computed with ``log_softmax``
+    (stable for any finite logits), :math:`\nabla_{\mathbf z}\ell = (\sum_i y_i)\operatorname{softmax}(\mathbf z)-\mathbf y`
+    (:math:`\operatorname{softmax}(\mathbf z)-\mathbf y` for one-hot targets), Hessian
+    :math:`\operatorname{diag}\mathbf s-\mathbf s\mathbf s^\top`.  Targets: one-hot rows, distributions, or
+    integer class labels ``(N,)``.  Also ``CrossEntropy(from_logits=True)`` and ``loss="cross_entropy_logits"``.
+    """
+
+    kind = "cross_entropy_logits"
+    matched_activation = "identity"
+    from_logits = True
+    torch_loss_types = ("CrossEntropyLoss",)
+
+    def describe(self) -> str:
+        return ("cross_entropy_logits: per sample −Σᵢ yᵢ log softmax(z)ᵢ on the logits z (no softmax layer); "
+                "y one-hot, a distribution or integer class labels")
+
+    def as_targets(self, Y, n, batched=True):
+        return _labels_to_one_hot(Y, n, batched, self.kind)
+
+    def _arrays(self, Y, Yhat, what="logits"):
+        Yhat = np.asarray(Yhat)
+        return super()._arrays(self.as_targets(Y, Yhat.shape[-1], Yhat.ndim > 1), Yhat, what)
+
+    def check_targets(self, Y, Yhat_shape):
+        Y = self.as_targets(Y, Yhat_shape[-1], len(Yhat_shape) > 1)
+        super().check_targets(Y, Yhat_shape)
+        if np.any(Y < 0) or np.max(np.abs(Y.sum(axis=-1) - 1.0)) > 1e-9:
+            raise DataError(f"{self.kind} loss: each target must be one-hot, a probability distribution or a class label")
+
+    def value(self, Y, Yhat):
+        Y, Z = self._arrays(Y, Yhat)
+        with np.errstate(over="ignore", invalid="ignore"):
+            v = -np.sum(Y * log_softmax(Z, axis=-1), axis=-1)
+        return self.check_finite(v, "value", "the logits are not finite (the forward pass overflowed)")
+
+    def grad_yhat(self, Y, Yhat):
+        Y, Z = self._arrays(Y, Yhat)
+        with np.errstate(over="ignore", invalid="ignore"):
+            g = softmax(Z, axis=-1) * Y.sum(axis=-1, keepdims=True) - Y
+        return self.check_finite(g, "gradient with respect to the logits", "the logits are not finite")
+
+    value_from_logits = value
+    delta = grad_yhat
+
+    def hessian_z(self, Y, Z):
+        Y, Z = self._arrays(Y, Z)
+        S = softmax(Z, axis=-1)
+        w = Y.sum(axis=-1)
+        return w[:, None, None] * (np.einsum("ni,ij->nij", S, np.eye(Z.shape[-1])) - np.einsum("ni,nj->nij", S, S))
+
+    def latex(self):
+        return r"\ell_{\mathrm{CE}}"
+
+    def latex_output_delta(self, diff, n, format_number):
+        yhat, _, y = diff.partition(" - ")  # the renderer's "ŷ - y"; ŷ is the logits here
+        return (rf"\operatorname{{softmax}}({yhat}) - {y}", "cross entropy on the logits (PyTorch's CrossEntropyLoss)")
+
+    def sample_targets(self, rng, batch, n):
+        """One-hot rows."""
+        return np.eye(n)[rng.integers(0, n, size=batch)]
+
+    def torch_per_sample(self, Y, output, logits, matched):
+        import torch
+
+        return -(Y * torch.log_softmax(output, dim=-1)).sum(-1)
+
+    @classmethod
+    def from_torch_loss(cls, module):
+        """``torch.nn.CrossEntropyLoss``; class ``weight`` and ``label_smoothing`` refused."""
+        if getattr(module, "weight", None) is not None or float(getattr(module, "label_smoothing", 0.0)) != 0.0:
+            raise SpecError("torch.nn.CrossEntropyLoss: class weights and label_smoothing are not supported")
+        return cls(), cls._torch_reduction(module)
+
+
+@register_loss("bce_logits")
+class BCEWithLogits(Loss):
+    r"""Binary cross entropy on logits, PyTorch's ``BCEWithLogitsLoss``:
+    :math:`\ell = \sum_i \log(1+e^{z_i}) - y_i z_i` (``logaddexp``, stable), targets in [0, 1].
+
+    :math:`\nabla_{\mathbf z}\ell = \sigma(\mathbf z)-\mathbf y`, Hessian :math:`\operatorname{diag}\sigma(1-\sigma)`.
+    No Sigmoid layer.  Also ``BCE(from_logits=True)`` and ``loss="bce_logits"``.
+    """
+
+    kind = "bce_logits"
+    matched_activation = "identity"
+    from_logits = True
+    sums_over_outputs = True
+    torch_loss_types = ("BCEWithLogitsLoss",)
+
+    def describe(self) -> str:
+        return "bce_logits: per sample Σᵢ log(1+e^{zᵢ}) − yᵢzᵢ on the logits z (no sigmoid layer), y in [0, 1]"
+
+    def check_targets(self, Y, Yhat_shape):
+        super().check_targets(Y, Yhat_shape)
+        if np.any((np.asarray(Y) < 0) | (np.asarray(Y) > 1)):
+            raise DataError(f"{self.kind} loss: targets must lie in [0, 1]")
+
+    def value(self, Y, Yhat):
+        Y, Z = self._arrays(Y, Yhat, "logits")
+        with np.errstate(over="ignore", invalid="ignore"):
+            v = np.sum(np.logaddexp(0.0, Z) - Y * Z, axis=-1)
+        return self.check_finite(v, "value", "the logits are not finite (the forward pass overflowed)")
+
+    def grad_yhat(self, Y, Yhat):
+        Y, Z = self._arrays(Y, Yhat, "logits")
+        return self.check_finite(expit(Z) - Y, "gradient with respect to the logits", "the logits are not finite")
+
+    value_from_logits = value
+    delta = grad_yhat
+
+    def hessian_z(self, Y, Z):
+        s = expit(Z)
+        return np.einsum("ni,ij->nij", s * (1 - s), np.eye(Z.shape[-1]))
+
+    def latex(self):
+        return r"\ell_{\mathrm{BCE}}"
+
+    def latex_output_delta(self, diff, n, format_number):
+        yhat, _, y = diff.partition(" - ")  # the renderer's "ŷ - y"; ŷ is the logits here
+        return (rf"\sigma({yhat}) - {y}", "binary cross entropy on the logits (PyTorch's BCEWithLogitsLoss)")
+
+    def sample_targets(self, rng, batch, n):
+        """Targets in {0, 1}."""
+        return rng.integers(0, 2, size=(batch, n)).astype(float)
+
+    def torch_per_sample(self, Y, output, logits, matched):
+        import torch
+
+        return torch.nn.functional.binary_cross_entropy_with_logits(output, Y, reduction="none").sum(-1)
+
+    @classmethod
+    def from_torch_loss(cls, module):
+        """``torch.nn.BCEWithLogitsLoss``; ``weight`` and ``pos_weight`` refused."""
+        if getattr(module, "weight", None) is not None or getattr(module, "pos_weight", None) is not None:
+            raise SpecError("torch.nn.BCEWithLogitsLoss: weight and pos_weight are not supported")
+        return cls(), cls._torch_reduction(module)
+
+
+def loss_from_torch(module) -> tuple[Loss, str]:
+    """The loss whose ``torch_loss_types`` names ``type(module)`` → (loss, torch's ``reduction``).
+
+    Raises
+    ------
+    SpecError
+        Naming the module's type and the supported ones.
+    """
+    name = type(module).__name__
+    for cls in dict.fromkeys(LOSSES.values()):
+        if name in cls.torch_loss_types and type(module).__module__.startswith("torch.nn"):
+            return cls.from_torch_loss(module)
+    known = sorted({t for c in LOSSES.values() for t in c.torch_loss_types})
+    raise SpecError(f"unsupported torch loss {name}; supported: {', '.join(known)}")
+
+
 def make_loss(name: str, **kwargs) -> Loss:
-    """Build a loss from its spec name (``mse``, ``bce``, ``cross_entropy``/``ce``).
+    """Build a loss from its spec name (``mse``, ``bce``, ``cross_entropy``/``ce``, ``cross_entropy_logits``/``ce_logits``,
+    ``bce_logits``); ``from_logits=True`` on ``cross_entropy``/``bce`` gives the logits forms.
 
     Raises
     ------

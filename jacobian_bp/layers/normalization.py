@@ -29,6 +29,13 @@ cost :math:`O(n)` per vector.  With :math:`\epsilon>0` every row is differentiab
 included: there :math:`\hat{\mathbf x} = \mathbf 0`, :math:`\sigma = \sqrt\epsilon` and
 :math:`\mathbf J_{\mathbf a}\mathbf o = (\boldsymbol\gamma/\sqrt\epsilon)\odot(\mathbf I - \tfrac1n\mathbf 1\mathbf 1^\top)`.
 
+On a sequence :math:`\mathbf X\in\mathbb R^{T\times d}` (flattened row-major, the tokens stacked) layer normalization
+acts on every token (row) separately, as ``nn.LayerNorm(d)`` on ``(N, T, d)``: :math:`\boldsymbol\gamma,\boldsymbol\beta\in\mathbb R^d`
+are shared by the tokens, :math:`\mathbf J_{\mathbf x}\mathbf o = \operatorname{blkdiag}_t\big(\operatorname{diag}(\boldsymbol\gamma/\sigma_t)
+(\mathbf I-\tfrac1d\mathbf 1\mathbf 1^\top-\tfrac1d\hat{\mathbf x}_t\hat{\mathbf x}_t^\top)\big)`,
+:math:`\mathbf J_{\boldsymbol\gamma}\mathbf o = [\operatorname{diag}\hat{\mathbf x}_1;\dots;\operatorname{diag}\hat{\mathbf x}_T]` and
+:math:`\mathbf J_{\boldsymbol\beta}\mathbf o = \mathbf 1_T\otimes\mathbf I_d`.  A flat input ``(n,)`` is the case :math:`T = 1`.
+
 Batch normalization, evaluation mode (Ioffe & Szegedy, *Batch Normalization*, 2015, Alg. 2 line 11;
 ``nn.BatchNorm1d(n).eval()`` on ``(N, n)``): with the *given* running statistics :math:`\mathbf m`,
 :math:`\mathbf v` (constants, not parameters),
@@ -61,12 +68,14 @@ a random start keeps every term of the Jacobians visible in checks).
 """
 from __future__ import annotations
 
+from math import prod
+
 import numpy as np
 import sympy
 
 from ..errors import DataError, ShapeError, SpecError
 from ..backend.exact import exact_number, real_number
-from ..backend.operators import Diagonal, Identity, Operator, Product, sympy_scalar
+from ..backend.operators import Dense as DenseOp, Diagonal, Identity, Kron, Operator, Product, VStack, sympy_scalar
 from .base import Layer
 from .registry import register
 
@@ -98,20 +107,34 @@ class CenteringProjection(Operator):
     With :math:`\hat{\mathbf x}\perp\mathbf 1` it removes the mean and the component along
     :math:`\hat{\mathbf x}` (scaled by :math:`\lVert\hat{\mathbf x}\rVert^2/n = \sigma_0^2/(\sigma_0^2+\epsilon)\le 1`);
     applying it costs :math:`O(n)` per vector.  Entries may be SymPy expressions.
+
+    Given a matrix ``xhat`` of shape ``(T, n)`` (a sequence normalized token by token) it is the
+    block-diagonal :math:`\operatorname{blkdiag}_t(\mathbf I - \tfrac1n(\mathbf 1\mathbf 1^\top + \hat{\mathbf x}_t\hat{\mathbf x}_t^\top))`
+    of size ``T n`` on the row-major flattened sequence.
     """
 
     structure = "identity minus rank 2"
 
     def __init__(self, xhat):
-        xhat = np.asarray(xhat).ravel()
-        self.xhat = xhat
-        self.n = xhat.size
-        self.shape = (self.n, self.n)
-        self.symbolic = xhat.dtype == object
+        xhat = np.asarray(xhat)
+        rows = xhat.reshape(1, -1) if xhat.ndim <= 1 else xhat.reshape(-1, xhat.shape[-1])
+        self.rows = rows
+        self.xhat = rows.ravel()
+        self.n = rows.shape[1]
+        self.blocks = rows.shape[0]
+        size = self.blocks * self.n
+        self.shape = (size, size)
+        self.symbolic = rows.dtype == object
+        if self.blocks > 1:
+            self.structure = "block-diagonal identity minus rank 2"
 
     def matmat(self, X):
         X = self._check_mat(X, self.shape[1], "matmat")
-        return X - (X.sum(axis=0, keepdims=True) + self.xhat[:, None] * (self.xhat @ X)[None, :]) / self.n
+        if self.blocks == 1:
+            return X - (X.sum(axis=0, keepdims=True) + self.xhat[:, None] * (self.xhat @ X)[None, :]) / self.n
+        X3 = X.reshape(self.blocks, self.n, X.shape[1])
+        proj = (X3 * self.rows[:, :, None]).sum(axis=1, keepdims=True)
+        return (X3 - (X3.sum(axis=1, keepdims=True) + self.rows[:, :, None] * proj) / self.n).reshape(X.shape)
 
     def rmatmat(self, X):
         return self.matmat(X)
@@ -120,22 +143,42 @@ class CenteringProjection(Operator):
         M = np.asarray(M)
         if M.ndim != 2 or M.shape[1] != self.shape[0]:
             return super().left_matmat(M)
-        return M - (M.sum(axis=1, keepdims=True) + (M @ self.xhat)[:, None] * self.xhat[None, :]) / self.n
+        if self.blocks == 1:
+            return M - (M.sum(axis=1, keepdims=True) + (M @ self.xhat)[:, None] * self.xhat[None, :]) / self.n
+        M3 = M.reshape(M.shape[0], self.blocks, self.n)
+        proj = (M3 * self.rows[None]).sum(axis=2, keepdims=True)
+        return (M3 - (M3.sum(axis=2, keepdims=True) + proj * self.rows[None]) / self.n).reshape(M.shape)
 
     @property
     def T(self):
         return self
 
-    def _dense(self):
+    @property
+    def nnz(self):
+        return self.blocks * self.n * self.n
+
+    def _block_dense(self, x):
         if self.symbolic:
             eye = np.eye(self.n, dtype=np.int64).astype(object)
             return eye - (np.ones((self.n, self.n), dtype=np.int64).astype(object)
-                          + np.outer(self.xhat, self.xhat)) * sympy.Rational(1, self.n)
-        return np.eye(self.n) - (1.0 + np.outer(self.xhat, self.xhat)) / self.n
+                          + np.outer(x, x)) * sympy.Rational(1, self.n)
+        return np.eye(self.n) - (1.0 + np.outer(x, x)) / self.n
+
+    def _dense(self):
+        if self.blocks == 1:
+            return self._block_dense(self.xhat)
+        out = np.zeros(self.shape, dtype=object if self.symbolic else float)
+        if self.symbolic:
+            out[...] = 0
+        for t in range(self.blocks):
+            sl = slice(t * self.n, (t + 1) * self.n)
+            out[sl, sl] = self._block_dense(self.rows[t])
+        return out
 
     def _sympy(self):
         D = self._dense()
-        return sympy.Matrix(self.n, self.n, [sympy_scalar(v) for v in D.ravel().tolist()]) if self.n else sympy.zeros(0, 0)
+        size = self.shape[0]
+        return sympy.Matrix(size, size, [sympy_scalar(v) for v in D.ravel().tolist()]) if size else sympy.zeros(0, 0)
 
 
 class _AffinePerFeature(Layer):
@@ -172,7 +215,13 @@ class _AffinePerFeature(Layer):
 
     @property
     def n(self) -> int:
-        return self.in_shape[0]
+        """The number of features (the last axis of the input)."""
+        return self.in_shape[-1]
+
+    @property
+    def tokens(self) -> int:
+        """The number of rows normalized separately: 1 for a flat input, ``T`` for a sequence ``(T, d)``."""
+        return prod(self.in_shape[:-1])
 
     def param_shapes(self):
         return {"gamma": (self.n,), "beta": (self.n,)} if self.affine else {}
@@ -198,21 +247,26 @@ class _AffinePerFeature(Layer):
         if not self.affine:
             return {}
         xhat = self.normalized(np.asarray(a)[None])[0]
-        return {"gamma": Diagonal(np.ravel(xhat)), "beta": Identity(self.n)}
+        if self.tokens == 1:
+            return {"gamma": Diagonal(np.ravel(xhat)), "beta": Identity(self.n)}
+        rows = np.asarray(xhat).reshape(self.tokens, self.n)
+        # a sequence: o[t, i] = gamma_i xhat[t, i] + beta_i, one block per token stacked
+        return {"gamma": VStack([Diagonal(r) for r in rows]),
+                "beta": Kron(DenseOp(np.ones((self.tokens, 1), dtype=np.int64)), Identity(self.n))}
 
     def vjp_params(self, A, O, G, params):
         r""":math:`\sum_i\mathbf g_i\odot\hat{\mathbf x}_i` and :math:`\sum_i\mathbf g_i`."""
         if not self.affine:
             return {}
-        G = np.asarray(G).reshape(A.shape[0], -1)
-        return {"gamma": np.sum(G * self.normalized(A), axis=0), "beta": G.sum(axis=0)}
+        G = np.asarray(G).reshape(-1, self.n)
+        return {"gamma": np.sum(G * np.asarray(self.normalized(A)).reshape(-1, self.n), axis=0), "beta": G.sum(axis=0)}
 
     def jvp_params(self, A, O, dparams, params):
         r""":math:`\dot{\boldsymbol\gamma}\odot\hat{\mathbf x}_i + \dot{\boldsymbol\beta}`."""
         N = A.shape[0]
         if not self.affine:
             return np.zeros((N, self.out_size))
-        return self.normalized(A) * dparams["gamma"] + dparams["beta"]
+        return (self.normalized(A) * dparams["gamma"] + dparams["beta"]).reshape(N, -1)
 
     # ------------------------------------------------------------------ LaTeX facts
     def latex_param(self, local: str, tag) -> str:
@@ -226,10 +280,14 @@ class _AffinePerFeature(Layer):
         symbols :math:`\gamma_i`, :math:`\beta_i`.
         """
         z = list(z)
+        n = self.n if self.in_shape is not None else len(z)
         if self.affine and params is None:
-            params = {"gamma": np.array(sympy.symbols(f"gamma_1:{len(z) + 1}", real=True), dtype=object),
-                      "beta": np.array(sympy.symbols(f"beta_1:{len(z) + 1}", real=True), dtype=object)}
-        return list(np.ravel(self.forward(np.array([z], dtype=object), params or {})[0]))
+            params = {"gamma": np.array(sympy.symbols(f"gamma_1:{n + 1}", real=True), dtype=object),
+                      "beta": np.array(sympy.symbols(f"beta_1:{n + 1}", real=True), dtype=object)}
+        A = np.array([z], dtype=object)
+        if self.in_shape is not None:
+            A = A.reshape(1, *self.in_shape)
+        return list(np.ravel(self.forward(A, params or {})[0]))
 
     def _affine_latex(self, nt, core: str, l) -> str:
         """``γ ⊙ core + β``; the parameters as the renderer's notation writes them (``nt.param``), so that the
@@ -250,12 +308,15 @@ class _AffinePerFeature(Layer):
         return power if mant == "1" else rf"{mant}\cdot {power}"
 
     def block_param_jacobian(self, alg, local, order):
-        r""":math:`\mathbf I_n` for ``beta``; ``gamma``'s :math:`\operatorname{diag}(\hat{\mathbf x})` has no form in the algebra (None)."""
-        return alg.identity(self.n) if local == "beta" else None
+        r""":math:`\mathbf I_n` for ``beta`` (:math:`\mathbf 1_T\otimes\mathbf I_n` on a sequence); ``gamma``'s
+        :math:`\operatorname{diag}(\hat{\mathbf x})` has no form in the algebra (None)."""
+        if local != "beta":
+            return None
+        return alg.identity(self.n) if self.tokens == 1 else alg.kron(alg.ones(self.tokens), alg.identity(self.n))
 
     def block_param_gradient(self, alg, local, order, delta):
-        r""":math:`\boldsymbol\delta` for ``beta`` (None for ``gamma``: the transposed block times :math:`\boldsymbol\delta`)."""
-        return delta if local == "beta" else None
+        r""":math:`\boldsymbol\delta` for ``beta`` (None for ``gamma`` and on a sequence: the transposed block times :math:`\boldsymbol\delta`)."""
+        return delta if local == "beta" and self.tokens == 1 else None
 
 
 @register("layer_norm")
@@ -283,18 +344,30 @@ class LayerNorm(_AffinePerFeature):
 
     @classmethod
     def protocol_examples(cls):
-        return [({}, (5,)), ({"eps": 0.5}, (4,)), ({"affine": False}, (5,))]
+        return [({}, (5,)), ({"eps": 0.5}, (4,)), ({"affine": False}, (5,)), ({}, (3, 4)), ({"affine": False}, (2, 3))]
+
+    def build(self, in_shape, convention=None):
+        r"""A flat vector ``(n,)`` or a sequence ``(T, d)`` (normalized over the last axis, token by token, as
+        ``nn.LayerNorm(d)`` does on ``(N, T, d)``); the output has the input's shape."""
+        in_shape = tuple(int(s) for s in in_shape)
+        if len(in_shape) not in (1, 2) or min(in_shape, default=0) < 1:
+            raise ShapeError(f"{self._name()}: expected a flat input vector (n,) or a sequence (T, d) with T, d >= 1, "
+                             f"received shape {in_shape}")
+        self.in_shape = self.out_shape = in_shape
+        return self.out_shape
 
     # ------------------------------------------------------------------ statistics
     def moments(self, A) -> tuple[np.ndarray, np.ndarray]:
-        r"""``(x̂, σ)`` of every row of ``A`` (``(N, n)``): :math:`\hat{\mathbf x}_i` ``(N, n)`` and :math:`\sigma_i` ``(N, 1)``.
+        r"""``(x̂, σ)`` of every normalized row: :math:`\hat{\mathbf x}_r` ``(R, n)`` and :math:`\sigma_r` ``(R, 1)``.
 
-        Float rows use two passes (mean, then the mean of the squared deviations); SymPy rows
-        the same formula exactly, with :math:`\epsilon` an exact constant.
+        ``A`` is a batch ``(N, *in_shape)``; the rows are its samples (``R = N``) for a flat input and
+        its tokens (``R = N T``, sample-major) for a sequence ``(T, d)``.  Float rows use two passes
+        (mean, then the mean of the squared deviations); SymPy rows the same formula exactly, with
+        :math:`\epsilon` an exact constant.
         """
         A = np.asarray(A)
-        A2 = A.reshape(A.shape[0], -1)
-        n = A2.shape[1]
+        n = self.in_shape[-1] if self.in_shape is not None else A.shape[-1]
+        A2 = A.reshape(-1, n)
         if _is_symbolic(A2):
             eps = self.eps_exact
             Xhat = np.empty_like(A2)
@@ -312,11 +385,12 @@ class LayerNorm(_AffinePerFeature):
         return C / S, S
 
     def normalized(self, A) -> np.ndarray:
-        r""":math:`\hat{\mathbf x}_i = (\mathbf a_i-\mu_i\mathbf 1)/\sigma_i` for every row, ``(N, n)``."""
-        return self.moments(A)[0]
+        r""":math:`\hat{\mathbf x}_r = (\mathbf a_r-\mu_r\mathbf 1)/\sigma_r` for every row, shaped like ``A`` (``(N, *in_shape)``)."""
+        A = np.asarray(A)
+        return self.moments(A)[0].reshape(A.shape)
 
     def _scale(self, S, params):
-        """``γ/σ`` per row, ``(N, n)`` (``1/σ`` broadcast without γ)."""
+        """``γ/σ`` per row, ``(R, n)`` (``1/σ`` broadcast without γ)."""
         inv = 1 / S
         return inv * params["gamma"] if self.affine else np.broadcast_to(inv, (S.shape[0], self.n))
 
@@ -325,39 +399,80 @@ class LayerNorm(_AffinePerFeature):
         return self._affine_out(self.normalized(A), params)
 
     def jac_input(self, a, o, params):
-        r""":math:`\operatorname{diag}(\boldsymbol\gamma/\sigma)\,(\mathbf I-\tfrac1n\mathbf 1\mathbf 1^\top-\tfrac1n\hat{\mathbf x}\hat{\mathbf x}^\top)`."""
+        r""":math:`\operatorname{diag}(\boldsymbol\gamma/\sigma)\,(\mathbf I-\tfrac1n\mathbf 1\mathbf 1^\top-\tfrac1n\hat{\mathbf x}\hat{\mathbf x}^\top)`;
+        on a sequence the block diagonal of these per-token factors (:class:`CenteringProjection` of a ``(T, d)`` matrix)."""
         Xhat, S = self.moments(np.asarray(a)[None])
-        return Product([Diagonal(np.ravel(self._scale(S, params))), CenteringProjection(Xhat[0])])
+        return Product([Diagonal(np.ravel(self._scale(S, params))), CenteringProjection(Xhat)])
 
     def vjp_input(self, A, O, G, params):
         r""":math:`\frac1\sigma\big(\mathbf h-\overline{\mathbf h}\,\mathbf 1-\hat{\mathbf x}\,\overline{\mathbf h\odot\hat{\mathbf x}}\big)`
-        with :math:`\mathbf h = \boldsymbol\gamma\odot\mathbf g` (bars: means over the features)."""
+        with :math:`\mathbf h = \boldsymbol\gamma\odot\mathbf g` (bars: means over the features), per row; ``(N, in_size)``."""
+        N = np.shape(A)[0]
         Xhat, S = self.moments(A)
         Hg = np.asarray(G).reshape(Xhat.shape) * (params["gamma"] if self.affine else 1)
-        return (Hg - Hg.mean(axis=1, keepdims=True) - Xhat * np.mean(Hg * Xhat, axis=1, keepdims=True)) / S
+        out = (Hg - Hg.mean(axis=1, keepdims=True) - Xhat * np.mean(Hg * Xhat, axis=1, keepdims=True)) / S
+        return out.reshape(N, -1)
 
     def jvp_input(self, A, O, T, params):
-        r""":math:`\frac{\boldsymbol\gamma}{\sigma}\odot\big(\mathbf t-\overline{\mathbf t}\,\mathbf 1-\hat{\mathbf x}\,\overline{\hat{\mathbf x}\odot\mathbf t}\big)`."""
+        r""":math:`\frac{\boldsymbol\gamma}{\sigma}\odot\big(\mathbf t-\overline{\mathbf t}\,\mathbf 1-\hat{\mathbf x}\,\overline{\hat{\mathbf x}\odot\mathbf t}\big)`, per row; ``(N, out_size)``."""
+        N = np.shape(A)[0]
         Xhat, S = self.moments(A)
         T = np.asarray(T).reshape(Xhat.shape)
-        return self._scale(S, params) * (T - T.mean(axis=1, keepdims=True)
-                                         - Xhat * np.mean(Xhat * T, axis=1, keepdims=True))
+        out = self._scale(S, params) * (T - T.mean(axis=1, keepdims=True)
+                                        - Xhat * np.mean(Xhat * T, axis=1, keepdims=True))
+        return out.reshape(N, -1)
 
     def left_jac_input(self, A, O, P, params):
         r"""Rows of :math:`\mathbf P_i` times the Jacobian: :math:`\mathbf Q = \mathbf P_i\operatorname{diag}(\boldsymbol\gamma/\sigma_i)`,
-        then :math:`\mathbf Q - \tfrac1n(\mathbf Q\mathbf 1)\mathbf 1^\top - \tfrac1n(\mathbf Q\hat{\mathbf x}_i)\hat{\mathbf x}_i^\top`."""
+        then :math:`\mathbf Q - \tfrac1n(\mathbf Q\mathbf 1)\mathbf 1^\top - \tfrac1n(\mathbf Q\hat{\mathbf x}_i)\hat{\mathbf x}_i^\top`
+        (token by token on a sequence)."""
         Xhat, S = self.moments(A)
-        Q = np.asarray(P) * self._scale(S, params)[:, None, :]
-        return (Q - Q.mean(axis=2, keepdims=True)
-                - np.einsum("nkj,nj->nk", Q, Xhat)[:, :, None] * Xhat[:, None, :] / self.n) \
-            if not _is_symbolic(Q, Xhat) else np.stack(
-                [CenteringProjection(Xhat[i]).left_matmat(Q[i]) for i in range(Q.shape[0])])
+        P = np.asarray(P)
+        N, k = P.shape[:2]
+        R, n = Xhat.shape
+        Tk = R // N  # tokens per sample
+        X4 = Xhat.reshape(N, 1, Tk, n)
+        Q = P.reshape(N, k, Tk, n) * self._scale(S, params).reshape(N, 1, Tk, n)
+        if _is_symbolic(Q, Xhat):
+            return np.stack([CenteringProjection(Xhat.reshape(N, Tk, n)[i]).left_matmat(Q[i].reshape(k, -1))
+                             for i in range(N)])
+        proj = np.einsum("nktj,nktj->nkt", Q, np.broadcast_to(X4, Q.shape))[..., None]
+        return (Q - Q.mean(axis=3, keepdims=True) - proj * X4 / n).reshape(N, k, -1)
 
     def torch_forward(self, A, params):
         """``torch.nn.functional.layer_norm`` over the last axis."""
         import torch
 
         return torch.nn.functional.layer_norm(A, (self.n,), params.get("gamma"), params.get("beta"), self.eps)
+
+    torch_module_types = ("LayerNorm",)
+
+    @classmethod
+    def from_torch_module(cls, module, in_shape) -> tuple[dict, dict]:
+        """``(constructor kwargs, local parameters as float64)`` of an ``nn.LayerNorm`` over the last axis of ``in_shape``.
+
+        Raises
+        ------
+        UnsupportedInputError
+            A ``normalized_shape`` other than the last axis of ``in_shape``, or a LayerNorm with an
+            affine weight but no bias.
+        """
+        from ..errors import UnsupportedInputError
+
+        shape = tuple(int(s) for s in module.normalized_shape)
+        in_shape = tuple(int(s) for s in in_shape)
+        if len(shape) != 1 or not in_shape or shape[0] != in_shape[-1]:
+            raise UnsupportedInputError(f"layer_norm: only normalization over the last axis is supported; "
+                                        f"normalized_shape {shape} for input shape {in_shape}")
+        affine = bool(module.elementwise_affine)
+        if affine and getattr(module, "bias", None) is None:
+            raise UnsupportedInputError("layer_norm: a LayerNorm with a weight but no bias (bias=False) is not supported")
+        kwargs = {"eps": float(module.eps), "affine": affine}
+        params = {}
+        if affine:
+            params = {"gamma": module.weight.detach().cpu().double().numpy().copy(),
+                      "beta": module.bias.detach().cpu().double().numpy().copy()}
+        return kwargs, params
 
     # ------------------------------------------------------------------ LaTeX facts
     def prose(self) -> str:
@@ -367,6 +482,8 @@ class LayerNorm(_AffinePerFeature):
                 r"-\tfrac{1}{n}\hat{\mathbf{x}}\hat{\mathbf{x}}^\top)$")
 
     def latex_describe(self) -> str:
+        if self.tokens > 1:
+            return rf"layer norm per token, $\epsilon = {self.latex_eps()}$" + ("" if self.affine else ", no affine")
         return rf"layer norm over ${self.n}$ features, $\epsilon = {self.latex_eps()}$" + ("" if self.affine else ", no affine")
 
     def latex_name(self) -> str:
@@ -374,24 +491,33 @@ class LayerNorm(_AffinePerFeature):
 
     def latex_forward(self, nt, l, a_prev, weight_layout):
         r""":math:`\boldsymbol\gamma^{[l]}\odot\frac{\mathbf a-\mu(\mathbf a)\mathbf 1}{\sigma(\mathbf a)}+\boldsymbol\beta^{[l]}`."""
+        if self.tokens > 1:  # token by token: row t of the (T, d) sequence
+            row = rf"({a_prev})_t"
+            core = rf"\frac{{{row} - \mu({row})\mathbf{{1}}}}{{\sigma({row})}}"
+            return rf"\Big[{self._affine_latex(nt, core, l)}\Big]_{{t=1}}^{{{self.tokens}}}"
         core = rf"\frac{{{a_prev} - \mu({a_prev})\mathbf{{1}}}}{{\sigma({a_prev})}}"
         return self._affine_latex(nt, core, l)
 
     def latex_input_jacobian(self, params_latex):
         r""":math:`\operatorname{diag}(\boldsymbol\gamma/\sigma)(\mathbf I-\tfrac1n\mathbf 1\mathbf 1^\top-\tfrac1n\hat{\mathbf x}\hat{\mathbf x}^\top)`."""
         g = params_latex.get("gamma")
+        if self.tokens > 1:
+            scale = rf"\operatorname{{diag}}({g}/\sigma_t)" if g is not None else r"\tfrac{1}{\sigma_t}"
+            return (rf"\operatorname{{blkdiag}}_{{t}}\left({scale}\left(\mathbf{{I}} - \tfrac{{1}}{{d}}\mathbf{{1}}\mathbf{{1}}^\top"
+                    rf" - \tfrac{{1}}{{d}}\hat{{\mathbf{{x}}}}_t\hat{{\mathbf{{x}}}}_t^\top\right)\right)")
         scale = rf"\operatorname{{diag}}({g}/\sigma)" if g is not None else r"\tfrac{1}{\sigma}"
         return (rf"{scale}\left(\mathbf{{I}} - \tfrac{{1}}{{n}}\mathbf{{1}}\mathbf{{1}}^\top"
                 rf" - \tfrac{{1}}{{n}}\hat{{\mathbf{{x}}}}\hat{{\mathbf{{x}}}}^\top\right)")
 
     def latex_jacobian(self, out, transpose):
         r"""Without the affine part the output is :math:`\hat{\mathbf x}`: :math:`\tfrac1\sigma(\mathbf I-\tfrac1n\mathbf 1\mathbf 1^\top-\tfrac1n\hat{\mathbf x}\hat{\mathbf x}^\top)`."""
-        if self.affine:
+        if self.affine or self.tokens > 1:
             return None
         return rf"\tfrac{{1}}{{\sigma}}\left(\mathbf{{I}} - \tfrac{{1}}{{n}}\mathbf{{1}}\mathbf{{1}}^\top - \tfrac{{1}}{{n}}{out}{transpose(out)}\right)"
 
     def describe(self):
-        return f"layer_norm {self.in_shape[0] if self.in_shape else '?'} eps={self.eps:g}" + ("" if self.affine else " no-affine")
+        size = "?" if not self.in_shape else (f"{self.n}" if self.tokens == 1 else f"{self.n} x{self.tokens} tokens")
+        return f"layer_norm {size} eps={self.eps:g}" + ("" if self.affine else " no-affine")
 
 
 def _stat_vector(v, what: str, who: str, positive: bool) -> tuple[float, ...] | None:
@@ -437,7 +563,8 @@ class BatchNorm1dEval(_AffinePerFeature):
     jacobian_symmetric = True  # diagonal
     block_symbol = ("Bn", r"\operatorname{{diag}}(1/\sqrt{{\mathbf v+\epsilon}})", r"\mathbf{{B}}^{{[{l}]}}")
 
-    def __init__(self, running_mean=None, running_var=None, eps: float = 1e-5, affine: bool = True):
+    def __init__(self, running_mean: list[float] | None = None, running_var: list[float] | None = None,
+                 eps: float = 1e-5, affine: bool = True):
         super().__init__(eps=eps, affine=affine)
         who = f"{self.kind} layer"
         self.running_mean = _stat_vector(running_mean, "running_mean", who, positive=False)

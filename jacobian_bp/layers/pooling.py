@@ -86,6 +86,15 @@ class _Pool2d(Layer):
             )
         return A
 
+    @classmethod
+    def _torch_pool_kwargs(cls, module, who: str) -> dict:
+        """Kernel, stride and padding of a ``torch.nn`` pooling module; ``ceil_mode`` refused."""
+        if getattr(module, "ceil_mode", False):
+            raise SpecError(f"{who}: ceil_mode=True is not supported (the floor rule is), received ceil_mode=True")
+        stride = module.stride if module.stride is not None else module.kernel_size
+        return {"kernel_size": tp.as_pair(module.kernel_size, "kernel_size", who, 1),
+                "stride": tp.as_pair(stride, "stride", who, 1), "padding": tp.as_pair(module.padding, "padding", who, 0)}
+
     def describe(self):
         k, s, p = self.kernel_size, self.stride, self.padding
         txt = f"{self.kind} k{k[0]}x{k[1]} s{s[0]}x{s[1]}"
@@ -120,6 +129,18 @@ class MaxPool2d(_Pool2d):
     """
 
     kind = "maxpool2d"
+    #: the ``torch.nn`` classes this family imports (:func:`jacobian_bp.uses.torch_import.from_torch`)
+    torch_module_types: tuple[str, ...] = ("MaxPool2d",)
+
+    @classmethod
+    def from_torch_module(cls, module, in_shape) -> tuple[dict, dict[str, np.ndarray]]:
+        """``torch.nn.MaxPool2d`` → kwargs (no parameters); ``dilation != 1`` and ``return_indices`` refused."""
+        who = f"torch.nn.MaxPool2d(kernel_size={module.kernel_size})"
+        if tp.as_pair(module.dilation, "dilation", who, 1) != (1, 1):
+            raise SpecError(f"{who}: dilation must be 1, received {module.dilation}")
+        if module.return_indices:
+            raise SpecError(f"{who}: return_indices=True is not supported (the layer returns the pooled values only)")
+        return cls._torch_pool_kwargs(module, who), {}
     block_symbol = ("Mmax", r"\text{{max-pooling selection matrix (one 1 per row)}}", r"\mathbf{{M}}^{{[{l}]}}_{{\max}}")
 
     def prose(self) -> str:
@@ -209,6 +230,18 @@ class AvgPool2d(_Pool2d):
     """
 
     kind = "avgpool2d"
+    #: the ``torch.nn`` classes this family imports (:func:`jacobian_bp.uses.torch_import.from_torch`)
+    torch_module_types: tuple[str, ...] = ("AvgPool2d",)
+
+    @classmethod
+    def from_torch_module(cls, module, in_shape) -> tuple[dict, dict[str, np.ndarray]]:
+        """``torch.nn.AvgPool2d`` → kwargs; only ``count_include_pad=True`` and no ``divisor_override``."""
+        who = f"torch.nn.AvgPool2d(kernel_size={module.kernel_size})"
+        if not module.count_include_pad and tp.as_pair(module.padding, "padding", who, 0) != (0, 0):
+            raise SpecError(f"{who}: count_include_pad=False with padding is not supported (the divisor is k_h k_w)")
+        if module.divisor_override is not None:
+            raise SpecError(f"{who}: divisor_override is not supported, received {module.divisor_override}")
+        return cls._torch_pool_kwargs(module, who), {}
     block_symbol = ("Mavg", r"\text{{average-pooling matrix (entries }}1/(k_hk_w))", r"\mathbf{{M}}^{{[{l}]}}_{{\mathrm{{avg}}}}")
 
     def prose(self) -> str:

@@ -22,7 +22,9 @@ REGISTRY: dict[str, type] = {}
 
 #: layer modules imported on demand (by :func:`layer_class` on a miss and by :func:`all_layer_classes`)
 LAZY_MODULES = ("jacobian_bp.layers.conv", "jacobian_bp.layers.pooling", "jacobian_bp.layers.flatten",
-                "jacobian_bp.layers.residual", "jacobian_bp.layers.normalization")
+                "jacobian_bp.layers.residual", "jacobian_bp.layers.normalization",
+                "jacobian_bp.layers.batch_norm", "jacobian_bp.layers.linear", "jacobian_bp.layers.attention",
+                "jacobian_bp.layers.recurrent")
 
 
 def register(name: str):

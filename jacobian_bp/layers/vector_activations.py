@@ -19,7 +19,7 @@ import numpy as np
 import sympy
 from scipy.special import expit
 
-from ..errors import DataError
+from ..errors import DataError, SpecError
 from ..backend.operators import Dense as DenseOp
 from .base import Layer
 from .registry import register
@@ -30,6 +30,16 @@ class Softmax(Layer):
     r"""Softmax over the feature axis: :math:`\mathbf J = \operatorname{diag}(\mathbf s)-\mathbf s\mathbf s^\top`."""
 
     kind = "softmax"
+    #: the ``torch.nn`` classes this family imports (:func:`jacobian_bp.uses.torch_import.from_torch`)
+    torch_module_types: tuple[str, ...] = ("Softmax",)
+
+    @classmethod
+    def from_torch_module(cls, module, in_shape) -> tuple[dict, dict[str, np.ndarray]]:
+        """``torch.nn.Softmax(dim=-1)`` (or ``dim=1`` on a flat sample): over the features of each sample."""
+        if module.dim not in (-1, 1) or (module.dim == 1 and len(tuple(in_shape)) != 1):
+            raise SpecError(f"torch.nn.Softmax(dim={module.dim}): only the feature axis of a flat sample "
+                            f"(dim=-1) is supported, input shape per sample {tuple(in_shape)}")
+        return {}, {}
     jacobian_symmetric = True
     block_symbol = ("S", r"\operatorname{{diag}}(\mathbf a^{{[{l}]}})-\mathbf a^{{[{l}]}}(\mathbf a^{{[{l}]}})^\top",
                     r"\mathbf{{S}}^{{[{l}]}}")

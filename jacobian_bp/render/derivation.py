@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from ..backend.atomic import atomic_write_bytes, check_writable
-from ..errors import JacobianBPError, SpecError
-from .latex import NetworkLatex, matrix_latex, render, verification_table_latex
+from ..errors import JacobianBPError, SpecError, UnsupportedInputError
+from .latex import NetworkLatex, fraction_text, matrix_latex, render, verification_table_latex
 from ..backend.escape import escape_text
 from .notation import Notation
 
@@ -103,7 +103,7 @@ def _affine(nl: NetworkLatex, l: int) -> str:
     return net.stages[l - 1].layer.latex_forward(nt, l, nl.a_tex(l - 1), net.convention.weight_layout)
 
 
-def _convention_text(network, nt: Notation) -> str:
+def _convention_text(network, nt: Notation, nl: "NetworkLatex") -> str:
     """The convention as a sentence (weight layout, vec, θ order, batch, reduction, MSE scale, ReLU'(0))."""
     conv = network.convention
     W, a, b, z = nt.weight("W", "l"), nt.a("l-1"), nt.bias("l"), nt.z("l")
@@ -115,8 +115,12 @@ def _convention_text(network, nt: Notation) -> str:
              f"a batch is laid out {'samples first' if conv.batch_axis == 'first' else 'samples last'} and reduced by the "
              + {"sum": "sum", "mean": "mean",
                 "mean_elements": "mean over all entries (PyTorch's default mean)"}.get(conv.reduction, escape_text(conv.reduction))]
-    if network.loss.scaled_by_convention:
-        parts.append(f"the squared error is scaled by ${conv.mse_scale:g}$")
+    scale = nl.squared_error_scale()
+    if scale is not None:  # the constant the closed-form delta uses: 2c (y^ - y)
+        c, _, how = scale
+        coef = "" if c == 1 else fraction_text(c)
+        parts.append(rf"the per-sample squared error is ${coef}\|{nt.yhat} - {nt.y}\|^2$"
+                     + (f" ({escape_text(how[2:])})" if how else ""))
     if any(p.follows_convention_at_zero for st in network.stages for p in st.post):
         parts.append(f"ReLU$'(0) = {conv.relu_at_zero:g}$")
     return rf"Convention \texttt{{{escape_text(conv.name)}}}: " + "; ".join(parts) + "."
@@ -137,11 +141,11 @@ def _skip_paragraph(nl: NetworkLatex, l: int) -> str:
     layer = net.stages[l - 1].layer
     body = nl.body(l)
     a_prev, z = nl.a_tex(l - 1), nt.z(l)
-    g = rf"\mathbf{{g}}^{{[{l}]}}" if nt.index == "sup_bracket" else rf"\mathbf{{g}}_{{{l}}}"
+    g = nt.vec("g", l)
     parts = r" $\to$ ".join(p.latex_describe() for p in layer.body)
     ks = [ss.index for ss in body.subs]
     tags = ", ".join(f"${nt.z(layer.tag(l, k))}$" for k in ks)
-    params = ", ".join(f"${nt.param(e.local, e.stage)}$" for e in net.entries if e.stage == l)
+    params = ", ".join(f"${nl.param_tex(e)}$" for e in net.entries if e.stage == l)
     return (rf"Layer {l} is a residual block (He et al., 2016): its output adds its input to the output of its body "
             rf"${g}$ ({parts}), ${z} = {a_prev} + {g}({a_prev})$. Inside the block the layer index is written $l.k$: "
             rf"the $k$-th parametric layer of the body makes {tags} (and the activations after it "
@@ -151,6 +155,30 @@ def _skip_paragraph(nl: NetworkLatex, l: int) -> str:
             rf"${a_prev}$ both through the body and unchanged through the skip. A parameter inside the block enters only "
             rf"through the body, so its block of ${nt.jac(z, nt.theta)}$ is the chain from the body's output down to "
             rf"the sub-layer that owns it, times that sub-layer's own block: Algorithm~1 applied inside the block.")
+
+
+def _algorithm1_recursive(nl: NetworkLatex) -> str:
+    r"""Damadi's Algorithm 1 (corrected) for a network with residual blocks, in the network's notation.
+
+    Line 1 is the output delta; line 3 gives every parameter block as the chain from :math:`\mathbf z^{[L]}` down
+    to the layer, and inside a block on down to the sub-layer that owns the parameter (a block's input Jacobian
+    is :math:`\mathbf I + \mathbf J_{\text{body}}`); line 7 stacks the blocks in θ order; line 8 is the gradient.
+    Printed lines are not quoted: the paper's algorithm has no residual blocks."""
+    nt, net, L = nl.nt, nl.net, nl.L
+    formula, _ = nl.output_delta_formula()
+    items = [rf"\item (line 1) ${nt.dz(L)} = \nabla_{{{nt.z(L)}}}{nt.loss} = {formula}$."]
+    lines = []
+    for g in nl.stage_groups():
+        for part in ([[e] for e in g] if _is_block(net.stages[g[0].stage - 1].layer) else [g]):
+            B = nl.block(part)
+            lines.append(rf"{render(B.label, nt)} &= {render(B.body, nt, False, 2)}")
+    items.append(r"\item (lines 3--4, for $l = L, \dots, 1$; inside a residual block for each of its parameters)"
+                 + _align(lines))
+    Jt = nl.jacobian_theta()
+    items.append(rf"\item (line 7) ${render(Jt.label, nt)} = {render(Jt.body, nt, False, 0)}$.")
+    G = nl.gradient()
+    items.append(rf"\item (line 8) ${render(G.label, nt)} = {render(G.body, nt, False, 0)}$.")
+    return "\\begin{enumerate}\n" + "\n".join(items) + "\n\\end{enumerate}"
 
 
 def derivation_document(network, params, X, Y, title: str | None = None, *, notation=None, precision: int = 4,
@@ -197,6 +225,13 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
     Xb, Yb, single = network.as_batch(X, Y)
     N = Xb.shape[0]
     x0, y0 = Xb[0], Yb[0]
+    require = getattr(network, "require_renderable", None)
+    if callable(require):  # e.g. batch norm in training mode: no per-sample chain to write
+        try:
+            require("derivation_document")
+        except UnsupportedInputError as exc:
+            raise UnsupportedInputError(f"{exc} (for the batch: jacobian_bp.render.batch_derivation."
+                                        "batch_derivation_document)") from None
     nl = NetworkLatex(network, params, x0, y0, notation=notation)
     nt = nl.nt
     L = network.L
@@ -216,7 +251,7 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
     in_shape = r"\times ".join(map(str, network.input_shape))
     out.append(rf"Network \texttt{{{_names(network)}}}: input of shape ${in_shape}$, "
                rf"{L} parametric layer{'s' if L > 1 else ''}, loss {escape_text(network.loss.kind.replace('_', ' '))}, "
-               rf"$|{nt.theta}| = {network.n_params}$. " + _convention_text(network, nt))
+               rf"$|{nt.theta}| = {network.n_params}$. " + _convention_text(network, nt, nl))
     rows = []
     if network.pre:  # parameter-free first layers: a[0] = f[0](x)
         shape_in = r"\times ".join(map(str, network.input_shape))
@@ -236,7 +271,7 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
     for e in network.entries:
         shape = r"\times ".join(map(str, e.user_shape))
         how = f"{order[e.space.order]} stacked" if e.space.order in order else "vector"
-        rows.append(rf"${nt.param(e.local, e.stage)}$ & ${shape}$ & ${e.offset + 1}$--${e.offset + e.size}$ & {how} \\")
+        rows.append(rf"${nl.param_tex(e)}$ & ${shape}$ & ${e.offset + 1}$--${e.offset + e.size}$ & {how} \\")
     out.append(r"The parameter vector $" + nt.theta + r"$ stacks the blocks in this order ("
                + {"reverse": r"last layer first, Damadi Alg.~1 line 7", "forward": "first layer first",
                   "weights_first": "all weights, then all biases (Ganev's Param)"}[conv.theta_order] + "):")
@@ -268,10 +303,14 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
     for st in network.stages:
         if _is_block(st.layer):
             out.append(_skip_paragraph(nl, st.index))
+    for st in network.stages:  # a layer with more to say about its forward pass (an unrolled recurrence)
+        para = getattr(st.layer, "latex_paragraph", None)
+        if callable(para):
+            out.append(para(nt, st.index, nl.a_tex(st.index - 1)))
     if network.pre:
         out.append(rf"The parameter-free first layers make ${nl.a_tex(0)}$ from ${nt.x}$; the parametric layers start from "
                    rf"${nl.a_tex(0)}$, so no parameter block contains ${nt.jac(nl.a_tex(0), nt.x)}$.")
-    out.append(rf"The prediction is $\hat{{\mathbf{{y}}}} = {nt.a(L)}$; the target is "
+    out.append(rf"The prediction is ${nt.yhat} = {nt.a(L)}$; the target is "
                + rf"${_vec_row(nt, nt.y, y0, precision, max_cols)}$, and the loss of this sample is "
                + rf"${nt.loss} = {float(network.loss_value(x0, y0, params)):.{precision}g}$.")
 
@@ -289,11 +328,7 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
                     out.append(_steps(nl, nl.local_jacobian(l, [e]), (99,)))
         else:
             out.append(_steps(nl, loc, (99,)))
-        jl = network.local_jacobian(x0, params, l)
-        if _is_block(st.layer) and jl.blocks:  # the engine lists a block's weights before its biases: θ order here
-            from ..engine.jacobian import hstack
-
-            jl = hstack([b for e in network.entries if e.stage == l for b in jl.blocks if b.input == e.space])
+        jl = network.local_jacobian(x0, params, l)  # its blocks in θ order
         out.append(r"\[" + render(loc.label, nt) + " = " + M(jl) + r"\]")
         if l > 1:
             ij = nl.input_jacobian(l)
@@ -360,9 +395,10 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
         lines.append(rf"{render(pg.label, nt)} &= {rhs}")
     out.append(_align(lines))
     if any(e.local == network.stages[e.stage - 1].layer.affine_weight_name for e in network.entries):
+        a_, d_ = nt.vec("a"), (nt.delta or nt.grad(nt.vec("z")))
         out.append(r"Here $\operatorname{vec}$ stacks the " + {"col": "columns", "row": "rows"}[conv.vec_order]
-                   + r" of the weight as laid out in the convention, and $(\mathbf{I}\otimes\mathbf{a})\boldsymbol{\delta} = "
-                   r"\boldsymbol{\delta}\otimes\mathbf{a}$ is the mixed-product rule.")
+                   + rf" of the weight as laid out in the convention, and $(\mathbf{{I}}\otimes{a_}){d_} = "
+                   rf"{d_}\otimes{a_}$ is the mixed-product rule.")
 
     # ------------------------------------------------------------------ 6. gradient
     out.append(r"\section{The gradient}")
@@ -386,14 +422,15 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
     lines = []
     for e in network.entries:
         v = np.asarray(grad.params[e.name])
-        lines.append(rf"{nt.cost_grad(nt.param(e.local, e.stage))} &= {M(v if v.ndim <= 2 else v.reshape(v.shape[0], -1))}"
+        lines.append(rf"{nt.cost_grad(nl.param_tex(e))} &= {M(v if v.ndim <= 2 else v.reshape(v.shape[0], -1))}"
                      + r" \in " + Notation.reals(*e.user_shape))
     out.append(_align(lines))
 
     # ------------------------------------------------------------------ 7. verification
     out.append(r"\section{Verification}")
     out.append(r"The gradient by the explicit chain (Damadi Alg.~1, corrected) against the other methods, per block: "
-               r"maximum absolute error and normwise relative error $\|g - g_{\mathrm{chain}}\|/\max(\|g_{\mathrm{chain}}\|, \|\nabla_{\boldsymbol\theta}\ell\|)$, "
+               r"maximum absolute error and normwise relative error $\|g - g_{\mathrm{chain}}\|/\max(\|g_{\mathrm{chain}}\|, \|"
+               + nt.grad(nt.theta) + r"\|)$, "
                r"measured against the whole gradient when a block's own gradient is smaller.")
     out.append(r"\begin{center}\small " + verification_table_latex(report, "text", nt) + r"\end{center}")
     out.append(rf"Verdict: \textbf{{{escape_text(report.verdict)}}}.")
@@ -410,6 +447,10 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
             out.append(r"\appendix")
             out.append(r"\section{Damadi's Algorithm 1 for this network, as printed and corrected}")
             out.append(alg.to_latex(section=None))
+        elif any(_is_block(st.layer) for st in network.stages):
+            out.append(r"\appendix")
+            out.append(r"\section{Damadi's Algorithm 1 applied recursively through the residual blocks}")
+            out.append(_algorithm1_recursive(nl))
     out.append(r"\end{document}")
     return "\n\n".join(out) + "\n"
 

@@ -19,6 +19,39 @@ DEFAULT_MAX = 10
 # =====================================================================================
 # entries level
 # =====================================================================================
+def reduce_integer_fractions(tex: str) -> str:
+    r"""Every ``\frac{p}{q}`` of two integers in lowest terms: ``\frac{2}{4}`` → ``\frac{1}{2}``, ``\frac{6}{3}`` → ``2``;
+    a coefficient that reduces to 1 in front of a parenthesis disappears (``\frac{2}{2}(\hat{\mathbf y} - \mathbf y)``
+    → ``(\hat{\mathbf y} - \mathbf y)``)."""
+    import re
+    from math import gcd
+
+    def one(m):
+        p, q = int(m.group(1)), int(m.group(2))
+        if q == 0:
+            return m.group(0)
+        g = gcd(p, q)
+        p, q = p // g, q // g
+        if q == 1:
+            return "" if (p == 1 and m.group(3) == "(") else str(p)
+        return rf"\frac{{{p}}}{{{q}}}"
+
+    return re.sub(r"\\frac\{(\d+)\}\{(\d+)\}(?=(\(?))", lambda m: one(m), tex)
+
+
+def fraction_text(v: float, latex: bool = True, max_denominator: int = 1000) -> str:
+    r"""A positive constant as an exact fraction when it is one (``1/3`` → ``\frac{1}{3}``, or ``1/3`` with ``latex=False``),
+    else with six significant digits."""
+    from fractions import Fraction
+
+    f = Fraction(float(v)).limit_denominator(max_denominator)
+    if abs(float(f) - float(v)) > 1e-12 * max(1.0, abs(float(v))):
+        return format_number(float(v), 6) if latex else f"{float(v):.6g}"
+    if f.denominator == 1:
+        return str(f.numerator)
+    return rf"\frac{{{f.numerator}}}{{{f.denominator}}}" if latex else f"{f.numerator}/{f.denominator}"
+
+
 def format_number(v, precision: int = 4) -> str:
     r"""A number as LaTeX with ``precision`` significant digits.
 

@@ -97,12 +97,76 @@ def jacobian_block_expr(J, notation=None) -> MatExpr:
     if J.notation:
         return Sym(check_math(J.notation, "Jacobian.notation"), J.shape, atomic=False)
     if J.blocks and isinstance(J.op, ops.HStack):
-        return HCat([jacobian_block_expr(b, nt) for b in J.blocks])
+        return HCat([jacobian_block_expr(b, nt) for b in J.blocks], groups=[_layer_of_space(b.input) for b in J.blocks])
     if J.blocks and isinstance(J.op, ops.VStack):
         return VCat([jacobian_block_expr(b, nt) for b in J.blocks])
     if J.factors:
         return Prod([jacobian_block_expr(f, nt) for f in J.factors])
-    return _infer(J.op, J.output.name, J.input.name, nt, _symbol(J))
+    return _infer(J.op, J.output.name, J.input.name, nt, jacobian_symbol(J, notation))
+
+
+def display_notation_of(J):
+    """The notation a Jacobian should be displayed in: the one its network marked on it (``display_notation``,
+    set by :mod:`jacobian_bp.engine.algorithm1`), or its factors' / blocks' mark; None when unmarked."""
+    stack, seen = [J], 0
+    while stack and seen < 64:
+        j = stack.pop(0)
+        seen += 1
+        mark = getattr(j, "display_notation", None)
+        if mark is not None:
+            return mark
+        stack.extend(list(getattr(j, "factors", ())) + list(getattr(j, "blocks", ())))
+    return None
+
+
+def space_tex(space, nt: Notation) -> str:
+    r"""The LaTeX of a network's named space in the notation ``nt``: ``z[2]`` is :math:`\mathbf z^{(2)}` under
+    ``pytorch``, ``vec W[1]`` is :math:`\operatorname{vec}W_1` under ``ganev``, ``theta`` is :math:`\boldsymbol\theta`;
+    a composite space lists its parts; a name it does not know keeps the space's own LaTeX."""
+    import re
+
+    from ..layers.base import default_param_role
+
+    name = space.name
+    if name == "theta":
+        return nt.theta
+    if name == "x":
+        return nt.x
+    m = re.fullmatch(r"theta\[(\d+)\]", name)
+    if m and space.parts:
+        wrt = ",".join(space_tex(p, nt) for p in space.parts)
+        return f"({wrt})" if (len(space.parts) > 1 and nt.jacobian != "J") else wrt
+    m = re.fullmatch(r"(vec )?([A-Za-z][A-Za-z0-9_]*)\[(\d+(?:\.\d+)*)\]", name)
+    if not m:
+        return space.latex
+    vec, base, tag = m.groups()
+    if not vec and base in ("z", "a"):
+        return nt.z(tag) if base == "z" else (nt.vec("a", tag) if tag == "0" else nt.a(tag))
+    if not vec and base != "b":
+        return space.latex
+    sym = nt.param(base, tag)
+    if vec and len(space.shape) > 1 and default_param_role(base) != "bias":
+        return rf"\operatorname{{vec}}{sym}"
+    return sym
+
+
+def jacobian_symbol(J, notation=None) -> str:
+    r"""The symbol of ``J`` (:math:`\mathbf J_{\text{input}}\text{output}`) in a notation: its own ``symbol``
+    (Damadi's, validated) when the notation is None or Damadi's, else rebuilt from its spaces (:func:`space_tex`)."""
+    if notation is None:
+        return _symbol(J)
+    nt = get_notation(notation)
+    if nt.name == "damadi":
+        return _symbol(J)
+    return nt.jac(space_tex(J.output, nt), space_tex(J.input, nt))
+
+
+def _layer_of_space(space) -> str:
+    """The layer of a parameter space from its name (``vec W[2]`` and ``b[2.1]`` belong to layer 2), else its name."""
+    import re
+
+    m = re.fullmatch(r"(?:vec )?[A-Za-z][A-Za-z0-9_]*\[(\d+)(?:\.[\d.]+)?\]", space.name)
+    return m.group(1) if m else space.name
 
 
 def _symbol(J) -> str:
@@ -151,15 +215,31 @@ def jacobian_equation_latex(J, level: str = "auto", shapes: bool = False, max_ro
     if level not in ("auto", "block", "entries", "both"):
         raise ValueError(f"jacobian_equation_latex: level must be auto, block, entries or both, received {level!r}")
     _check_max(max_rows, max_cols)
-    parts = [_symbol(J)]
+    if notation is None:  # the notation of the network that made it (a pytorch network prints in its own)
+        notation = display_notation_of(J)
+    symbol = jacobian_symbol(J, notation)
+    parts = [symbol]
     if level in ("auto", "block", "both"):
         e = jacobian_block_expr(J, notation)
-        if not _opaque(e, J.symbol):
+        if not _opaque(e, symbol):
             parts.append(render(e, notation, shapes))
     small = J.shape[0] <= max_rows and J.shape[1] <= max_cols
     if level in ("entries", "both") or (level == "auto" and small):
-        parts.append(matrix_latex(J, max_rows, max_cols, precision))
+        parts.append(matrix_latex(_named_entries(J, max_rows, max_cols), max_rows, max_cols, precision))
     return " = ".join(parts) + r" \in " + Notation.reals(*J.shape)
+
+
+def _named_entries(J, max_rows: int, max_cols: int):
+    r"""What the entries level shows: a symbolic :math:`\mathbf J_\theta\mathbf z^{[L]}` of a
+    :class:`~jacobian_bp.symbolic.networks.SymbolicNetwork` in named form (:math:`a^{[l]}_i`, :math:`z^{[l]}_i` kept,
+    :meth:`~jacobian_bp.symbolic.blocks.BlockChain.explicit`) when it fits the elision window, else ``J`` itself."""
+    snet = getattr(J, "symbolic_network", None)
+    if snet is None or J.shape[0] * J.shape[1] > 4096:
+        return J
+    from ..symbolic.blocks import BlockChain
+
+    named = BlockChain(snet.network).explicit(snet)
+    return np.array(named.tolist(), dtype=object) if named.shape == J.shape else J
 
 
 def product_latex(jacobians: Sequence, shapes: bool = False, notation=None) -> str:
@@ -195,7 +275,7 @@ def gradient_latex(gradient, max_rows: int = DEFAULT_MAX, max_cols: int = DEFAUL
     nt = get_notation(notation if notation is not None else net)
     lines = []
     for e in net.entries:
-        sym = nt.param(e.local, e.stage)  # W.1 of stage 2 is W^{[2.1]}
+        sym = nt.param(e.local, e.stage, net.stages[e.stage - 1].layer)  # W.1 of stage 2 is W^{[2.1]}
         v = np.asarray(gradient.params[e.name])
         v = v if v.ndim <= 2 else v.reshape(v.shape[0], -1)  # a convolution kernel: one row per output channel
         lines.append(rf"{nt.cost_grad(sym)} &= {matrix_latex(v, max_rows, max_cols, precision)}"
@@ -215,7 +295,7 @@ def verification_table_latex(report, mode: str = "math", notation=None) -> str:
         raise ValueError(f"verification_table_latex: mode must be 'math' or 'text', received {mode!r}")
     net = report.network
     nt = get_notation(notation if notation is not None else net)
-    symbols = {e.name: nt.param(e.local, e.stage) for e in net.entries}
+    symbols = {e.name: nt.param(e.local, e.stage, net.stages[e.stage - 1].layer) for e in net.entries}
     rows = []
     for e in report.errors:
         tol = TOL.get(e.method, 1e-6)

@@ -51,7 +51,7 @@ from ..backend import operators as ops
 from ..engine.chain import LeftChain
 
 from .entries import (  # noqa: F401
-    DEFAULT_MAX, format_number, _elide, _check_max, operator_entries, matrix_latex,
+    DEFAULT_MAX, format_number, _elide, _check_max, operator_entries, matrix_latex, fraction_text, reduce_integer_fractions,
 )
 from .matrix_expr import (  # noqa: F401
     shape_latex, _Ctx, MatExpr, _shape2, Sym, _as_2d, Eye, Zeros, Ones, Transpose, Kron, Prod, Sum, HCat, VCat, Named, _effective_prec, _tex, _paren, _brace, render, _children, _find_notation,
@@ -71,230 +71,7 @@ __all__ = [
 # =====================================================================================
 # networks: every expression of Algorithm 1 from the network's structure
 # =====================================================================================
-def _column(v) -> np.ndarray:
-    v = np.asarray(v)
-    return v.reshape(-1, 1)
-
-
-class _LatexAlgebra:
-    r"""The matrix-expression algebra a layer's ``block_param_jacobian`` writes its block in (LaTeX model).
-
-    ``a`` is the :class:`Sym` of the layer's input, ``op`` the numeric Jacobian when bound (its im2col
-    factor gives :math:`\mathbf P` its value); vec permutations have no LaTeX form here (None).
-    """
-
-    def __init__(self, a, op):
-        self._a, self._op = a, op
-
-    def identity(self, n):
-        return Eye(n)
-
-    def kron(self, A, B):
-        return Kron(A, B)
-
-    def matmul(self, A, B):
-        return Prod([A, B])
-
-    def ones(self, n):
-        return Ones(n)
-
-    def input_column(self):
-        return self._a
-
-    def input_row(self):
-        return self._a.T
-
-    def patches(self, rows, cols):
-        op = self._op
-        if not (op is None or (isinstance(op, ops.Kron) and isinstance(op.A, ops.Identity))):
-            return None
-        P = None if op is None else _dense_value(op.B)
-        return Sym(rf"\mathbf{{P}}({self._a.latex_str})", (rows, cols), P, atomic=True)
-
-    def permutation(self, local):
-        return None
-
-
-def _is_block(layer) -> bool:
-    """A composite layer that states its sub-stages (:meth:`jacobian_bp.layers.residual.Residual.sub_stages`)."""
-    return callable(getattr(layer, "sub_stages", None))
-
-
-class _BodyLatex:
-    r"""The body :math:`\mathbf g` of a residual block at tag ``tag`` (``"2"``, or ``"2.1"`` when nested), in LaTeX.
-
-    The block's input is the :class:`Sym` ``a_in`` (:math:`\mathbf a^{[l-1]}`); its sub-stage ``k`` makes
-    :math:`\mathbf z^{[l.k]}` and, after its activations, :math:`\mathbf a^{[l.k]}`
-    (:meth:`~jacobian_bp.layers.residual.Residual.sub_stages`).  ``A`` (a batch of one) and ``params``
-    (the block's canonical parameters) bind values; ``name`` maps the block's local parameter names to
-    the network's (``"W.1"`` → ``"W2.1"``).
-
-    * :meth:`jacobian` -- :math:`\mathbf J_{\mathbf a^{[l-1]}}\mathbf g`, the product of the body's factors, so
-      that the block's input Jacobian is :math:`\mathbf I + \mathbf J_{\mathbf a^{[l-1]}}\mathbf g`;
-    * :meth:`param_jacobian` -- :math:`\mathbf J_{\theta}\mathbf z^{[l]} = \mathbf J_{\theta}\mathbf g`: the chain from the
-      body's output down to :math:`\mathbf z^{[l.k]}` times the sub-layer's own block (Algorithm 1 inside the block);
-    * :meth:`forward_lines` -- the named forward pass of the body.
-    """
-
-    def __init__(self, nl: "NetworkLatex", block, tag: str, a_in: "Sym", A, params, name):
-        self.nl, self.nt, self.block, self.tag, self.a_in, self.name = nl, nl.nt, block, tag, a_in, name
-        self.pre, self.subs = block.sub_stages()
-        self.params = params
-        self.steps = None if A is None else block.body_steps(A, params)
-        self.sub_params = None if params is None else block.sub_params(params)
-        self.inner: dict[int, "_BodyLatex"] = {}
-        for ss in self.subs:
-            if _is_block(ss.layer):
-                A_k = None if self.steps is None else self.steps[ss.position][1]
-                p_k = None if self.sub_params is None else self.sub_params[ss.position]
-                self.inner[ss.index] = _BodyLatex(nl, ss.layer, block.tag(tag, ss.index), self.input_of(ss.index), A_k, p_k,
-                                                  lambda local, m=ss.names: name(m[local]))
-
-    # ------------------------------------------------------------------ named vectors
-    def _value(self, pos: int, which: int):
-        """Input (``which=1``) or output (2) of body layer ``pos`` as a column, when bound."""
-        return None if self.steps is None else _column(self.steps[pos][which][0])
-
-    def _vec(self, tex: str, layer, pos: int, which: int) -> Sym:
-        size = layer.in_size if which == 1 else layer.out_size
-        return Sym(tex, (size, 1), self._value(pos, which))
-
-    def z(self, k: int) -> Sym:
-        ss = self.subs[k - 1]
-        return self._vec(self.nt.z(self.block.tag(self.tag, k)), ss.layer, ss.position, 2)
-
-    def output_of(self, k: int) -> Sym:
-        r""":math:`\mathbf a^{[l.k]}` (or :math:`\mathbf z^{[l.k]}` for a sub-stage without activation)."""
-        ss = self.subs[k - 1]
-        if not ss.post:
-            return self.z(k)
-        return self._vec(self.nt.a(self.block.tag(self.tag, k)), ss.post[-1], ss.position + len(ss.post), 2)
-
-    def input_of(self, k: int) -> Sym:
-        if k > 1:
-            return self.output_of(k - 1)
-        if self.pre:
-            return self._vec(self.nt.a(self.block.tag(self.tag, 0)), self.pre[-1], len(self.pre) - 1, 2)
-        return self.a_in
-
-    def output(self) -> Sym:
-        r""":math:`\mathbf g(\mathbf a^{[l-1]})`: the last named vector of the body."""
-        if not self.subs:
-            return self.input_of(1)
-        return self.output_of(len(self.subs))
-
-    # ------------------------------------------------------------------ factors
-    def _free_factors(self, layers, first_pos: int, inp: str, out: str, t: str) -> list:
-        r"""Factors of parameter-free layers (last layer first): :math:`\operatorname{diag} f'(\cdot)`, closed forms, symbols."""
-        facs = []
-        n = len(layers)
-        for j in reversed(range(n)):
-            layer = layers[j]
-            i_tex = inp if j == 0 else self.nt.h(t, j)
-            o_tex = out if j == n - 1 else self.nt.h(t, j + 1)
-            value = None
-            if self.steps is not None:
-                _, I, O, _p = self.steps[first_pos + j]
-                value = _dense_value(layer.jac_input(I[0], O[0], {}))
-            facs.append(self.nl.free_factor(layer, t, i_tex, o_tex, value))
-        return [f for f in facs if not isinstance(f, Eye)]
-
-    def post_factors(self, k: int) -> list:
-        ss = self.subs[k - 1]
-        t = self.block.tag(self.tag, k)
-        return self._free_factors(ss.post, ss.position + 1, self.nt.z(t), self.nt.a(t), t)
-
-    def input_factor(self, k: int) -> MatExpr:
-        r""":math:`\mathbf J_{\mathbf a^{[l.k-1]}}\mathbf z^{[l.k]}`: :math:`(\mathbf W^{[l.k]})^\top` in Damadi's layout, a closed form,
-        or :math:`\mathbf I + \mathbf J` of a nested block."""
-        ss = self.subs[k - 1]
-        t = self.block.tag(self.tag, k)
-        layer = ss.layer
-        inp = self.input_of(k)
-        shape = (layer.out_size, layer.in_size)
-        value = None
-        if self.steps is not None:
-            _, I, O, p = self.steps[ss.position]
-            value = _dense_value(layer.jac_input(I[0], O[0], p))
-        label = Sym(self.nt.jac(self.nt.z(t), inp.latex_str), shape, atomic=False)
-        if k in self.inner:
-            return Named(label, Sum([Eye(layer.out_size), self.inner[k].jacobian()]), notation=self.nt)
-        if layer.affine_weight_name is not None:
-            e = self.nl.net.entry(self.name(ss.names[layer.affine_weight_name]))
-            W = self.nl.param_sym(e)
-            return W.T if self.nl.net.convention.weight_layout == "in_out" else W
-        closed = layer.latex_input_jacobian({p: self.nt.weight(p, t) for p in layer.param_names})
-        if closed is not None:
-            return Sym(closed, shape, value)
-        return Sym(label.latex_str, shape, value, atomic=False)
-
-    def chain_above(self, k: int) -> list:
-        r"""The factors of :math:`\mathbf J_{\mathbf z^{[l.k]}}\mathbf g`, left to right (empty: the identity)."""
-        facs: list = []
-        for j in range(len(self.subs), k, -1):
-            facs += self.post_factors(j) + [self.input_factor(j)]
-        return facs + self.post_factors(k)
-
-    def jacobian(self) -> MatExpr:
-        r""":math:`\mathbf J_{\mathbf a^{[l-1]}}\mathbf g` as the product of the body's factors."""
-        facs: list = []
-        if self.subs:
-            facs = self.chain_above(1) + [self.input_factor(1)]
-        if self.pre:
-            facs += self._free_factors(self.pre, 0, self.a_in.latex_str, self.nt.a(self.block.tag(self.tag, 0)),
-                                       self.block.tag(self.tag, 0))
-        n = self.a_in.shape[0]
-        if not facs:
-            return Eye(n)
-        return facs[0] if len(facs) == 1 else Prod(facs)
-
-    def owner(self, local: str) -> tuple:
-        """``(sub-stage index, local name in the sub-layer)`` of the block's parameter ``local``."""
-        for ss in self.subs:
-            for sub, outer in ss.names.items():
-                if outer == local:
-                    return ss.index, sub
-        raise KeyError(local)  # pragma: no cover - entries come from the block's own names
-
-    def param_jacobian(self, local: str, order: str, size: int) -> MatExpr:
-        r""":math:`\mathbf J_{\operatorname{vec}\theta}\mathbf g` of the block's parameter ``local``: the chain from the body's output
-        down to :math:`\mathbf z^{[l.k]}` times the sub-layer's own block."""
-        k, sub = self.owner(local)
-        ss = self.subs[k - 1]
-        t = self.block.tag(self.tag, k)
-        if k in self.inner:
-            own = self.inner[k].param_jacobian(sub, order, size)
-        else:
-            op = None
-            if self.steps is not None:
-                _, I, O, p = self.steps[ss.position]
-                op = ss.layer.jac_params(I[0], O[0], p, order)[sub]
-            own = ss.layer.block_param_jacobian(_LatexAlgebra(self.input_of(k), op), sub, order)
-            if own is None:
-                own = Sym(self.nt.jac(self.nt.z(t), self.nt.param(sub, t)), (ss.layer.out_size, size),
-                          None if op is None else _dense_value(op), atomic=False)
-        facs = self.chain_above(k)
-        if facs and isinstance(own, Eye):  # a bias: P I = P
-            return facs[0] if len(facs) == 1 else Prod(facs)
-        return own if not facs else Prod(facs + [own])
-
-    # ------------------------------------------------------------------ forward pass
-    def forward_lines(self, weight_layout: str) -> list:
-        """``(name, right-hand side, value)`` of every named vector of the body, in evaluation order."""
-        nt, lines = self.nt, []
-        if self.pre:
-            t0 = self.block.tag(self.tag, 0)
-            rhs = r" \circ ".join(rf"\mathrm{{{escape_text(layer.kind)}}}" for layer in reversed(self.pre))
-            lines.append((nt.a(t0), rf"{rhs}({self.a_in.latex_str})", self.input_of(1).value if self.subs else None))
-        for ss in self.subs:
-            t = self.block.tag(self.tag, ss.index)
-            inp = self.input_of(ss.index).latex_str
-            if ss.index in self.inner:
-                lines += self.inner[ss.index].forward_lines(weight_layout)
-            lines.append((nt.z(t), ss.layer.latex_forward(nt, t, inp, weight_layout), self.z(ss.index).value))
-            if ss.post:
-                lines.append((nt.a(t), rf"{nt.act(t, vector=True)}({nt.z(t)})", self.output_of(ss.index).value))
-        return lines
+from .body_latex import _BodyLatex, _LatexAlgebra, _column, _is_block  # noqa: E402,F401  (moved; names kept here)
 
 
 class NetworkLatex:
@@ -390,7 +167,26 @@ class NetworkLatex:
             if not (isinstance(val, np.ndarray) and val.dtype == object):
                 val = np.asarray(val, dtype=float)
             val = val.reshape(_shape2(shape))
-        return Sym(self.nt.param(entry.local, entry.stage), shape, val)
+        return Sym(self.param_tex(entry), shape, val)
+
+    def layer_of(self, entry):
+        """The layer that owns a θ entry (a residual block for its block parameters)."""
+        return self.net.stages[entry.stage - 1].layer
+
+    def param_tex(self, entry, wrt: bool = False) -> str:
+        r"""The LaTeX of a θ entry in the notation, as its layer states it (:meth:`Notation.param`); with ``wrt``, as
+        the variable of a derivative (:meth:`wrt`)."""
+        layer = self.layer_of(entry)
+        return self.wrt(entry.local, entry.stage, layer) if wrt else self.nt.param(entry.local, entry.stage, layer)
+
+    def wrt(self, local: str, tag, layer) -> str:
+        r"""A parameter as the variable of a derivative: :math:`\operatorname{vec}\mathbf W` for a matrix under the
+        :math:`\partial` notations (:math:`\partial\mathbf z/\partial\mathbf W` of a matrix would be a 3-tensor);
+        Damadi's :math:`\mathbf J_{\mathbf W^{[l]},\mathbf b^{[l]}}` states the vec once (§3.1) and is printed as in
+        the paper."""
+        if self.nt.jacobian == "J":
+            return self.nt.param(local, tag, layer)
+        return self.nt.param_vec(local, tag, layer)
 
     def _entries_of(self, l: int):
         return [e for e in self.net.entries if e.stage == l]
@@ -420,7 +216,7 @@ class NetworkLatex:
             W = self.param_sym(next(e for e in self._entries_of(k) if e.local == layer.affine_weight_name))
             body = W.T if self.net.convention.weight_layout == "in_out" else W
         else:
-            closed = layer.latex_input_jacobian({name: self.nt.weight(name, k) for name in layer.param_names})
+            closed = layer.latex_input_jacobian({name: self.nt.param(name, k, layer) for name in layer.param_names})
             if closed is not None:
                 body = Sym(closed, shape, self._op_value(op) if op is not None else None)
             else:
@@ -487,11 +283,11 @@ class NetworkLatex:
         block = layer.block_param_jacobian(_LatexAlgebra(a, op), entry.local, entry.order)
         if block is not None:
             return block
-        sym = self.nt.jac(self.nt.z(l), self.nt.param(entry.local, l))
+        sym = self.nt.jac(self.nt.z(l), self.param_tex(entry, wrt=True))
         return Sym(sym, (n, entry.size), None if op is None else _dense_value(op), atomic=False)
 
     def _group_label(self, entries, of_l: int) -> Sym:
-        wrt = ",".join(self.nt.param(e.local, e.stage) for e in entries)
+        wrt = ",".join(self.param_tex(e, wrt=True) for e in entries)
         if self.nt.jacobian != "J" and len(entries) > 1:
             wrt = "(" + wrt + ")"
         n = self.size_z(of_l)
@@ -543,10 +339,12 @@ class NetworkLatex:
 
     def jacobian_theta(self) -> Named:
         r""":math:`\mathbf J_\theta\mathbf z^{[L]}`, the blocks in θ order (Damadi Alg. 1 line 7)."""
-        blocks = [self.block(g) for g in self.stage_groups()]
+        groups = self.stage_groups()
+        blocks = [self.block(g) for g in groups]
         n = self.size_z(self.L)
         label = Sym(self.nt.jac(self.nt.z(self.L), self.nt.theta), (n, self.net.n_params), atomic=False)
-        return Named(label, blocks[0] if len(blocks) == 1 else HCat(blocks), notation=self.nt)
+        body = blocks[0] if len(blocks) == 1 else HCat(blocks, groups=[g[0].stage for g in groups])
+        return Named(label, body, notation=self.nt)
 
     # ------------------------------------------------------------------ deltas and gradient
     def output_delta_formula(self) -> tuple[str, str]:
@@ -561,7 +359,27 @@ class NetworkLatex:
             g = rf"{nt.grad(nt.yhat)}"
             return (rf"\left({nt.jac(nt.yhat, nt.z(self.L))}\right)^{nt.transpose} {g}",
                     "chain rule through the last activation (no closed form for this pair)")
-        return loss.latex_output_delta(diff, self.size_z(self.L), format_number)
+        formula, source = loss.latex_output_delta(diff, self.size_z(self.L), format_number)
+        scale = self.squared_error_scale()
+        if scale is not None:  # the words state the constant the formula uses (PyTorch's mean over the outputs too)
+            c, c_text, mean_text = scale
+            source = f"identity output and squared error scaled by {c_text}{mean_text}, Damadi Table 1"
+        formula = reduce_integer_fractions(formula)
+        return (diff if formula == f"({diff})" else formula), source
+
+    def squared_error_scale(self):
+        r"""``(c, c as text, how)`` of a loss the convention scales, :math:`\ell = c\,\|\hat{\mathbf y}-\mathbf y\|^2` per sample
+        (the loss's ``output_scale``: the convention's ``mse_scale``, divided by :math:`n_L` when it averages over the
+        outputs, as PyTorch's ``MSELoss``), else None.  ``how`` says so in words (``" (scale 1 averaged over the 3
+        outputs)"``, or ``""``)."""
+        loss = self.net.loss
+        if not getattr(loss, "scaled_by_convention", False):
+            return None
+        n = self.size_z(self.L)
+        c1, cn = float(loss.output_scale(1)), float(loss.output_scale(n))
+        mean = n > 1 and abs(cn * n - c1) <= 1e-12 * abs(c1)
+        how = f": scale {fraction_text(c1, latex=False)} averaged over the {n} outputs" if mean else ""
+        return cn, fraction_text(cn, latex=False), how
 
     def output_delta(self) -> Sym:
         r""":math:`\boldsymbol\delta^{[L]} = \nabla_{\mathbf z^{[L]}}\ell`, valued from the engine's loss when ``y`` is given."""
@@ -600,7 +418,7 @@ class NetworkLatex:
         l = entry.stage
         dl = self.delta_symbol(l)
         J = self.param_jacobian(entry)
-        label = Sym(self.nt.grad(self.nt.param(entry.local, l)), (entry.size, 1), atomic=False)
+        label = Sym(self.nt.grad(self.param_tex(entry, wrt=True)), (entry.size, 1), atomic=False)
         return Named(label, Prod([J.T, dl]), notation=self.nt)
 
     def param_gradient_closed(self, entry) -> MatExpr:

@@ -308,16 +308,24 @@ class Sum(MatExpr):
 
 
 class HCat(MatExpr):
-    r"""A block row :math:`[\mathbf A\;\mathbf B]` (Damadi Alg. 1 line 7)."""
+    r"""A block row :math:`[\mathbf A\;\mathbf B]` (Damadi Alg. 1 line 7).
 
-    def __init__(self, blocks: Sequence[MatExpr]):
+    ``groups`` (optional, one key per block, e.g. the layer of each parameter block) separates blocks of
+    different groups by a visible bar, :math:`\left[\mathbf A\;\mathbf B\;\middle|\;\mathbf C\;\mathbf D\right]`,
+    so that the blocks of two layers do not read as a product :math:`[\mathbf A\;\mathbf B][\mathbf C\;\mathbf D]`.
+    """
+
+    def __init__(self, blocks: Sequence[MatExpr], groups: Sequence | None = None):
         blocks = list(blocks)
         if not blocks:
             raise ShapeError("HCat: needs at least one block")
         rows = {b.shape[0] for b in blocks}
         if len(rows) != 1:
             raise ShapeError("HCat: blocks have different numbers of rows: " + ", ".join(repr(b) for b in blocks))
+        if groups is not None and len(list(groups)) != len(blocks):
+            raise ShapeError(f"HCat: {len(list(groups))} group keys for {len(blocks)} blocks")
         self.blocks = blocks
+        self.groups = None if groups is None else list(groups)
         self.shape = (rows.pop(), sum(b.shape[1] for b in blocks))
 
     @property
@@ -338,7 +346,13 @@ class HCat(MatExpr):
         # Damadi's block rows of symbols are spaced thickly ([I_3 (x) x^T \; I_3]); blocks that are
         # Jacobian labels or fractions get a quad so that the row does not read as a product
         labels = any(k in p for p in parts for k in (r"\mathbf{J}", "\\frac", r"\underbrace"))
-        body = (r" \quad " if labels else r" \; ").join(parts)
+        sep = r" \quad " if labels else r" \; "
+        if self.groups is not None and len(set(map(str, self.groups))) > 1:  # a bar between the groups (layers)
+            body = parts[0]
+            for prev, g, p in zip(self.groups[:-1], self.groups[1:], parts[1:]):
+                body += (r" \;\middle|\; " if str(g) != str(prev) else sep) + p
+            return r"\left[" + body + r"\right]"
+        body = sep.join(parts)
         if any(k in body for k in ("\\frac", "\\underbrace", "\\begin", "\\left")):
             return r"\left[" + body + r"\right]"
         return "[" + body + "]"

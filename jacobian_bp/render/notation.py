@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from ..errors import SpecError
 
-__all__ = ["Notation", "NOTATIONS", "get_notation", "sub"]
+__all__ = ["Notation", "NOTATIONS", "get_notation", "register_notation", "sub"]
 
 
 def sub(s) -> str:
@@ -194,13 +194,58 @@ class Notation:
             return self._idx("b", l)
         return self.vec("b", l)
 
-    def param(self, local: str, l) -> str:
+    def param(self, local: str, l, layer=None) -> str:
         r"""Parameter ``local`` of stage ``l``; a block parameter ``W.1`` (first parametric layer of the residual
-        block at stage 2) is written with the tag ``2.1``: :math:`\mathbf W^{[2.1]}`, :math:`W_{2.1}`, :math:`\boldsymbol W[2.1]`."""
+        block at stage 2) is written with the tag ``2.1``: :math:`\mathbf W^{[2.1]}`, :math:`W_{2.1}`, :math:`\boldsymbol W[2.1]`.
+
+        The facts come from the layer that owns it (``layer``, when given): its
+        :meth:`~jacobian_bp.layers.base.Layer.param_symbol` (LayerNorm's :math:`\boldsymbol\gamma`) and its
+        :meth:`~jacobian_bp.layers.base.Layer.param_role` (a bias is a vector); without a layer, the defaults
+        read the name (``W_Q`` is :math:`\mathbf W_{Q}`, ``b_hh`` the bias :math:`\mathbf b_{hh}`, ``gamma``
+        :math:`\boldsymbol\gamma`).  The notation adds the layer index in its own style.
+        """
+        from ..layers.base import default_param_role, default_param_symbol
+
         base, dot, rest = local.partition(".")
         if dot:
             local, l = base, f"{l}.{rest}"
-        return self.bias(l) if local == "b" else self.weight(local, l)
+        ask_role = getattr(layer, "param_role", None)
+        role = ask_role(local) if callable(ask_role) else default_param_role(local)
+        ask_sym = getattr(layer, "param_symbol", None)
+        own = ask_sym(local) if callable(ask_sym) else None
+        if own is None:
+            bias = role == "bias"
+            fmt = self.vector if bias else self.matrix
+            if bias and self.plain_inputs:
+                fmt = "%s"
+            own = default_param_symbol(local, fmt)
+        return self.index_on(own, l)
+
+    def index_on(self, symbol: str, l) -> str:
+        r"""The layer index on a symbol that may already carry a subscript (:math:`\mathbf W_{Q}`): a ``sub`` index
+        joins it (:math:`\mathbf W_{Q,1}`) instead of making a double subscript."""
+        head, us, subscript = symbol.rpartition("_{")
+        if self.index == "sub" and us and subscript.endswith("}") and "{" not in subscript:
+            return f"{head}_{{{subscript[:-1]},{l}}}"
+        return self._idx(symbol, l)
+
+    def param_vec(self, local: str, l, layer=None, size: int | None = None) -> str:
+        r""":math:`\operatorname{vec}\mathbf W^{[l]}` for a matrix parameter (what a Jacobian is taken with respect to:
+        :math:`\partial\mathbf z/\partial\operatorname{vec}\mathbf W`), the parameter itself for a bias or a vector."""
+        from ..layers.base import default_param_role
+
+        ask_role = getattr(layer, "param_role", None)
+        base = local.partition(".")[0]
+        role = ask_role(base) if callable(ask_role) else default_param_role(base)
+        sym = self.param(local, l, layer)
+        if role == "bias":
+            return sym
+        shapes = getattr(layer, "param_shapes", None)
+        if layer is not None and callable(shapes) and getattr(layer, "in_shape", None) is not None:
+            shape = shapes().get(local)
+            if shape is not None and len(shape) <= 1:
+                return sym
+        return rf"\operatorname{{vec}}{sym}"
 
     @property
     def x(self) -> str:
@@ -296,6 +341,40 @@ NOTATIONS: dict[str, Notation] = {
 }
 
 
+def register_notation(notation: Notation) -> Notation:
+    """Make a user-defined :class:`Notation` available by its name everywhere a preset name is accepted.
+
+    After ``register_notation(Notation("mine", ...))``, ``get_notation("mine")``, a convention with
+    ``notation="mine"`` (``get_convention("pytorch").replace(notation="mine")``) and every renderer
+    (derivation, Jupyter display, :class:`~jacobian_bp.symbolic.blocks.BlockChain`) use it -- no package
+    file is edited.  Registering a name again replaces its notation; the five documents' names are refused.
+    """
+    from ..engine.conventions import install_notation, register_notation_name
+
+    if not isinstance(notation, Notation):
+        raise SpecError(f"register_notation: expected a Notation, received {type(notation).__name__}")
+    if notation.name in _BUILTIN and NOTATIONS.get(notation.name) is not notation:
+        raise SpecError(f"register_notation: {notation.name!r} is a built-in notation; choose another name")
+    register_notation_name(notation.name)
+    NOTATIONS[notation.name] = notation
+    install_notation(notation)
+    return notation
+
+
+_BUILTIN = frozenset(NOTATIONS)
+
+
+def _install_presets() -> None:
+    """Make the presets reachable from the floors below (:func:`jacobian_bp.engine.conventions.resolve_notation`)."""
+    from ..engine.conventions import install_notation
+
+    for nt in NOTATIONS.values():
+        install_notation(nt)
+
+
+_install_presets()
+
+
 def get_notation(obj=None) -> Notation:
     """The :class:`Notation` for a preset name, a Convention, a Network, or a Notation.
 
@@ -311,6 +390,8 @@ def get_notation(obj=None) -> Notation:
         return NOTATIONS[obj]
     conv = getattr(obj, "convention", obj)
     name = getattr(conv, "notation", None)
+    if isinstance(name, Notation):
+        return name
     if isinstance(name, str) and name in NOTATIONS:
         return NOTATIONS[name]
     raise SpecError(f"get_notation: expected a preset name, a Convention, a Network or a Notation, "

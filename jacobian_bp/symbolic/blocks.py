@@ -38,12 +38,15 @@ from typing import Callable
 
 import numpy as np
 import sympy
-from sympy import BlockMatrix, Identity, KroneckerProduct, MatMul, MatrixSymbol, OneMatrix
+from sympy import BlockMatrix, Identity, KroneckerProduct, MatAdd, MatMul, MatrixSymbol, OneMatrix
 from sympy.matrices.exceptions import ShapeError as SympyShapeError
 
-from ..errors import ShapeError
+from ..errors import ShapeError, SpecError
+from ..backend.escape import escape_text
+from ..engine.conventions import INSTALLED_NOTATIONS, resolve_notation
 from ..backend.operators import Product
 from ..engine.network import Network, ParamEntry
+from .block_body import BodyChain, is_block as _is_block
 from .errors import SizeBoundError
 from .intermediates import OUTPUT_NAME
 from .networks import SymbolicNetwork, param_symbol_base, symbol_array
@@ -133,6 +136,15 @@ class _NamedValues:
         return {e.local: conv.from_user(self.user_param(e), e.is_dense_weight)
                 for e in self.network.entries if e.stage == l}
 
+    def named_block(self, l: int):
+        """The residual block of stage ``l`` in named form (:func:`~jacobian_bp.symbolic.intermediates.named_forward`):
+        the symbols :math:`z^{[l.k]}_i`, :math:`a^{[l.k]}_i` of its body and the values around them."""
+        if "named" not in self._io:
+            from .intermediates import named_forward
+
+            self._io["named"] = named_forward(self.snet if self.snet is not None else SymbolicNetwork(self.network))
+        return self._io["named"].blocks[l]
+
     def post_io(self, l: int) -> list:
         if l not in self._io:
             st = self.network.stages[l - 1]
@@ -155,12 +167,14 @@ class _BlockAlgebra:
     """The matrix-expression algebra a layer's ``block_param_jacobian`` writes its block in (SymPy model).
 
     Named matrices (im2col patches, vec permutations) become :class:`BlockSymbol` entries of the chain,
-    with providers that evaluate them from the layer's own ``jac_params`` at a symbolic network.
+    with providers that evaluate them from the layer's own ``jac_params`` at named values: ``jp(v, order)``
+    is the layer's block of the parameter ``local`` there; ``a_in`` the matrix symbol of the layer's input;
+    ``tag`` its stage (``"2"``) or block tag (``"2.1"``).
     """
 
-    def __init__(self, chain: "BlockChain", e: ParamEntry):
-        self._chain, self._e = chain, e
-        self._layer = chain.network.stages[e.stage - 1].layer
+    def __init__(self, chain: "BlockChain", layer, tag, a_in, jp, local: str, size: int):
+        self._chain, self._layer, self._tag, self._a_in = chain, layer, tag, a_in
+        self._jp, self._local, self._size = jp, local, size
 
     def identity(self, n):
         return Identity(n)
@@ -169,40 +183,58 @@ class _BlockAlgebra:
         return KroneckerProduct(A, B)
 
     def matmul(self, A, B):
-        return matmul(A, B, what=f"{self._layer.kind} parameter Jacobian of layer {self._e.stage}")
+        return matmul(A, B, what=f"{self._layer.kind} parameter Jacobian of layer {self._tag}")
 
     def ones(self, n):
         return OneMatrix(n, 1)
 
     def input_column(self):
-        return self._chain._a(self._e.stage - 1)
+        return self._a_in
 
     def input_row(self):
-        return self._chain._a(self._e.stage - 1).T
-
-    def _jp(self, v, order):
-        l, layer = self._e.stage, self._layer
-        return layer.jac_params(v.a(l - 1), v.z(l), v.stage_params(l), order)[self._e.local]
+        return self._a_in.T
 
     def patches(self, rows, cols):
-        l = self._e.stage
-        return self._chain._symbol(f"P[{l}]", rows, cols, rf"\mathbf{{P}}^{{[{l}]}}",
-                                   rf"\text{{im2col patches of }}\mathbf a^{{[{l - 1}]}}", lambda v: self._jp(v, "C").B.to_sympy())
+        t, nt = self._tag, self._chain.notation
+        return self._chain._symbol(f"P[{t}]", rows, cols, nt.mat("P", t),
+                                   rf"\text{{im2col patches of }}{self._chain.symbols_tex(self._a_in)}",
+                                   lambda v: self._jp(v, "C").B.to_sympy())
 
     def permutation(self, local):
         r""":math:`\boldsymbol\Pi` with :math:`\mathbf J_{\operatorname{vec}_c} = \mathbf J_{\operatorname{vec}_r}\boldsymbol\Pi`: the last factor of
         the layer's column-major Jacobian (the whole of it when the row-major one is the identity).
         Named ``Pi[l]`` for the layer's first parameter, ``Pi<name>[l]`` for the others."""
-        l, e = self._e.stage, self._e
+        t, nt = self._tag, self._chain.notation
         first = local == self._layer.param_names[0]
-        name = f"Pi{'' if first else local}[{l}]"
-        tex = rf"\boldsymbol{{\Pi}}^{{[{l}]}}" + ("" if first else f"_{{{local}}}")
+        name = f"Pi{'' if first else local}[{t}]"
+        tex = nt.index_on(r"\boldsymbol{\Pi}" + ("" if first else f"_{{{local}}}"), t)
 
         def provider(v):
             J = self._jp(v, "F")
             return (J.factors[-1] if isinstance(J, Product) else J).to_sympy()
 
-        return self._chain._symbol(name, e.size, e.size, tex, r"\text{column-major vec permutation}", provider)
+        return self._chain._symbol(name, self._size, self._size, tex, r"\text{column-major vec permutation}", provider)
+
+
+def reindex(template: str, l, nt) -> str:
+    r"""A layer's LaTeX template in ``{l}`` (written in Damadi's :math:`^{[l]}`, e.g. ``\mathbf{{S}}^{{[{l}]}}``) with the
+    layer index in the notation's style: :math:`\mathbf S^{(2)}` (PyTorch), :math:`\mathbf S_{2}`, :math:`\mathbf S[2]`;
+    a subscript right after it takes the index in (:math:`\mathbf M_{\max,2}`)."""
+    mark = "\x00"
+    t = template.format(l=mark)
+    key = "^{[" + mark + "]}"
+    if key not in t:
+        return template.format(l=l)
+    out, rest = "", t
+    while key in rest:
+        head, rest = rest.split(key, 1)
+        if nt.index == "sub" and rest.startswith("_{"):
+            close = rest.index("}")
+            out += f"{head}_{{{rest[2:close]},{l}}}"
+            rest = rest[close + 1:]
+        else:
+            out += nt.index_on(head, l) if head else head
+    return (out + rest).replace(mark, str(l))
 
 
 class BlockChain:
@@ -227,18 +259,31 @@ class BlockChain:
         :math:`\mathbf J_{\mathbf z^{[l]}}\mathbf z^{[L]}` (``None`` for :math:`l = L`: the identity).
     """
 
-    def __init__(self, network: Network):
+    #: the shape-checked product (:func:`matmul`), for the residual body (:mod:`.block_body`)
+    matmul = staticmethod(matmul)
+
+    def __init__(self, network: Network, notation=None):
         if not isinstance(network, Network):
             raise TypeError(f"BlockChain: expected a jacobian_bp Network, received {type(network).__name__}")
         self.network = network
         self.convention = network.convention
+        nt = resolve_notation(notation if notation is not None else network)
+        if nt is None:
+            raise SpecError(f"BlockChain: unknown notation {notation!r}; use a preset name ({', '.join(INSTALLED_NOTATIONS)}), "
+                            "a registered name or a Notation")
+        #: the notation of every symbol (default: the network's convention's)
+        self.notation = nt
         self.symbols: dict[str, BlockSymbol] = {}
         L = network.L
         self.input_jac: dict[int, sympy.MatrixExpr] = {}
         self.activation_jac: dict[int, sympy.MatrixExpr | None] = {}
         self.local: dict[str, sympy.MatrixExpr] = {}
+        self.bodies: dict = {}
         for st in network.stages:
             l = st.index
+            if _is_block(st.layer):
+                self.bodies[l] = BodyChain(self, st.layer, str(l), self._a(l - 1),
+                                           lambda local, l=l: network.param_name(l, local), lambda v, l=l: v.named_block(l))
             self.input_jac[l] = self._input_jacobian(l)
             # f^[L] is paired with the loss (Damadi Fig. 2): it is not a factor of J_theta z[L]
             self.activation_jac[l] = self._activation_jacobian(l) if l < L else None
@@ -257,7 +302,7 @@ class BlockChain:
             factors = [] if chain is None else list(chain.args if isinstance(chain, MatMul) else [chain])
             local = self.local[e.name]
             if not (factors and isinstance(local, Identity)):  # P_l I = P_l
-                factors.append(local)
+                factors += list(local.args) if (factors and isinstance(local, MatMul)) else [local]
             self.blocks.append(matmul(*factors, what=f"block J_[{e.space.name}] z[{L}]"))
 
     # ------------------------------------------------------------------ symbols
@@ -266,64 +311,88 @@ class BlockChain:
             self.symbols[name] = BlockSymbol(MatrixSymbol(name, rows, cols), tex, meaning, provider)
         return self.symbols[name].symbol
 
+    def symbols_tex(self, symbol) -> str:
+        """The LaTeX of one of the chain's matrix symbols."""
+        return self.symbols[symbol.name].latex
+
     def _a(self, l: int) -> MatrixSymbol:
-        net = self.network
+        net, nt = self.network, self.notation
         if l == 0:
             n = int(np.prod(net.input_shape))
-            return self._symbol("x", n, 1, r"\mathbf{x}", r"\text{the input}", lambda v: _column(v.x()))
+            return self._symbol("x", n, 1, nt.x, r"\text{the input}", lambda v: _column(v.x()))
         size = int(np.prod(net.a_space(l).shape))
-        return self._symbol(f"a[{l}]", size, 1, rf"\mathbf{{a}}^{{[{l}]}}", rf"\mathbf f^{{[{l}]}}(\mathbf z^{{[{l}]}})",
+        return self._symbol(f"a[{l}]", size, 1, nt.a(l), rf"{nt.act(l, vector=True)}({nt.z(l)})",
                             lambda v, l=l: _column(v.a(l)))
 
     def _input_jacobian(self, l: int) -> sympy.MatrixExpr:
-        st = self.network.stages[l - 1]
+        st, nt = self.network.stages[l - 1], self.notation
+        if l in self.bodies:  # a residual block: I + J_body, the body's chain written out (He et al. 2016, eq. (1))
+            return MatAdd(Identity(st.layer.out_size), self.bodies[l].jacobian())
         if st.layer.affine_weight_name is not None:
             e = next(e for e in self.network.entries if e.stage == l and e.local == st.layer.affine_weight_name)
-            W = self._symbol(f"W[{l}]", *e.user_shape, rf"\mathbf{{W}}^{{[{l}]}}",
+            W = self._symbol(f"W[{l}]", *e.user_shape, nt.param(e.local, l, st.layer),
                              rf"\text{{weight of layer {l} ({self.convention.weight_layout.replace('_', '-')} layout)}}",
                              lambda v, e=e: sympy.Matrix(v.user_param(e).tolist()))
             return W.T if self.convention.weight_layout == "in_out" else W
-        closed = st.layer.latex_input_jacobian({p: rf"\mathbf {p}^{{[{l}]}}" for p in st.layer.param_names})
-        name, tex = (f"{st.layer.block_input_name}[{l}]", closed) if closed is not None else \
-            (f"Jin[{l}]", rf"\mathbf J_{{\mathbf a^{{[{l - 1}]}}}}\mathbf z^{{[{l}]}}")
-        return self._symbol(name, st.layer.out_size, st.layer.in_size, tex, rf"\mathbf J_{{\mathbf a^{{[{l - 1}]}}}}\mathbf z^{{[{l}]}}",
+        label = nt.jac(nt.z(l), self.symbols_tex(self._a(l - 1)))
+        closed = st.layer.latex_input_jacobian({p: nt.param(p, l, st.layer) for p in st.layer.param_names})
+        name, tex = (f"{st.layer.block_input_name}[{l}]", closed) if closed is not None else (f"Jin[{l}]", label)
+        return self._symbol(name, st.layer.out_size, st.layer.in_size, tex, label,
                             lambda v, l=l, st=st: st.layer.jac_input(v.a(l - 1), v.z(l), v.stage_params(l)).to_sympy())
 
-    def _activation_jacobian(self, l: int) -> sympy.MatrixExpr | None:
-        st = self.network.stages[l - 1]
-        mats = []
-        n_elem = 0
-        for k, layer in enumerate(st.post):
+    def free_factors(self, layers, tag, io) -> list:
+        r"""The factors of parameter-free layers at stage (or block tag) ``tag``, last layer first:
+        :math:`\mathbf D` for an elementwise activation, the layer's block symbol, or a generic
+        :math:`\mathbf J`; ``io(v)`` gives the layers' (input, output) pairs at named values."""
+        nt, mats, n_elem = self.notation, [], 0
+        for k, layer in enumerate(layers):
             n = layer.out_size
-            provider = (lambda v, l=l, k=k, layer=layer: layer.jac_input(*v.post_io(l)[k], {}).to_sympy())
+            provider = (lambda v, k=k, layer=layer: layer.jac_input(*io(v)[k], {}).to_sympy())
             if layer.jacobian_is_identity:
                 continue
             if getattr(layer, "elementwise", False):
                 suffix = "" if n_elem == 0 else str(n_elem + 1)
                 n_elem += 1
                 f = layer.latex_name()
-                mats.append(self._symbol(f"D{suffix}[{l}]", n, n, rf"\mathbf{{D{suffix}}}^{{[{l}]}}",
-                                         rf"\operatorname{{diag}} {f}'(\mathbf z^{{[{l}]}})", provider))
+                mats.append(self._symbol(f"D{suffix}[{tag}]", n, n, nt.mat(f"D{suffix}", tag),
+                                         rf"\operatorname{{diag}} {f}'({nt.z(tag)})", provider))
             elif layer.block_symbol is not None:
                 base, meaning, tex = layer.block_symbol
-                mats.append(self._symbol(f"{base}[{l}]", n, layer.in_size, tex.format(l=l), meaning.format(l=l), provider))
+                mats.append(self._symbol(f"{base}[{tag}]", n, layer.in_size, reindex(tex, tag, nt),
+                                         reindex(meaning, tag, nt), provider))
             else:
-                mats.append(self._symbol(f"J{k + 1}[{l}]", n, layer.in_size,
-                                         rf"\mathbf J^{{[{l}]}}_{{{k + 1}}}", rf"\text{{Jacobian of {layer.kind}}}", provider))
+                mats.append(self._symbol(f"J{k + 1}[{tag}]", n, layer.in_size,
+                                         nt.index_on(rf"\mathbf{{J}}_{{{k + 1}}}", tag),
+                                         rf"\text{{Jacobian of {escape_text(layer.kind)}}}", provider))
+        return list(reversed(mats))
+
+    def _activation_jacobian(self, l: int) -> sympy.MatrixExpr | None:
+        st = self.network.stages[l - 1]
+        mats = self.free_factors(st.post, l, lambda v, l=l: v.post_io(l))
         if not mats:
             return None
-        return matmul(*reversed(mats), what=f"activation Jacobian J_[z[{l}]] a[{l}]")
+        return matmul(*mats, what=f"activation Jacobian J_[z[{l}]] a[{l}]")
+
+    def param_block(self, layer, tag, a_in, local: str, order: str, size: int, jp) -> sympy.MatrixExpr:
+        r""":math:`\mathbf J_{\operatorname{vec}\theta}\mathbf z` of the parameter ``local`` of ``layer`` (stage or block tag ``tag``,
+        input symbol ``a_in``): the layer's closed form in the block algebra, or a named symbol; ``jp(v, order)`` is the
+        layer's own block at named values (the symbol's explicit value)."""
+        nt = self.notation
+        block = layer.block_param_jacobian(_BlockAlgebra(self, layer, tag, a_in, jp, local, size), local, order)
+        if block is not None:
+            return block
+        wrt = nt.param_vec(local, tag, layer) if nt.jacobian != "J" else nt.param(local, tag, layer)
+        return self._symbol(f"J{local}[{tag}]", layer.out_size, size, nt.jac(nt.z(tag), wrt),
+                            r"\text{local parameter Jacobian}", lambda v: jp(v, order).to_sympy())
 
     def _param_jacobian(self, e: ParamEntry) -> sympy.MatrixExpr:
         l = e.stage
+        if l in self.bodies:  # inside a residual block: the chain from the block's output down to the parameter
+            return self.bodies[l].param_jacobian(e.local, e.order, e.size)
         st = self.network.stages[l - 1]
-        n = st.layer.out_size
-        block = st.layer.block_param_jacobian(_BlockAlgebra(self, e), e.local, e.order)
-        if block is not None:
-            return block
-        return self._symbol(f"J{e.local}[{l}]", n, e.size, rf"\mathbf J_{{{e.space.latex}}}\mathbf z^{{[{l}]}}",
-                            r"\text{local parameter Jacobian}",
-                            lambda v, e=e, st=st: st.layer.jac_params(v.a(l - 1), v.z(l), v.stage_params(l), e.order)[e.local].to_sympy())
+        return self.param_block(st.layer, l, self._a(l - 1), e.local, e.order, e.size,
+                                lambda v, order, e=e, st=st: st.layer.jac_params(v.a(l - 1), v.z(l), v.stage_params(l),
+                                                                               order)[e.local])
 
     # ------------------------------------------------------------------ access
     @property
@@ -353,14 +422,16 @@ class BlockChain:
 
     def gradient(self) -> BlockMatrix:
         r""":math:`\nabla_\theta\ell = (\mathbf J_\theta\mathbf z^{[L]})^\top\boldsymbol\delta^{[L]}` as a column of blocks."""
-        L = self.network.L
-        delta = self._symbol(f"delta[{L}]", self.network.n_out, 1, rf"\boldsymbol{{\delta}}^{{[{L}]}}",
-                             rf"\nabla_{{\mathbf z^{{[{L}]}}}}\ell", lambda v: None)
+        L, nt = self.network.L, self.notation
+        delta = self._symbol(f"delta[{L}]", self.network.n_out, 1, nt.dz(L), nt.grad(nt.z(L)), lambda v: None)
         return BlockMatrix([[matmul(b.T, delta, what=f"gradient block of {e.name}")] for e, b in zip(self.entries, self.blocks)])
 
     # ------------------------------------------------------------------ LaTeX
+    def _tex(self, expr) -> str:
+        return paper_latex(expr, symbol_latex=self.symbol_latex, transpose=self.notation.transpose)
+
     def latex_block(self, name: str) -> str:
-        return paper_latex(self.block(name), symbol_latex=self.symbol_latex)
+        return self._tex(self.block(name))
 
     def latex(self, shapes: bool = True) -> str:
         r"""``\mathbf J_{\boldsymbol\theta}\mathbf z^{[L]} = [\,\cdots\,]`` with bars between layers
@@ -368,7 +439,7 @@ class BlockChain:
         L = self.network.L
         cells, spec, prev = [], [], None
         for e, b in zip(self.entries, self.blocks):
-            tex = paper_latex(b, symbol_latex=self.symbol_latex)
+            tex = self._tex(b)
             if shapes:
                 tex = rf"\underbrace{{{tex}}}_{{{b.shape[0]}\times {b.shape[1]}}}"
             if prev is not None and e.stage != prev:
@@ -377,7 +448,8 @@ class BlockChain:
             cells.append(tex)
             prev = e.stage
         body = r"\left[\begin{array}{" + "".join(spec) + "}" + " & ".join(cells) + r"\end{array}\right]"
-        return (rf"\mathbf J_{{\boldsymbol\theta}}\mathbf z^{{[{L}]}} = {body}"
+        nt = self.notation
+        return (rf"{nt.jac(nt.z(L), nt.theta)} = {body}"
                 + (rf"\in\mathbb R^{{{self.shape[0]}\times {self.shape[1]}}}" if shapes else ""))
 
     def legend_latex(self) -> str:
@@ -389,6 +461,13 @@ class BlockChain:
 
     def _repr_latex_(self) -> str:
         return "$" + self.latex() + "$"
+
+    def __repr__(self) -> str:
+        return (f"BlockChain({self.network.name}: J_theta z[{self.network.L}], {self.shape[0]} x {self.shape[1]}, "
+                f"{len(self.blocks)} blocks, notation {self.notation.name})")
+
+    def __str__(self) -> str:
+        return self.describe()
 
     def describe(self) -> str:
         """Plain text: one line per block, ``name  rows x cols  expression``."""

@@ -171,6 +171,16 @@ class NamedGradient:
     def _repr_latex_(self) -> str:
         return "$" + self.latex(max_rows=60) + "$"
 
+    def __str__(self) -> str:
+        """Readable terminal text (Unicode names such as ``δ₁⁽²⁾``, never raw LaTeX): the definitions, then each entry."""
+        from .printing import readable
+
+        names = [e.name for e in self.network.entries for _ in range(e.size)]
+        rows = [f"{readable(s)} = {readable(e)}" for s, e in self.definitions]
+        rows += [f"d loss / d {readable(t) if isinstance(t, sympy.Symbol) else n} = {readable(e)}"
+                 for n, t, e in zip(names, self.snet.theta, self.vector)]
+        return repr(self) + "\n" + "\n".join("  " + r for r in rows)
+
     def __repr__(self) -> str:
         c = self.count_ops()
         return (f"NamedGradient({self.network.name}: {c['entries']} entries, {c['definitions']} definitions, "

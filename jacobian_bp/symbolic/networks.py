@@ -310,8 +310,14 @@ class SymbolicNetwork:
         return loss_expression(self.network.loss, self.y, self.output())
 
     def jacobian_theta(self) -> Jacobian:
-        r""":math:`\mathbf J_\theta\mathbf z^{[L]}` (engine, Damadi Alg. 1), exact SymPy entries; ``.to_sympy()`` materializes."""
-        return self.network.jacobian_theta(self.x, self.params)
+        r""":math:`\mathbf J_\theta\mathbf z^{[L]}` (engine, Damadi Alg. 1), exact SymPy entries; ``.to_sympy()`` materializes.
+
+        The result remembers this network (``symbolic_network``): its display shows the entries with the named
+        intermediates :math:`a^{[l]}_i`, :math:`z^{[l]}_i` (:meth:`BlockChain.explicit`) instead of every activation
+        expanded into its formula."""
+        J = self.network.jacobian_theta(self.x, self.params)
+        J.symbolic_network = self
+        return J
 
     def jacobian_input(self) -> Jacobian:
         r""":math:`\mathbf J_{\mathbf x}\mathbf z^{[L]}` with exact SymPy entries."""

@@ -25,9 +25,19 @@ via ``as_linear_operator()``): a product costs one forward-mode and one reverse-
 (:mod:`jacobian_bp.uses.lazy`), never the matrix.  ``to_dense()`` materializes them after the
 memory guard; the NTK of Dense stages is then assembled from Gram matrices without ever
 forming :math:`\mathbf J` (see :meth:`EmpiricalNTKOperator._dense`).
+
+Coupled samples (a ``batch_norm`` layer in training mode): :math:`\mathbf z_i^{[L]}` depends on the whole
+batch, and :math:`\mathbf J` is the batch Jacobian :math:`\mathbf J_\theta\operatorname{vec}\mathbf Z^{[L]}`
+(:mod:`jacobian_bp.engine.coupled`).  Both matrices stay defined *for that batch* -- the GGN
+:math:`r\,\mathbf J^\top\operatorname{blockdiag}(\mathbf H_i)\,\mathbf J` of the batch loss, the NTK
+:math:`\mathbf J\mathbf J^\top` -- and are computed from it (the sweeps use the layers' batch VJP/JVP); but
+they are not sums of per-sample terms, so a kernel entry changes when the rest of the batch changes, a
+batch of one sample is refused (its variance is 0), and the per-sample Jacobian columns
+(:func:`jacobian_columns`) refuse.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,12 +46,13 @@ from ..errors import DataError, SpecError
 from ..backend.guard import check_bytes
 from .lazy import Linearization, jvp, linearize, vjp_sweep
 from ..backend.operators import Operator
-from ..engine.per_sample import _dense_stage, jacobian_from_linearization
+from ..engine.per_sample import dense_stage, jacobian_from_linearization
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine.network import Network
 
-__all__ = ["GaussNewtonOperator", "EmpiricalNTKOperator", "gauss_newton", "empirical_ntk", "loss_hessians"]
+__all__ = ["GaussNewtonOperator", "EmpiricalNTKOperator", "gauss_newton", "empirical_ntk", "loss_hessians",
+           "NTKFactors", "ntk_factors", "ntk_gram", "jacobian_columns"]
 
 
 def loss_hessians(network: "Network", lin: Linearization) -> np.ndarray:
@@ -170,31 +181,69 @@ class EmpiricalNTKOperator(_SymmetricOperator):
         """
         net, lin = self.network, self.lin
         N, nL = lin.N, net.n_out
-        left = net.left_products(lin.cache, lin.canon)
-        K = np.zeros((N * nL, N * nL))
-        generic = [e for e in net.entries if not _dense_stage(net.stages[e.stage - 1].layer)]
-        for st in net.stages:
-            if not _dense_stage(st.layer):
-                continue
-            l = st.index
-            Pf = np.ascontiguousarray(left[l]).reshape(N * nL, -1)
-            A = lin.cache.a[l - 1]
-            gram = A @ A.T + (1.0 if st.layer.bias else 0.0)
-            K += ((Pf @ Pf.T).reshape(N, nL, N, nL) * gram[:, None, :, None]).reshape(N * nL, N * nL)
-        if generic:
-            size = sum(e.size for e in generic)
-            check_bytes(N * nL * size * 8, f"the Jacobian columns of the non-dense stages ({N * nL} x {size})")
-            Jg = jacobian_columns(lin, left, generic)
-            K += Jg @ Jg.T
+        if getattr(net, "couples_samples", False):  # J of the batch (no per-sample Gram assembly)
+            check_bytes(N * nL * net.n_params * 8 + (N * nL) ** 2 * 8, f"the empirical NTK of a coupled batch ({N * nL} x {N * nL})")
+            J = jacobian_from_linearization(lin).reshape(N * nL, net.n_params)
+            K = J @ J.T
+            return 0.5 * (K + K.T)
+        F = ntk_factors(lin)
+        if F.generic is not None:
+            check_bytes(N * nL * F.generic.shape[1] * 8, f"the Jacobian columns of the non-dense stages ({N * nL} x {F.generic.shape[1]})")
+        K = ntk_gram(F, F)
         return 0.5 * (K + K.T)
 
     def __repr__(self) -> str:
         return f"EmpiricalNTKOperator({self.shape[0]}x{self.shape[1]}, N={self.lin.N}, n_L={self.network.n_out})"
 
 
+@dataclass
+class NTKFactors:
+    r"""What the NTK Gram assembly needs of ``n`` samples: per Dense stage ``(P, A, bias)`` -- the left products
+    :math:`\mathbf P_{l,i}` stacked ``(n·n_L, n_l)``, the layer inputs ``(n, m)``, 1.0 with a bias else 0.0 -- and the
+    materialized Jacobian columns ``(n·n_L, ·)`` of every other stage (None when all stages are Dense)."""
+
+    n: int
+    dense: list
+    generic: "np.ndarray | None"
+
+
+def ntk_factors(lin: Linearization) -> NTKFactors:
+    """The NTK factors of a linearized batch (see :class:`NTKFactors`); the per-sample left products of Alg. 1."""
+    net = lin.network
+    left = net.left_products(lin.cache, lin.canon)
+    n, nL = lin.N, net.n_out
+    dense = [(np.ascontiguousarray(left[st.index]).reshape(n * nL, -1), lin.cache.a[st.index - 1].reshape(n, -1),
+              1.0 if st.layer.bias else 0.0) for st in net.stages if dense_stage(st.layer)]
+    generic = [e for e in net.entries if not dense_stage(net.stages[e.stage - 1].layer)]
+    return NTKFactors(n, dense, jacobian_columns(lin, left, generic) if generic else None)
+
+
+def ntk_gram(FI: NTKFactors, FJ: NTKFactors) -> np.ndarray:
+    r"""The NTK block :math:`\mathbf J_I\mathbf J_J^\top` of two sets of samples from their factors, ``(n_I·n_L, n_J·n_L)``.
+
+    Per Dense stage, from :math:`\mathbf J_{\mathbf W^{[l]}}\mathbf z_i^{[L]} = \mathbf P_{l,i}\otimes\mathbf a_i^\top` and
+    :math:`(\mathbf A\otimes\mathbf a^\top)(\mathbf B\otimes\mathbf b^\top)^\top = (\mathbf a^\top\mathbf b)\,\mathbf A\mathbf B^\top`:
+    :math:`\mathbf P_{l,i}\mathbf P_{l,j}^\top(\mathbf a_i^\top\mathbf a_j + 1)` (the ``+1`` is the bias block), a Gram
+    matrix of the ``n_L × n_l`` left products times a Gram matrix of the layer inputs; other stages add
+    :math:`\mathbf G_I\mathbf G_J^\top` of their Jacobian columns.
+    """
+    nI, nJ = FI.n, FJ.n
+    nL = FI.dense[0][0].shape[0] // nI if FI.dense else FI.generic.shape[0] // nI
+    check_bytes(3 * nI * nJ * nL * nL * 8, f"an NTK block ({nI * nL} x {nJ * nL})")
+    K = np.zeros((nI * nL, nJ * nL))
+    for (PI, AI, bias), (PJ, AJ, _) in zip(FI.dense, FJ.dense):
+        gram = AI @ AJ.T + bias
+        K += ((PI @ PJ.T).reshape(nI, nL, nJ, nL) * gram[:, None, :, None]).reshape(nI * nL, nJ * nL)
+    if FI.generic is not None:
+        K += FI.generic @ FJ.generic.T
+    return K
+
+
 def jacobian_columns(lin: Linearization, left: list, entries: list) -> np.ndarray:
     """Columns of :math:`\\mathbf J_\\theta\\mathbf Z^{[L]}` for some parameter entries, ``(N·n_L, Σ sizes)``."""
     net = lin.network
+    if getattr(net, "couples_samples", False):
+        net.require_per_sample("jacobian_columns (per-sample left products)")
     N, nL = lin.N, net.n_out
     cols = []
     for e in entries:

@@ -25,16 +25,13 @@ are validated once.  Before the graph is built one task's bytes are checked agai
 fit; inside the tasks the single-machine functions ask the guard again.  The arrays run on the active
 ``dask.distributed`` client, else on dask's default scheduler; :func:`client` starts a ``LocalCluster``
 or connects to a scheduler.  :func:`compute` and :func:`to_zarr` (atomic, via ``path + ".tmp"``) show a
-progress bar when stderr is a terminal.  Optional extra: ``pip install -e ".[dask]"``; nothing else in
+progress bar when stderr is a terminal; these cluster-side functions live in :mod:`.dask_cluster` and are
+re-exported here.  Optional extra: ``pip install -e ".[dask]"``; nothing else in
 the package imports this module.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import shutil
-import sys
 import uuid
 from dataclasses import dataclass, field
 
@@ -48,24 +45,19 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
         "jacobian_bp.uses.distributed needs dask: pip install -e \".[dask]\" "
         "(dask[array], distributed, zarr)") from exc
 
-try:
-    import distributed as _distributed
-    _WorkerPlugin = _distributed.WorkerPlugin
-except ImportError:  # pragma: no cover - dask without distributed: the local scheduler only
-    _distributed = None
-    _WorkerPlugin = object
-
 from ..errors import DataError, MemoryBudgetError, ShapeError, UnsupportedInputError
-from ..backend.guard import check_bytes, get_memory_budget, memory_budget, set_memory_budget
+from ..backend.guard import check_bytes, get_memory_budget, memory_budget
 from ..engine import per_sample as _per_sample_engine
 from ..engine.params import ValidatedParams
 from ..engine.sweeps import linearize
 from ..layers.dense import Dense
 from ..oracles.verify import VerificationReport, verify
 from .curvature import empirical_ntk as _ntk_operator
-from .curvature import jacobian_columns
+from .curvature import ntk_factors, ntk_gram
 from .curvature import gauss_newton as _ggn_operator
 from .lazy import BatchJacobianOperator
+from .dask_cluster import (MemoryBudgetPlugin, active_client, client, compute, set_worker_memory_budget, task_budget,
+                           to_zarr)
 
 __all__ = ["per_sample_gradients", "batch_jacobian", "empirical_ntk", "ntk_matvec", "gauss_newton",
            "gauss_newton_matvec", "verify_dataset", "DatasetVerification", "client", "active_client",
@@ -143,28 +135,6 @@ class _Prepared:
     budget: int  # the budget one task must respect (task_budget at construction)
 
 
-def active_client():
-    """The active ``dask.distributed`` client (``distributed.default_client()``), or ``None``."""
-    try:
-        return None if _distributed is None else _distributed.default_client()
-    except ValueError:
-        return None
-
-
-def task_budget() -> int:
-    """The memory budget a task must respect: this process's budget and, with an active client, every worker's.
-
-    The smallest of them: the chunk size is checked against it before the graph is built.
-    """
-    budget = get_memory_budget()
-    cl = active_client()
-    if cl is not None:
-        budgets = cl.run(get_memory_budget)
-        if budgets:
-            budget = min(budget, *budgets.values())
-    return budget
-
-
 def _check_chunks(chunks) -> int:
     if isinstance(chunks, (bool, np.bool_)) or not isinstance(chunks, (int, np.integer)) or chunks < 1:
         raise DataError(f"distributed: chunks must be a positive integer number of samples, received {chunks!r}")
@@ -206,6 +176,11 @@ def _prepare(network, X, Y, params, chunks, need_y: bool, estimate, what: str, n
     if not all(hasattr(network, m) for m in ("as_batch", "validated_params", "convention")):
         raise UnsupportedInputError(f"distributed: expected a jacobian_bp Network, received {type(network).__name__}")
     c = _check_chunks(chunks)
+    if getattr(network, "couples_samples", False):
+        # a chunk would normalize with its own batch statistics: the results would silently differ from the batch's
+        raise UnsupportedInputError(
+            f"distributed: network {getattr(network, 'name', '')!r} couples its samples (batch normalization in "
+            "training mode), so chunks of the data set cannot be computed apart; use the single-machine functions on the batch")
     if need_y and Y is None:
         raise DataError("distributed: targets Y are required")
     canon = network.validated_params(params)
@@ -271,32 +246,14 @@ def _ntk_diagonal_task(model: _Model, Xb):
 
 @_task
 def _ntk_factors_task(model: _Model, Xb):
-    r"""A chunk's NTK factors: per Dense stage the left products :math:`\mathbf P_l` as ``(n·n_L, n_l)``,
-    the layer inputs ``(n, m)`` and the bias term; the other stages' Jacobian columns ``(n·n_L, ·)``."""
-    net = model.network
-    lin = linearize(net, model.layout(Xb)[0], model.params())
-    left = net.left_products(lin.cache, lin.canon)
-    n, nL = lin.N, net.n_out
-    dense = [(np.ascontiguousarray(left[st.index]).reshape(n * nL, -1), lin.cache.a[st.index - 1].reshape(n, -1),
-              1.0 if st.layer.bias else 0.0) for st in net.stages if type(st.layer) is Dense]
-    generic = [e for e in net.entries if type(net.stages[e.stage - 1].layer) is not Dense]
-    # the other stages: their structured Jacobians multiplied from the left per sample (curvature's own routine)
-    cols = jacobian_columns(lin, left, generic) if generic else None
-    return n, dense, cols
+    """A chunk's NTK factors (:func:`jacobian_bp.uses.curvature.ntk_factors`)."""
+    return ntk_factors(linearize(model.network, model.layout(Xb)[0], model.params()))
 
 
 @_task
 def _ntk_cross_task(model: _Model, FI, FJ):
-    r"""Off-diagonal NTK block :math:`\mathbf J_I\mathbf J_J^\top` from the two chunks' factors (Gram assembly)."""
-    (nI, dI, gI), (nJ, dJ, gJ), nL = FI, FJ, model.network.n_out
-    check_bytes(3 * nI * nJ * nL * nL * _BYTES, f"an NTK block ({nI * nL} x {nJ * nL})")
-    K = np.zeros((nI * nL, nJ * nL))
-    for (PI, AI, bias), (PJ, AJ, _) in zip(dI, dJ):
-        gram = AI @ AJ.T + bias
-        K += ((PI @ PJ.T).reshape(nI, nL, nJ, nL) * gram[:, None, :, None]).reshape(nI * nL, nJ * nL)
-    if gI is not None:
-        K += gI @ gJ.T
-    return K
+    r"""Off-diagonal NTK block :math:`\mathbf J_I\mathbf J_J^\top` from the two chunks' factors (:func:`~jacobian_bp.uses.curvature.ntk_gram`)."""
+    return ntk_gram(FI, FJ)
 
 
 @_task
@@ -569,123 +526,3 @@ def verify_dataset(network, X, Y, params, chunks: int = 256, progress: bool | No
     gradient = sum(w * r.gradient for w, r in zip(weights, reports))
     return DatasetVerification(network, prep.N, loss, gradient,
                                [(s, n, r) for s, n, r in zip(prep.starts, prep.sizes, reports)])
-
-
-# ---------------------------------------------------------------------------- running and saving
-def _show_progress(progress: bool | None) -> bool:
-    return bool(getattr(sys.stderr, "isatty", lambda: False)()) if progress is None else bool(progress)
-
-
-def compute(*collections, progress: bool | None = None):
-    """Compute dask collections on the active client (else dask's default scheduler), with a progress bar.
-
-    ``progress=None`` shows it only when stderr is a terminal; ``False`` never, ``True`` always.
-    Returns one result per collection (a tuple when several are given).
-    """
-    show = _show_progress(progress)
-    cl = active_client()
-    if cl is not None and len(collections) == 1 and isinstance(collections[0], da.Array):
-        return _gather_array(cl, collections[0], show)
-    if cl is not None:
-        futures = cl.compute(list(collections))
-        if show:
-            _distributed.progress(futures)
-        results = cl.gather(futures)
-    else:
-        bar = contextlib.nullcontext()
-        if show:
-            from dask.diagnostics import ProgressBar
-
-            bar = ProgressBar(out=sys.stderr)
-        with bar:
-            results = dask.compute(*collections)
-    return results[0] if len(collections) == 1 else tuple(results)
-
-
-def _gather_array(cl, array: "da.Array", show: bool) -> np.ndarray:
-    """Compute a dask array on a client block by block into one preallocated array here: no worker
-    ever holds the concatenation, and each block is released once copied."""
-    blocks = array.to_delayed()
-    where = list(np.ndindex(blocks.shape))
-    futures = cl.compute([blocks[i] for i in where])
-    if show:
-        _distributed.progress(futures)
-    offsets = [np.cumsum((0,) + tuple(c)) for c in array.chunks]
-    out = np.empty(array.shape, dtype=array.dtype)
-    slots: dict = {}
-    for fut, i in zip(futures, where):
-        slots.setdefault(fut.key, []).append(i)
-    for fut, block in _distributed.as_completed(futures, with_results=True):
-        for i in slots.pop(fut.key, []):
-            out[tuple(slice(o[k], o[k + 1]) for o, k in zip(offsets, i))] = block
-        fut.release()
-    return out
-
-
-def to_zarr(array: "da.Array", path: str | os.PathLike, progress: bool | None = None, overwrite: bool = False) -> str:
-    """Write a dask array to a zarr store at ``path``, chunk by chunk (results larger than memory).
-
-    Atomic where the file system allows: written to ``path + ".tmp"`` and renamed to ``path`` only
-    when complete (an interrupted write leaves ``path`` untouched).  An existing ``path`` is refused
-    unless ``overwrite=True``.  Needs ``zarr`` (``pip install -e ".[dask]"``).  Returns the path;
-    read it back with ``dask.array.from_zarr(path)``.
-    """
-    if not isinstance(array, da.Array):
-        array = da.from_array(np.asarray(array))
-    path = os.fspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise DataError(f"to_zarr: {path!r} exists (pass overwrite=True to replace it)")
-    tmp = path + ".tmp"
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp) if os.path.isdir(tmp) else os.remove(tmp)
-    try:
-        compute(da.to_zarr(array, tmp, compute=False, overwrite=True), progress=progress)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = path + f".old-{uuid.uuid4().hex}" if os.path.exists(path) else None
-    if old is not None:
-        os.rename(path, old)  # (overwrite) the old store leaves only after the new one is complete
-    os.rename(tmp, path)
-    if old is not None:
-        shutil.rmtree(old) if os.path.isdir(old) else os.remove(old)
-    return path
-
-
-class MemoryBudgetPlugin(_WorkerPlugin):
-    """A ``distributed`` worker plugin: sets :func:`jacobian_bp.set_memory_budget` in every worker,
-    also in workers started (or restarted) later."""
-
-    name = "jacobian-bp-memory-budget"
-
-    def __init__(self, nbytes: int):
-        self.nbytes = nbytes
-
-    def setup(self, worker=None):
-        set_memory_budget(self.nbytes)
-
-
-def set_worker_memory_budget(cl, nbytes: int) -> None:
-    """Give every worker of client ``cl`` the memory budget ``nbytes`` (kept across worker restarts)."""
-    if _distributed is None:  # pragma: no cover
-        raise ModuleNotFoundError("set_worker_memory_budget needs distributed: pip install -e \".[dask]\"")
-    if isinstance(nbytes, (bool, np.bool_)) or not isinstance(nbytes, (int, np.integer)) or nbytes <= 0:
-        raise DataError(f"memory budget must be a positive integer number of bytes, got {nbytes!r}")
-    cl.register_plugin(MemoryBudgetPlugin(int(nbytes)))
-
-
-def client(address: str | None = None, n_workers: int = 2, threads_per_worker: int = 1,
-           memory_limit: str | int = "auto", worker_budget: int | None = None, processes: bool = True, **kwargs):
-    """A ``distributed.Client`` (the default one from then on) connected to the scheduler at ``address``
-    (``"tcp://host:8786"``), or to a new ``LocalCluster`` of ``n_workers`` processes, closed with the client;
-    ``worker_budget`` sets jacobian_bp's memory budget in every worker (:func:`set_worker_memory_budget`)."""
-    if _distributed is None:  # pragma: no cover
-        raise ModuleNotFoundError("client needs distributed: pip install -e \".[dask]\"")
-    if address is not None:
-        cl = _distributed.Client(address, **kwargs)
-    else:
-        cl = _distributed.Client(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                                 memory_limit=memory_limit, processes=processes, **kwargs)
-    if worker_budget is not None:
-        set_worker_memory_budget(cl, worker_budget)
-    return cl

@@ -9,6 +9,11 @@ columns in the convention's θ order), so it chains with the other structured op
 as a SciPy ``LinearOperator``.  :class:`TransposedOperator` is the lazy transpose of any operator.
 The sweeps themselves (and :class:`Linearization`) live in :mod:`jacobian_bp.engine.sweeps` and are
 re-exported here.
+
+For a network whose samples are coupled (batch normalization in training mode) the operator is the
+Jacobian of the whole batch, row block ``i`` being :math:`\mathbf J_\theta\mathbf z_i^{[L]}` with every other
+sample held fixed: the sweeps use the layers' batch products, ``to_dense`` the batch-level Algorithm 1
+(:mod:`jacobian_bp.engine.coupled`); a batch of one sample is refused (its batch variance is 0).
 """
 from __future__ import annotations
 

@@ -28,6 +28,8 @@ batch, so that the step size does not depend on the batch size (:data:`TRAINING_
 """
 from __future__ import annotations
 
+from ..backend.progress import progress
+
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -216,7 +218,7 @@ def train(network: Network, data: Dataset, epochs: int, lr: float, batch_size: i
     train_loss = [_mean_loss(network, Xtr, Ytr, params)]
     test_loss = [_mean_loss(network, Xte, Yte, params)]
     t0 = time.perf_counter()
-    for epoch in range(1, epochs + 1):
+    for epoch in progress(range(1, epochs + 1), total=epochs, desc="training"):
         if batch_size is None:
             batches = [np.arange(N)]
         else:

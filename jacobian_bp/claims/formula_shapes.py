@@ -1,0 +1,299 @@
+r"""Shape inference for expression trees: a union-find over dimensions.
+
+A dimension is an ``int`` or a variable; user-named dimensions (``shapes={"X": ("m", "n")}``) are
+*rigid* -- two different names are different sizes, never 1 -- so a product whose sizes only
+conform when ``m = n`` is reported as ill-typed.  Undeclared symbols get a default shape by their
+letter (:func:`default_shape`).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import ShapeError, SpecError
+from .formula_tree import Node, to_text
+
+__all__ = ["infer_shapes", "default_shape"]
+
+
+# ============================================================================ shapes
+class _Dims:
+    """Union-find over dimensions: each class is bound to an int or free (a named or anonymous size)."""
+
+    def __init__(self):
+        self.parent: dict = {}
+        self.value: dict = {}
+        self.count = 0
+        self.rigid: set = set()  # user-named dimensions: distinct names are distinct sizes (>= 2)
+
+    def fresh(self, name: str | None = None):
+        if name is None:
+            self.count += 1
+            name = f"_d{self.count}"
+        self.parent.setdefault(name, name)
+        return name
+
+    def find(self, d):
+        if isinstance(d, int):
+            return d
+        self.parent.setdefault(d, d)
+        while self.parent[d] != d:
+            self.parent[d] = self.parent[self.parent[d]]
+            d = self.parent[d]
+        return d
+
+    def resolve(self, d):
+        r = self.find(d)
+        return r if isinstance(r, int) else self.value.get(r, r)
+
+    def _rigid(self, r) -> str | None:
+        if isinstance(r, int):
+            return None
+        names = [k for k in self.rigid if self.find(k) == r]
+        return names[0] if names else None
+
+    def unify(self, a, b, why: str):
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            na, nb = self._rigid(ra), self._rigid(rb)
+            if na and nb:
+                raise ShapeError(f"{why}: the sizes {na} and {nb} would have to be equal")
+            if (na and isinstance(rb, int)) or (nb and isinstance(ra, int)):
+                raise ShapeError(f"{why}: the size {na or nb} would have to be {rb if na else ra}")
+        va = ra if isinstance(ra, int) else self.value.get(ra)
+        vb = rb if isinstance(rb, int) else self.value.get(rb)
+        if va is not None and vb is not None:
+            if va != vb:
+                raise ShapeError(f"{why}: sizes {va} and {vb} do not match")
+            if not isinstance(ra, int) and not isinstance(rb, int) and ra != rb:
+                self.parent[ra] = rb
+            return
+        if isinstance(ra, int):
+            ra, rb = rb, ra
+            va, vb = vb, va
+        # ra is a variable
+        if isinstance(rb, int):
+            self.value[ra] = rb
+        elif ra != rb:
+            self.parent[ra] = rb
+            if va is not None:
+                self.value[rb] = va
+
+    def copy(self) -> "_Dims":
+        c = _Dims()
+        c.parent, c.value, c.count, c.rigid = dict(self.parent), dict(self.value), self.count, set(self.rigid)
+        return c
+
+
+_GREEK_SCALARS = {"alpha", "beta", "gamma", "lambda", "eta", "epsilon", "varepsilon", "tau", "rho", "nu", "kappa",
+                  "omega", "ell"}
+_VECTOR_GREEK = {"delta", "theta", "xi", "phi", "psi", "zeta", "pi"}
+
+
+def default_shape(name: str, D: _Dims) -> tuple:
+    """The shape a symbol gets when none is declared: lower-case Latin and some Greek letters are
+    column vectors, upper-case letters matrices, other Greek letters scalars."""
+    base = name.split("^")[0].split("_")[0]
+    if base in _GREEK_SCALARS:
+        return (1, 1)
+    if base in _VECTOR_GREEK or base == "mu" or (len(base) == 1 and base.islower()):
+        return (D.fresh(), 1)
+    return (D.fresh(), D.fresh())
+
+
+class _Infer:
+    def __init__(self, D: _Dims, shapes: dict, dim_names: set, knobs: Mapping[str, Any]):
+        self.D, self.shapes, self.dim_names, self.knobs = D, shapes, dim_names, knobs
+
+    def scalar(self, s) -> bool:
+        return self.D.resolve(s[0]) == 1 and self.D.resolve(s[1]) == 1
+
+    def conc(self, d):
+        v = self.D.resolve(d)
+        return v if isinstance(v, int) else None
+
+    def sh(self, n: Node) -> tuple:
+        op, D = n.op, self.D
+        where = to_text(n)
+        if op == "sym":
+            name = n.attr("name")
+            if name in self.dim_names or name in self.knobs:
+                return (1, 1)
+            if name not in self.shapes:
+                self.shapes[name] = default_shape(name, D)
+            return self.shapes[name]
+        if op in ("num", "tr", "det", "logdet", "sum", "mean", "inner", "norm"):
+            for a in n.args:
+                s = self.sh(a)
+                if op in ("tr", "det", "logdet"):
+                    D.unify(s[0], s[1], f"{op} needs a square matrix in {where}")
+            if op == "inner":
+                s1, s2 = self.sh(n.args[0]), self.sh(n.args[1])
+                D.unify(s1[0], s2[0], f"inner product in {where}")
+                D.unify(s1[1], s2[1], f"inner product in {where}")
+            return (1, 1)
+        if op in ("eye", "ones", "zeros"):
+            k = n.attr("n")
+            if k is not None:
+                k = k if isinstance(k, int) else (self.knobs.get(k) if k in self.knobs else D.fresh(k))
+                return (k, k) if op == "eye" else (k, 1)
+            return (D.fresh(), D.fresh()) if op != "eye" else (lambda d: (d, d))(D.fresh())
+        if op in ("add", "sub", "hadamard", "hadamard_or_scale"):
+            a, b = self.sh(n.args[0]), self.sh(n.args[1])
+            if op != "hadamard" and self.scalar(a) and not self.scalar(b):
+                return b
+            if op != "hadamard" and self.scalar(b) and not self.scalar(a):
+                return a
+            D.unify(a[0], b[0], f"rows in {where}")
+            D.unify(a[1], b[1], f"columns in {where}")
+            return a
+        if op in ("neg",):
+            return self.sh(n.args[0])
+        if op in ("func", "dfunc"):
+            return self.sh(n.args[0])
+        if op in ("mul", "cdot"):
+            a, b = self.sh(n.args[0]), self.sh(n.args[1])
+            if op == "cdot" and self.D.resolve(a[1]) == 1 and self.D.resolve(b[1]) == 1 and not self.scalar(a) \
+                    and not self.scalar(b):
+                D.unify(a[0], b[0], f"inner product in {where}")
+                return (1, 1)
+            if self.scalar(a):
+                return b
+            if self.scalar(b):
+                return a
+            D.unify(a[1], b[0], f"product in {where}")
+            return (a[0], b[1])
+        if op == "div":
+            a, b = self.sh(n.args[0]), self.sh(n.args[1])
+            if self.scalar(b):
+                return a
+            if self.scalar(a):
+                return b
+            D.unify(a[0], b[0], f"quotient in {where}")
+            D.unify(a[1], b[1], f"quotient in {where}")
+            return a
+        if op == "pow":
+            return self.sh(n.args[0])
+        if op == "T":
+            a = self.sh(n.args[0])
+            return (a[1], a[0])
+        if op == "inv":
+            a = self.sh(n.args[0])
+            D.unify(a[0], a[1], f"inverse of a square matrix in {where}")
+            return a
+        if op == "kron":
+            a, b = self.sh(n.args[0]), self.sh(n.args[1])
+            return tuple(self._prod(x, y) for x, y in zip(a, b))
+        if op == "diag":
+            a = self.sh(n.args[0])
+            if self.D.resolve(a[1]) == 1:
+                return (a[0], a[0])
+            if self.D.resolve(a[0]) == 1:
+                return (a[1], a[1])
+            D.unify(a[0], a[1], f"diag of a square matrix in {where}")
+            return (a[0], 1)
+        if op in ("vec", "vecr"):
+            a = self.sh(n.args[0])
+            return (self._prod(a[0], a[1]), 1)
+        if op in ("softmax",):
+            return self.sh(n.args[0])
+        if op == "lse":
+            a = self.sh(n.args[0])
+            return (1, a[1])
+        # convolution and pooling: sizes computed when known, else free
+        shp = [self.sh(a) for a in n.args]
+        c = [tuple(self.conc(d) for d in s_) for s_ in shp]
+        known = all(v is not None for s_ in c for v in s_)
+        kn = self.knobs
+
+        def par(key, default):
+            v = n.attr("p", None) if key == "p_attr" else kn.get(key, default)
+            if isinstance(v, str):
+                v = kn.get(v)
+            return v if isinstance(v, int) else None
+
+        if known:
+            try:
+                if op == "conv2d":
+                    s_, p_, d_ = par("s", 1), par("p", 0), par("d", 1)
+                    (H, W), (h, w) = c[0], c[1]
+                    return ((H + 2 * p_ - d_ * (h - 1) - 1) // s_ + 1, (W + 2 * p_ - d_ * (w - 1) - 1) // s_ + 1)
+                if op in ("corr", "convolve"):
+                    return (c[0][0] - c[1][0] + 1, c[0][1] - c[1][1] + 1)
+                if op == "full":
+                    return (c[0][0] + c[1][0] - 1, c[0][1] + c[1][1] - 1)
+                if op == "rot180":
+                    return c[0]
+                q = par("p_attr", None)
+                if op == "pad" and q is not None:
+                    return (c[0][0] + 2 * q, c[0][1] + 2 * q)
+                if op == "crop" and q is not None:
+                    return (c[0][0] - 2 * q, c[0][1] - 2 * q)
+                if op == "dilate" and q is not None:
+                    return ((c[0][0] - 1) * q + 1, (c[0][1] - 1) * q + 1)
+                if op == "upsample" and q is not None:
+                    return (c[0][0] * q, c[0][1] * q)
+                if op in ("avgpool", "maxpool"):
+                    k_ = par("k", 2)
+                    return (c[0][0] // k_, c[0][1] // k_)
+            except (TypeError, ZeroDivisionError):
+                pass
+        if op in ("rot180", "maxmask"):
+            return shp[0]
+        return (D.fresh(), D.fresh())
+
+    def _prod(self, x, y):
+        cx, cy = self.conc(x), self.conc(y)
+        if cx is not None and cy is not None:
+            return cx * cy
+        if cx == 1:
+            return y
+        if cy == 1:
+            return x
+        return self.D.fresh()
+
+
+def _norm_shape(s, name: str):
+    if isinstance(s, (int, str)):
+        s = (s,)
+    s = tuple(s)
+    if len(s) == 0:
+        return (1, 1)
+    if len(s) == 1:
+        return (s[0], 1)
+    if len(s) != 2:
+        raise SpecError(f"shapes: {name!r} must have 0, 1 or 2 dimensions, received {s!r}")
+    return s
+
+
+def infer_shapes(nodes: list[Node], shapes: Mapping[str, Any] | None = None, knobs: Mapping[str, Any] | None = None,
+                 base: tuple | None = None) -> tuple[dict, _Dims, set]:
+    """Infer the shape of every symbol of ``nodes`` (raises :class:`~jacobian_bp.errors.ShapeError`).
+
+    ``shapes`` maps a symbol to its shape: ints, or names of dimensions (``("m", "n")``: the same
+    name is the same size, and the name may appear as a scalar in the formula, e.g. ``1/N``).
+    Returns ``(symbol shapes, dimension classes, dimension names)``.
+    """
+    if base is not None:
+        sh0, D0, names = base
+        D, sh = D0.copy(), dict(sh0)
+    else:
+        D, sh, names = _Dims(), {}, set()
+        for name, s in (shapes or {}).items():
+            s = _norm_shape(s, name)
+            dd = []
+            for d in s:
+                if isinstance(d, str):
+                    names.add(d)
+                    dd.append(D.fresh(d))
+                elif isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 1:
+                    dd.append(int(d))
+                else:
+                    raise SpecError(f"shapes: a dimension of {name!r} must be a positive int or a name, received {d!r}")
+            sh[name] = tuple(dd)
+        D.rigid = set(names)
+    inf = _Infer(D, sh, names, knobs or {})
+    for n in nodes:
+        inf.sh(n)
+    return sh, D, names
