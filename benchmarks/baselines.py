@@ -1,7 +1,33 @@
-"""The baseline every benchmark compares with: NumPy closed-form backprop, written without jacobian_bp."""
+"""What every benchmark shares: NumPy closed-form backprop (written without jacobian_bp) and interleaved timing."""
 from __future__ import annotations
 
+import time
+from typing import Callable
+
 import numpy as np
+
+
+def interleaved_times(fns: dict, repeats: int, warmup: int = 1,
+                      clock: Callable[[], float] = time.perf_counter) -> dict:
+    """Seconds of each callable over ``repeats`` rounds, run in turn (A, B, A, B, ...) so that drift hits all alike.
+
+    Every callable is first called ``warmup`` times (also in turn).  Returns ``{name: [seconds per round]}``.
+    """
+    for _ in range(warmup):
+        for f in fns.values():
+            f()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t0 = clock()
+            f()
+            times[k].append(clock() - t0)
+    return times
+
+
+def interleaved_median(fns: dict, repeats: int, warmup: int = 1) -> dict:
+    """Median wall-clock seconds of each callable (:func:`interleaved_times`)."""
+    return {k: float(np.median(v)) for k, v in interleaved_times(fns, repeats, warmup).items()}
 
 
 def closed_form_backprop(Ws, bs, X, Y, mean: bool = False):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -32,6 +31,8 @@ from jacobian_bp.engine.network import Network  # noqa: E402
 from jacobian_bp.layers import Dense, Softmax  # noqa: E402
 from jacobian_bp.layers.attention import TransformerBlock  # noqa: E402
 from jacobian_bp.layers.flatten import Flatten  # noqa: E402
+
+from baselines import interleaved_median  # noqa: E402
 
 T, D, H, HID, N_OUT, BATCH = 16, 64, 4, 256, 10, 32
 
@@ -64,17 +65,13 @@ def engine_params(block, head=None):
     return out
 
 
-def interleaved(fns: dict, repeats: int) -> dict:
-    """Median wall time of each callable, run in turn ``repeats`` times after one warm-up each."""
-    for f in fns.values():
-        f()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) for k, v in times.items()}
+def compare(title: str, fns: dict, repeats: int, ours: str = "ours (materialized)",
+            other: str = "torch.func.jacrev") -> None:
+    """Print ``title`` and the interleaved medians of ``fns`` (``"ours"`` and one torch baseline) with their ratio."""
+    print(title)
+    (_, t_ours), (_, t_other) = interleaved_median(fns, repeats).items()
+    print(f"   {ours} {t_ours * 1e3:8.1f} ms   {other} {t_other * 1e3:8.1f} ms   "
+          f"ratio ours/torch = {t_ours / t_other:.2f}")
 
 
 def main(repeats: int = 5) -> None:
@@ -102,10 +99,8 @@ def main(repeats: int = 5) -> None:
         return net.jacobian_theta(x, params).to_dense()
 
     J = ours_jac()
-    print(f"\n1. J_theta z[L] of the block output: {J.shape[0]} x {J.shape[1]} ({J.nbytes / 2**20:.0f} MiB)")
-    r = interleaved({"ours": ours_jac, "jacrev": torch_jac}, repeats)
-    print(f"   ours (materialized) {r['ours'] * 1e3:8.1f} ms   torch.func.jacrev {r['jacrev'] * 1e3:8.1f} ms   "
-          f"ratio ours/torch = {r['ours'] / r['jacrev']:.2f}")
+    compare(f"\n1. J_theta z[L] of the block output: {J.shape[0]} x {J.shape[1]} ({J.nbytes / 2**20:.0f} MiB)",
+            {"ours": ours_jac, "jacrev": torch_jac}, repeats)
     del J
 
     # 2. block + dense head
@@ -127,10 +122,8 @@ def main(repeats: int = 5) -> None:
         return net2.jacobian_theta(x, params2).to_dense()
 
     J2 = ours_jac2()
-    print(f"\n2. J_theta z[L] with a dense head: {J2.shape[0]} x {J2.shape[1]}")
-    r = interleaved({"ours": ours_jac2, "jacrev": torch_jac2}, repeats)
-    print(f"   ours (materialized) {r['ours'] * 1e3:8.1f} ms   torch.func.jacrev {r['jacrev'] * 1e3:8.1f} ms   "
-          f"ratio ours/torch = {r['ours'] / r['jacrev']:.2f}")
+    compare(f"\n2. J_theta z[L] with a dense head: {J2.shape[0]} x {J2.shape[1]}",
+            {"ours": ours_jac2, "jacrev": torch_jac2}, repeats)
 
     # 3. operator-mode gradient, batch of 32
     X = rng.standard_normal((BATCH, T, D))
@@ -152,10 +145,8 @@ def main(repeats: int = 5) -> None:
 
     g = ours_grad().vector
     torch_grad()
-    print(f"\n3. gradient of the mean cross-entropy, batch {BATCH} ({g.size} parameters)")
-    r = interleaved({"ours": ours_grad, "torch": torch_grad}, repeats * 2)
-    print(f"   ours (operator mode) {r['ours'] * 1e3:8.1f} ms   torch forward+backward {r['torch'] * 1e3:8.1f} ms   "
-          f"ratio ours/torch = {r['ours'] / r['torch']:.2f}")
+    compare(f"\n3. gradient of the mean cross-entropy, batch {BATCH} ({g.size} parameters)",
+            {"ours": ours_grad, "torch": torch_grad}, repeats * 2, "ours (operator mode)", "torch forward+backward")
 
 
 if __name__ == "__main__":

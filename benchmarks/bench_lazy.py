@@ -35,7 +35,7 @@ from jacobian_bp.uses.curvature import empirical_ntk, gauss_newton  # noqa: E402
 from jacobian_bp.engine.per_sample import batch_jacobian, per_sample_gradients  # noqa: E402
 from jacobian_bp.spec import load_spec  # noqa: E402
 
-from baselines import closed_form_backprop  # noqa: E402
+from baselines import closed_form_backprop, interleaved_times  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- baselines
@@ -48,15 +48,7 @@ CLOCK = time.process_time
 
 def interleaved(fns: dict, rounds: int) -> dict:
     """Best and median seconds of each callable, timed round-robin after one warm-up call each."""
-    for f in fns.values():
-        f()
-    ts = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, f in fns.items():
-            t0 = CLOCK()
-            f()
-            ts[k].append(CLOCK() - t0)
-    return {k: (min(v), float(np.median(v))) for k, v in ts.items()}
+    return {k: (min(v), float(np.median(v))) for k, v in interleaved_times(fns, rounds, clock=CLOCK).items()}
 
 
 def mlp(n_in: int, widths: list[int], n_out: int = 10, convention="pytorch") -> jb.Network:

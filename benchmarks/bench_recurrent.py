@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -27,21 +26,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from jacobian_bp.spec import load_spec  # noqa: E402
 
+from baselines import interleaved_median  # noqa: E402
+
 T, D, H, OUT = 32, 32, 64, 10
 
 
-def interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:
-    """Median wall-clock seconds of each callable, run in turn (A, B, A, B, ...) so that drift hits all alike."""
-    for _ in range(warmup):
-        for f in fns.values():
-            f()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) for k, v in times.items()}
+def interleaved(fns: dict, repeats: int) -> dict:
+    """Median wall-clock seconds of each callable, run in turn (A, B, A, B, ...) after two warm-up rounds."""
+    return interleaved_median(fns, repeats, warmup=2)
 
 
 def rel(a, b) -> float:

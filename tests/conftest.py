@@ -113,3 +113,32 @@ def example(name):
     sp = load_spec(name)
     x, y = sp.data()
     return sp.network, sp.network.init_params(0), x, y
+
+
+#: the first lines of a ``python -c`` program that makes ``dask``, ``distributed`` and ``zarr``
+#: unimportable (an import finder that refuses them): the package as installed without the ``[dask]`` extra
+BLOCK_DASK_IMPORTS = (
+    "import sys\n"
+    "class Block:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in ('dask', 'distributed', 'zarr'):\n"
+    "            raise ImportError('blocked ' + name)\n"
+    "sys.meta_path.insert(0, Block())\n"
+)
+
+
+@__import__("contextlib").contextmanager
+def local_dask_cluster():
+    """A dask ``LocalCluster`` of two one-thread worker processes (1 GiB each) and a ``Client`` on it, for
+    module-scoped fixtures: ``with local_dask_cluster() as (lc, cl): yield cl``; both are closed afterwards."""
+    from distributed import Client, LocalCluster
+
+    lc = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB",
+                      dashboard_address=None, silence_logs=40)
+    cl = Client(lc)
+    try:
+        cl.wait_for_workers(2, timeout=60)
+        yield lc, cl
+    finally:
+        cl.close()
+        lc.close()

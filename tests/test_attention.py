@@ -301,14 +301,16 @@ def _torch_net(T, d, h, hidden, causal, n_out, seed=0):
     return block, head
 
 
-def _engine_params(net, block, head):
+def _engine_params(net, block, head=None):
+    """The engine's parameters of ``net`` from the torch block (and dense ``head``, when given: ``W2``, ``b2``)."""
     d = block.ln1.weight.shape[0]
     W = block.attn.in_proj_weight.detach().numpy()
     b = block.attn.in_proj_bias.detach().numpy()
     src = {"gamma1.ln1": block.ln1.weight, "beta1.ln1": block.ln1.bias, "gamma1.ln2": block.ln2.weight,
            "beta1.ln2": block.ln2.bias, "W_O1.attn": block.attn.out_proj.weight, "b_O1.attn": block.attn.out_proj.bias,
-           "W1.fc1": block.fc1.weight, "b1.fc1": block.fc1.bias, "W1.fc2": block.fc2.weight, "b1.fc2": block.fc2.bias,
-           "W2": head.weight, "b2": head.bias}
+           "W1.fc1": block.fc1.weight, "b1.fc1": block.fc1.bias, "W1.fc2": block.fc2.weight, "b1.fc2": block.fc2.bias}
+    if head is not None:
+        src.update({"W2": head.weight, "b2": head.bias})
     out = {k: v.detach().numpy().copy() for k, v in src.items()}
     for j, c in enumerate("QKV"):
         out[f"W_{c}1.attn"] = W[j * d:(j + 1) * d].copy()
@@ -321,15 +323,19 @@ def _torch_param_dict(net, params):
     return {k: torch.tensor(v) for k, v in params.items()}
 
 
+def _block_state(tp):
+    """The torch block's state dict from the engine's parameter names (Q, K, V stacked into ``in_proj``)."""
+    return {"ln1.weight": tp["gamma1.ln1"], "ln1.bias": tp["beta1.ln1"], "ln2.weight": tp["gamma1.ln2"],
+            "ln2.bias": tp["beta1.ln2"],
+            "attn.in_proj_weight": torch.cat([tp["W_Q1.attn"], tp["W_K1.attn"], tp["W_V1.attn"]]),
+            "attn.in_proj_bias": torch.cat([tp["b_Q1.attn"], tp["b_K1.attn"], tp["b_V1.attn"]]),
+            "attn.out_proj.weight": tp["W_O1.attn"], "attn.out_proj.bias": tp["b_O1.attn"],
+            "fc1.weight": tp["W1.fc1"], "fc1.bias": tp["b1.fc1"], "fc2.weight": tp["W1.fc2"], "fc2.bias": tp["b1.fc2"]}
+
+
 def _functional(block, head, d):
     def f(tp, x):
-        sd = {"ln1.weight": tp["gamma1.ln1"], "ln1.bias": tp["beta1.ln1"], "ln2.weight": tp["gamma1.ln2"],
-              "ln2.bias": tp["beta1.ln2"],
-              "attn.in_proj_weight": torch.cat([tp["W_Q1.attn"], tp["W_K1.attn"], tp["W_V1.attn"]]),
-              "attn.in_proj_bias": torch.cat([tp["b_Q1.attn"], tp["b_K1.attn"], tp["b_V1.attn"]]),
-              "attn.out_proj.weight": tp["W_O1.attn"], "attn.out_proj.bias": tp["b_O1.attn"],
-              "fc1.weight": tp["W1.fc1"], "fc1.bias": tp["b1.fc1"], "fc2.weight": tp["W1.fc2"], "fc2.bias": tp["b1.fc2"]}
-        y = torch.func.functional_call(block, sd, (x,))
+        y = torch.func.functional_call(block, _block_state(tp), (x,))
         return F.linear(y.reshape(x.shape[0], -1), tp["W2"], tp["b2"])
     return f
 
@@ -387,7 +393,7 @@ def test_transformer_block_output_jacobians_against_jacrev_and_the_two_residual_
     net = load_spec(spec_block).network
     net2 = load_spec(spec_res).network
     block, _ = _torch_net(T, d, h, hidden, False, 1)
-    params = _engine_params_block_only(net, block)
+    params = _engine_params(net, block)
     rename = {"gamma1.ln1": "gamma1.1", "beta1.ln1": "beta1.1", "gamma1.ln2": "gamma2.1", "beta1.ln2": "beta2.1",
               "W1.fc1": "W2.2", "b1.fc1": "b2.2", "W1.fc2": "W2.3", "b1.fc2": "b2.3"}
     for c in "QKVO":
@@ -399,13 +405,7 @@ def test_transformer_block_output_jacobians_against_jacrev_and_the_two_residual_
     tp = {k: torch.tensor(v) for k, v in params.items()}
 
     def out(tp, v):
-        sd = {"ln1.weight": tp["gamma1.ln1"], "ln1.bias": tp["beta1.ln1"], "ln2.weight": tp["gamma1.ln2"],
-              "ln2.bias": tp["beta1.ln2"],
-              "attn.in_proj_weight": torch.cat([tp["W_Q1.attn"], tp["W_K1.attn"], tp["W_V1.attn"]]),
-              "attn.in_proj_bias": torch.cat([tp["b_Q1.attn"], tp["b_K1.attn"], tp["b_V1.attn"]]),
-              "attn.out_proj.weight": tp["W_O1.attn"], "attn.out_proj.bias": tp["b_O1.attn"],
-              "fc1.weight": tp["W1.fc1"], "fc1.bias": tp["b1.fc1"], "fc2.weight": tp["W1.fc2"], "fc2.bias": tp["b1.fc2"]}
-        return torch.func.functional_call(block, sd, (v[None],))[0].reshape(-1)
+        return torch.func.functional_call(block, _block_state(tp), (v[None],))[0].reshape(-1)
 
     names = [e.name for e in net.entries]
     Jt = torch.func.jacrev(out)(tp, torch.tensor(x))
@@ -418,21 +418,6 @@ def test_transformer_block_output_jacobians_against_jacrev_and_the_two_residual_
     Jx = torch.func.jacrev(lambda v: out(tp, v))(torch.tensor(x)).reshape(T * d, -1).numpy()
     assert _rel(net.jacobian_input(x, params).to_dense(), Jx) <= 1e-12
     assert _rel(net2.jacobian_input(x, params2).to_dense(), Jx) <= 1e-12
-
-
-def _engine_params_block_only(net, block):
-    d = block.ln1.weight.shape[0]
-    W = block.attn.in_proj_weight.detach().numpy()
-    b = block.attn.in_proj_bias.detach().numpy()
-    src = {"gamma1.ln1": block.ln1.weight, "beta1.ln1": block.ln1.bias, "gamma1.ln2": block.ln2.weight,
-           "beta1.ln2": block.ln2.bias, "W_O1.attn": block.attn.out_proj.weight, "b_O1.attn": block.attn.out_proj.bias,
-           "W1.fc1": block.fc1.weight, "b1.fc1": block.fc1.bias, "W1.fc2": block.fc2.weight, "b1.fc2": block.fc2.bias}
-    out = {k: v.detach().numpy().copy() for k, v in src.items()}
-    for j, c in enumerate("QKV"):
-        out[f"W_{c}1.attn"] = W[j * d:(j + 1) * d].copy()
-        out[f"b_{c}1.attn"] = b[j * d:(j + 1) * d].copy()
-    assert set(out) == set(net.param_names)
-    return out
 
 
 def test_symbolic_network_jacobians_of_attention_equal_the_numeric_ones():

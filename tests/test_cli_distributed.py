@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import BLOCK_DASK_IMPORTS, local_dask_cluster
 
 from jacobian_bp.cli import main
 from jacobian_bp.engine import per_sample as ps
@@ -42,17 +43,8 @@ def rel(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def scheduler():
-    from distributed import Client, LocalCluster
-
-    lc = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB",
-                      dashboard_address=None, silence_logs=40)
-    cl = Client(lc)
-    try:
-        cl.wait_for_workers(2, timeout=60)
+    with local_dask_cluster() as (lc, cl):
         yield lc.scheduler_address
-    finally:
-        cl.close()
-        lc.close()
 
 
 @pytest.fixture(scope="module", params=sorted(SPECS))
@@ -189,13 +181,7 @@ def test_bad_data_files_and_outputs_are_one_line_errors(tmp_path, capsys):
 
 
 def test_missing_dask_is_one_line_naming_the_extra(tmp_path):
-    code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('dask', 'distributed', 'zarr'):\n"
-        "            raise ImportError('blocked ' + name)\n"
-        "sys.meta_path.insert(0, Block())\n"
+    code = BLOCK_DASK_IMPORTS + (
         "from jacobian_bp.cli import main\n"
         f"sys.exit(main(['ntk', 'damadi-2layer', '--batch', '4', '-o', {str(tmp_path / 'k.zarr')!r}]))\n"
     )

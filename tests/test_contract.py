@@ -86,6 +86,17 @@ def _against_central_differences(case, net, X, Y, params, theta):
     assert _rel(got, want) <= 1e-6
 
 
+def _check_full_gradient(case, net, X, Y, params, theta):
+    """``chain`` / ``operator`` backends: the gradient against torch's autograd (rel <= 1e-10), and torch's
+    gradient against float64 central differences of the loss on five entries of θ."""
+    got = net.gradient(X, Y, params, method=case.backend).vector
+    _, want = torch_twin.loss_and_gradient(net, X, Y, theta)
+    assert _rel(got, want) <= 1e-10
+    idx = np.random.default_rng(0).choice(theta.size, size=min(5, theta.size), replace=False)
+    fd = reference.central_differences(lambda t: net.loss_value(X, Y, net.unpack(t)), theta, h=1e-6, indices=idx)[idx]
+    assert np.max(np.abs(fd - want[idx])) <= 1e-6 * max(np.max(np.abs(want)), 1e-8)
+
+
 def _coupled_case(case, s):
     """A network with a layer that couples the samples (``couples_samples``: batch norm in training mode).
 
@@ -118,12 +129,7 @@ def _coupled_case(case, s):
     tt = torch.tensor(theta, dtype=torch.float64)
     x0 = X[0] if net.convention.batch_axis == "first" else np.moveaxis(np.asarray(X), -1, 0)[0]
     if case.backend in ("chain", "operator"):
-        got = net.gradient(X, Y, params, method=case.backend).vector
-        _, want = torch_twin.loss_and_gradient(net, X, Y, theta)
-        assert _rel(got, want) <= 1e-10
-        idx = np.random.default_rng(0).choice(theta.size, size=min(5, theta.size), replace=False)
-        fd = reference.central_differences(lambda t: net.loss_value(X, Y, net.unpack(t)), theta, h=1e-6, indices=idx)[idx]
-        assert np.max(np.abs(fd - want[idx])) <= 1e-6 * max(np.max(np.abs(want)), 1e-8)
+        _check_full_gradient(case, net, X, Y, params, theta)
     elif case.backend == "per_sample":
         with pytest.raises(UnsupportedInputError, match="couple the samples"):
             net.per_sample_gradients(X, Y, params)
@@ -172,12 +178,7 @@ def test_case_against_the_oracles(case):
         _against_central_differences(case, net, X, Y, params, theta)
         return
     if case.backend in ("chain", "operator"):
-        got = net.gradient(X, Y, params, method=case.backend).vector
-        _, want = torch_twin.loss_and_gradient(net, X, Y, theta)
-        assert _rel(got, want) <= 1e-10
-        idx = np.random.default_rng(0).choice(theta.size, size=min(5, theta.size), replace=False)
-        fd = reference.central_differences(lambda t: net.loss_value(X, Y, net.unpack(t)), theta, h=1e-6, indices=idx)[idx]
-        assert np.max(np.abs(fd - want[idx])) <= 1e-6 * max(np.max(np.abs(want)), 1e-8)
+        _check_full_gradient(case, net, X, Y, params, theta)
     elif case.backend == "per_sample":
         rows = net.per_sample_gradients(X, Y, params)
         Xb, Yb = torch_twin.batch_first(net, X, Y)

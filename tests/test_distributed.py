@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import BLOCK_DASK_IMPORTS, local_dask_cluster
 
 import jacobian_bp as jb
 from jacobian_bp import Dense, MemoryBudgetError, Network, ReLU, Softmax, Tanh
@@ -59,13 +60,7 @@ def chunked(f, net, X, Y, params, c):
 
 # ----------------------------------------------------------------------------- the core does not need dask
 def test_core_imports_without_dask():
-    code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('dask', 'distributed', 'zarr'):\n"
-        "            raise ImportError('blocked ' + name)\n"
-        "sys.meta_path.insert(0, Block())\n"
+    code = BLOCK_DASK_IMPORTS + (
         "import jacobian_bp, jacobian_bp.cli, jacobian_bp.uses, jacobian_bp.engine.per_sample\n"
         "assert not any(m.split('.')[0] in ('dask', 'distributed', 'zarr') for m in sys.modules)\n"
         "try:\n"
@@ -115,17 +110,8 @@ def jd():
 
 @pytest.fixture(scope="module")
 def cluster(jd):
-    from distributed import Client, LocalCluster
-
-    lc = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB",
-                      dashboard_address=None, silence_logs=40)
-    cl = Client(lc)
-    try:
-        cl.wait_for_workers(2, timeout=60)
+    with local_dask_cluster() as (lc, cl):
         yield cl
-    finally:
-        cl.close()
-        lc.close()
 
 
 @pytest.fixture(scope="module")

@@ -331,22 +331,32 @@ def exact_truth(claim: DerivativeClaim, inst: Instance) -> tuple[np.ndarray, tup
     Forward-mode differentiation in exact arithmetic: one evaluation of the function per entry
     of the argument, with that entry's tangent set to 1.  Returns (derivative, shape of F).
     """
-    X = inst.env[claim.wrt]
+    Dfull, fshape = forward_derivative(claim.function, claim.wrt, inst, claim.knobs)
+    return claim.layout.arrange(Dfull, fshape, inst.env[claim.wrt].shape), fshape
+
+
+def forward_derivative(function: Node, wrt: str, inst: Instance, knobs: Mapping[str, Any]) -> tuple[np.ndarray, tuple]:
+    r"""Every partial derivative :math:`\partial F_j / \partial X_i` of ``function`` at ``inst``, exactly.
+
+    Forward mode with exact dual numbers: one evaluation per entry ``i`` of ``X = inst.env[wrt]``,
+    that entry's tangent set to 1 and all others 0.  Returns ``(D, shape of F)`` with ``D`` of shape
+    ``F.shape + X.shape`` (object array of exact numbers), in no layout yet.
+    """
+    X = inst.env[wrt]
     base = inst.dual_env()
-    Dfull = None
-    fshape = None
+    Dfull, fshape = None, None
     for idx in np.ndindex(*X.shape):
-        env = dict(base)
-        Xd = np.vectorize(lambda v: Dual(v), otypes=[object])(X)
+        Xd = base[wrt].copy()
         Xd[idx] = Dual(X[idx], Fraction(1))
-        env[claim.wrt] = Xd
-        F = evaluate(claim.function, env, exact=True, knobs=claim.knobs, dims=inst.dims)
+        env = dict(base)
+        env[wrt] = Xd
+        F = evaluate(function, env, exact=True, knobs=knobs, dims=inst.dims)
         if Dfull is None:
             fshape = F.shape
             Dfull = np.empty(F.shape + X.shape, dtype=object)
         for j in np.ndindex(*F.shape):
             Dfull[j + idx] = F[j].b
-    return claim.layout.arrange(Dfull, fshape, X.shape), fshape
+    return Dfull, fshape
 
 
 def numeric_truth(claim: DerivativeClaim, inst: Instance) -> tuple[np.ndarray, str]:

@@ -37,7 +37,7 @@ import numpy as np
 from ..errors import JacobianBPError, ShapeError, SpecError
 from .derivative import (DerivativeClaim, EvalError, Instance, Layout, Node, Dual, evaluate, infer_shapes,
                          make_instances, numeric_truth, point_instance, substitute, to_float)
-from .derivative import loss_definition
+from .derivative import forward_derivative, loss_definition
 from .exact_eval import _mp
 from .layer_opinion import layer_opinion
 from .mistakes import diagnose
@@ -233,21 +233,8 @@ class _Judge:
                         f"instances: {last}")
 
     def _truth(self, I: Instance) -> dict:
-        X = I.env[self.wrt]
-        base = I.dual_env()
-        Dfull, fshape = None, None
-        for idx in np.ndindex(*X.shape):
-            Xd = base[self.wrt].copy()
-            Xd[idx] = Dual(X[idx], Fraction(1))
-            env = dict(base)
-            env[self.wrt] = Xd
-            F = evaluate(self.function, env, exact=True, knobs=self.knobs, dims=I.dims)
-            if Dfull is None:
-                fshape = F.shape
-                Dfull = np.empty(F.shape + X.shape, dtype=object)
-            for j in np.ndindex(*F.shape):
-                Dfull[j + idx] = F[j].b
-        return {"D": Dfull, "f": fshape, "x": X.shape, "float_env": {k: v.astype(float) if v.dtype != object else
+        Dfull, fshape = forward_derivative(self.function, self.wrt, I, self.knobs)
+        return {"D": Dfull, "f": fshape, "x": I.env[self.wrt].shape, "float_env": {k: v.astype(float) if v.dtype != object else
                                                                      np.vectorize(float, otypes=[float])(v)
                                                                      for k, v in I.env.items()},
                 "arr": {}}

@@ -103,9 +103,10 @@ from .attention_ops import (
     structured_param_products, structured_product,
 )
 from .base import Layer
+from .lazy_operators import OperatorSum
 from .linear import Linear
 from .registry import register
-from .residual import Residual, _Added
+from .residual import Residual
 
 __all__ = ["SelfAttention", "TransformerBlock", "AttentionInputJacobian", "AttentionParamJacobian",
            "softmax_row_jacobians"]
@@ -576,7 +577,7 @@ class TransformerBlock(Residual):
             for sub, op in layer.jac_params(A[0], O[0], p, order).items():
                 block = op if left is None else Product([left, op])
                 name = names[sub]
-                out[name] = block if name not in out else _Added(out[name], block)
+                out[name] = block if name not in out else OperatorSum(out[name], block)
             above = above + [layer.jac_input(A[0], O[0], p)]
         return out
 

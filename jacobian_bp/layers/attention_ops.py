@@ -15,20 +15,16 @@ from __future__ import annotations
 from math import prod
 
 import numpy as np
-import sympy
 
 from ..errors import SpecError
-from ..backend.operators import Dense as DenseOp, HStack, Identity, Kron, Operator, Product, VStack, sympy_scalar
-from .linear import TokenwiseWeight, _Transposed, weight_rows
+from ..backend.operators import Dense as DenseOp, HStack, Identity, Kron, Operator, Product, VStack
+from .lazy_operators import RowOperator, has_object_entries as _is_object
+from .linear import TokenwiseWeight, weight_rows
 
 __all__ = ["AttentionInputJacobian", "AttentionParamJacobian", "softmax_row_jacobians", "factor_blocks",
            "structured_product", "structured_param_products"]
 
 _QKV = ("Q", "K", "V")
-
-
-def _is_object(*arrays) -> bool:
-    return any(isinstance(a, np.ndarray) and a.dtype == object for a in arrays)
 
 
 def _obj_einsum(spec: str, *ops):
@@ -181,7 +177,7 @@ class _Shared:
         return back
 
 
-class AttentionInputJacobian(Operator):
+class AttentionInputJacobian(RowOperator):
     r""":math:`\mathbf J_{\mathbf x}\mathbf y` of self-attention for one sample, ``(T d, T d)``, applied without forming it.
 
     ``left_matmat(M)`` is the backward pass on the rows of ``M``, ``matmat(V)`` the forward-mode pass
@@ -212,22 +208,10 @@ class AttentionInputJacobian(Operator):
         dY = self.shared.fwd.tangent(dX=X.T.reshape(1, -1, L.T_len, L.d))
         return dY[0].reshape(X.shape[1], -1).T
 
-    def rmatmat(self, X):
-        X = self._check_mat(X, self.shape[0], "rmatmat")
-        return self.left_matmat(X.T).T
-
-    @property
-    def T(self):
-        return _Transposed(self)
-
     def _dense(self):
         if self._dense_value is None:
             self._dense_value = self.left_matmat(self.shared.eye())
         return self._dense_value
-
-    def _sympy(self):
-        D = self._dense()
-        return sympy.Matrix(self.shape[0], self.shape[1], [sympy_scalar(v) for v in np.ravel(D).tolist()])
 
     def factors(self) -> Product:
         """The structured product of the module docstring (dense blocks :math:`\\mathbf J_{\\mathbf Q}\\mathbf C`, ...)."""
@@ -235,7 +219,7 @@ class AttentionInputJacobian(Operator):
         return fwd.layer._structured(fwd)
 
 
-class AttentionParamJacobian(Operator):
+class AttentionParamJacobian(RowOperator):
     r""":math:`\mathbf J_{\operatorname{vec}\theta}\mathbf y` of one attention parameter (``W_Q``, ``b_Q``, ..., ``W_O``, ``b_O``), one sample.
 
     ``left_matmat(M)`` is the backward pass on the rows of ``M`` followed by :math:`d\mathbf W = d\mathbf c^\top\mathbf X`
@@ -288,20 +272,8 @@ class AttentionParamJacobian(Operator):
         dY = self.shared.fwd.tangent(dparams={self.name: self._unvec_cols(X)})
         return dY[0].reshape(X.shape[1], -1).T
 
-    def rmatmat(self, X):
-        X = self._check_mat(X, self.shape[0], "rmatmat")
-        return self.left_matmat(X.T).T
-
-    @property
-    def T(self):
-        return _Transposed(self)
-
     def _dense(self):
         return self.left_matmat(self.shared.eye())
-
-    def _sympy(self):
-        D = self._dense()
-        return sympy.Matrix(self.shape[0], self.shape[1], [sympy_scalar(v) for v in np.ravel(D).tolist()])
 
 
 def factor_blocks(layer, fwd: "_Forward") -> dict:

@@ -72,10 +72,10 @@ import numpy as np
 import scipy.sparse as sp
 import sympy
 
-from ..errors import DataError, ShapeError, SpecError, UnsupportedInputError
-from ..backend.exact import exact_number, real_number
+from ..errors import DataError, ShapeError, UnsupportedInputError
+from ..backend.exact import real_number
 from ..backend.operators import Diagonal, Identity, Operator, VStack, sympy_scalar
-from .base import Layer
+from .normalization import PerFeatureAffine, _is_symbolic
 from .registry import register
 
 __all__ = ["BatchNorm1dTrain", "BatchNormCoupling", "COUPLING_HINT"]
@@ -83,13 +83,6 @@ __all__ = ["BatchNorm1dTrain", "BatchNormCoupling", "COUPLING_HINT"]
 #: what to use instead of a per-sample quantity (ends every refusal of a per-sample route)
 COUPLING_HINT = ("use the batch quantities instead (gradient, batch_jacobian_theta, batch_jacobian_input; "
                  "their .block(i, k) shows the coupling), or batch_norm_eval for per-sample ones")
-
-PARAM_LATEX = {"gamma": r"\boldsymbol{\gamma}", "beta": r"\boldsymbol{\beta}"}
-
-
-def _is_symbolic(*arrays) -> bool:
-    return any(isinstance(a, np.ndarray) and a.dtype == object for a in arrays)
-
 
 class BatchNormCoupling(Operator):
     r"""The batch Jacobian of batch normalization, :math:`Nn\times Nn`, sample-major, kept structured.
@@ -188,7 +181,7 @@ class BatchNormCoupling(Operator):
 
 
 @register("batch_norm")
-class BatchNorm1dTrain(Layer):
+class BatchNorm1dTrain(PerFeatureAffine):
     r"""Batch normalization in training mode (``torch.nn.BatchNorm1d(n).train()``) on flat vectors; see the module docstring.
 
     Parameters
@@ -214,18 +207,11 @@ class BatchNorm1dTrain(Layer):
     #: the batch Jacobian is symmetric (module docstring)
     jacobian_symmetric = True
     torch_module_types = ("BatchNorm1d",)
-    param_latex = PARAM_LATEX
 
     def __init__(self, eps: float = 1e-5, affine: bool = True, momentum: float | None = 0.1):
-        super().__init__()
-        who = f"{self.kind} layer"
-        self.eps = real_number(eps, f"{who}: eps", minimum=0.0, strict_minimum=True)
-        if not isinstance(affine, (bool, np.bool_)):
-            raise SpecError(f"{who}: affine must be a boolean (true/false), received {affine!r}")
-        self.affine = bool(affine)
-        self.momentum = None if momentum is None else real_number(momentum, f"{who}: momentum", minimum=0.0, maximum=1.0)
-        self.parametric = self.affine
-        self.param_names = ("gamma", "beta") if self.affine else ()
+        super().__init__(eps, affine)
+        self.momentum = (None if momentum is None else
+                         real_number(momentum, f"{self.kind} layer: momentum", minimum=0.0, maximum=1.0))
 
     # ------------------------------------------------------------------ shapes and parameters
     def build(self, in_shape, convention=None):
@@ -239,24 +225,6 @@ class BatchNorm1dTrain(Layer):
     @property
     def n(self) -> int:
         return self.in_shape[0]
-
-    def param_shapes(self):
-        return {"gamma": (self.n,), "beta": (self.n,)} if self.affine else {}
-
-    def init_params(self, rng):
-        r""":math:`\boldsymbol\gamma = \mathbf 1 + 0.1\,\mathcal N(0,1)`, :math:`\boldsymbol\beta = 0.1\,\mathcal N(0,1)` (torch starts
-        from 1 and 0; a random start keeps every term of the Jacobians visible in checks)."""
-        if not self.affine:
-            return {}
-        return {"gamma": 1.0 + 0.1 * rng.standard_normal(self.n), "beta": 0.1 * rng.standard_normal(self.n)}
-
-    def weight_transposed_by_layout(self, local: str) -> bool:
-        """No parameter of a normalization layer is a weight matrix: the layout transposes none."""
-        return False
-
-    @property
-    def eps_exact(self) -> sympy.Expr:
-        return exact_number(self.eps, f"{self.kind}: eps")
 
     # ------------------------------------------------------------------ batch statistics
     def _check_batch(self, A) -> np.ndarray:
@@ -466,17 +434,6 @@ class BatchNorm1dTrain(Layer):
         return kwargs, params
 
     # ------------------------------------------------------------------ LaTeX facts
-    def latex_param(self, local: str, tag) -> str:
-        return rf"{self.param_latex[local]}^{{[{tag}]}}"
-
-    def latex_eps(self) -> str:
-        txt = f"{self.eps:g}"
-        if "e" not in txt:
-            return txt
-        mant, exp = txt.split("e")
-        power = rf"10^{{{int(exp)}}}"
-        return power if mant == "1" else rf"{mant}\cdot {power}"
-
     def prose(self) -> str:
         return (r"batch normalization in training mode, $\boldsymbol{\gamma}\odot(\mathbf{a}_i-\boldsymbol{\mu}_B)\oslash"
                 r"\sqrt{\boldsymbol{\sigma}_B^2+\epsilon}+\boldsymbol{\beta}$ with the mean $\boldsymbol{\mu}_B$ and the biased "

@@ -25,8 +25,30 @@ from .base import Layer
 from .registry import register
 
 
+class WeightBiasLayer(Layer):
+    r"""Base of the layers with a weight :math:`\mathbf W` ``(out_features, in_features)`` and an optional bias
+    :math:`\mathbf b` ``(out_features,)`` (:class:`Dense`, :class:`~jacobian_bp.layers.linear.Linear`): their shapes
+    and random start :math:`\mathbf W\sim\mathcal N(0, 1/n_\text{in})`, :math:`\mathbf b\sim\mathcal N(0, 0.01)`."""
+
+    out_features: int
+    in_features: int
+    bias: bool
+
+    def param_shapes(self):
+        shapes = {"W": (self.out_features, self.in_features)}
+        if self.bias:
+            shapes["b"] = (self.out_features,)
+        return shapes
+
+    def init_params(self, rng):
+        p = {"W": rng.standard_normal((self.out_features, self.in_features)) / np.sqrt(self.in_features)}
+        if self.bias:
+            p["b"] = 0.1 * rng.standard_normal(self.out_features)
+        return p
+
+
 @register("dense")
-class Dense(Layer):
+class Dense(WeightBiasLayer):
     r"""Affine layer :math:`\mathbf z = \mathbf W \mathbf a + \mathbf b`.
 
     Parameters
@@ -71,18 +93,6 @@ class Dense(Layer):
         self.in_shape = in_shape
         self.out_shape = (self.out_features,)
         return self.out_shape
-
-    def param_shapes(self):
-        shapes = {"W": (self.out_features, self.in_features)}
-        if self.bias:
-            shapes["b"] = (self.out_features,)
-        return shapes
-
-    def init_params(self, rng):
-        p = {"W": rng.standard_normal((self.out_features, self.in_features)) / np.sqrt(self.in_features)}
-        if self.bias:
-            p["b"] = 0.1 * rng.standard_normal(self.out_features)
-        return p
 
     def forward(self, A, params):
         W = params["W"]

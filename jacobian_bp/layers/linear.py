@@ -32,18 +32,14 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import sympy
 
 from ..errors import DataError, ShapeError, SpecError
-from ..backend.operators import Dense as DenseOp, Identity, Kron, Operator, sympy_scalar
-from .base import Layer
+from ..backend.operators import Dense as DenseOp, Identity, Kron
+from .dense import WeightBiasLayer
+from .lazy_operators import RowOperator, has_object_entries as _is_object
 from .registry import register
 
 __all__ = ["Linear", "TokenwiseWeight", "weight_rows"]
-
-
-def _is_object(*arrays) -> bool:
-    return any(isinstance(a, np.ndarray) and a.dtype == object for a in arrays)
 
 
 def weight_rows(G, Xin, order: str = "C", out=None):
@@ -80,7 +76,7 @@ def weight_rows(G, Xin, order: str = "C", out=None):
     return res.reshape(k, -1)
 
 
-class TokenwiseWeight(Operator):
+class TokenwiseWeight(RowOperator):
     r""":math:`\mathbf J_{\operatorname{vec}\mathbf W}\operatorname{vec}_r(\mathbf X\mathbf W^\top)` for a fixed :math:`\mathbf X\in\mathbb R^{T\times n}`.
 
     Shape ``(T m, m n)`` for :math:`\mathbf W\in\mathbb R^{m\times n}`: the vertical stack over the rows
@@ -134,14 +130,6 @@ class TokenwiseWeight(Operator):
         M = np.asarray(M)
         weight_rows(M.reshape(M.shape[0], self.T_, self.m), self.X, self.order, out=out)
 
-    def rmatmat(self, X):
-        X = self._check_mat(X, self.shape[0], "rmatmat")
-        return self.left_matmat(X.T).T
-
-    @property
-    def T(self):
-        return _Transposed(self)
-
     @property
     def nnz(self):
         return self.T_ * self.m * self.n
@@ -160,52 +148,6 @@ class TokenwiseWeight(Operator):
         vals = np.broadcast_to(self.X[:, None, :], (self.T_, self.m, self.n)).ravel().astype(float)
         return sp.csr_array((vals, (rows, cols)), shape=self.shape)
 
-    def _sympy(self):
-        D = self._dense()
-        return sympy.Matrix(self.shape[0], self.shape[1], [sympy_scalar(v) for v in D.ravel().tolist()])
-
-
-class _Transposed(Operator):
-    """The transpose of an operator that implements ``matmat`` and ``left_matmat`` (products swapped)."""
-
-    structure = "transpose"
-
-    def __init__(self, op: Operator):
-        self.op = op
-        self.shape = (op.shape[1], op.shape[0])
-        self.symbolic = op.symbolic
-
-    def matmat(self, X):
-        X = self._check_mat(X, self.shape[1], "matmat")
-        return self.op.left_matmat(X.T).T
-
-    def rmatmat(self, X):
-        X = self._check_mat(X, self.shape[0], "rmatmat")
-        return self.op.matmat(X)
-
-    def left_matmat(self, M):
-        M = np.asarray(M)
-        if M.ndim != 2 or M.shape[1] != self.shape[0]:
-            return super().left_matmat(M)
-        return self.op.matmat(M.T).T
-
-    @property
-    def T(self):
-        return self.op
-
-    @property
-    def nnz(self):
-        return self.op.nnz
-
-    def _dense(self):
-        return self.op._dense().T
-
-    def _sparse(self):
-        return sp.csr_array(self.op._sparse().T)
-
-    def _sympy(self):
-        return self.op._sympy().T
-
 
 def _positive_int(v, what: str) -> int:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -214,7 +156,7 @@ def _positive_int(v, what: str) -> int:
 
 
 @register("linear")
-class Linear(Layer):
+class Linear(WeightBiasLayer):
     r"""Token-wise affine map :math:`\mathbf Z = \mathbf X\mathbf W^\top + \mathbf 1\mathbf b^\top` on ``(T, d_in)`` (``nn.Linear``).
 
     Parameters
@@ -269,18 +211,6 @@ class Linear(Layer):
     def weight_transposed_by_layout(self, local: str) -> bool:
         """The weight stays in torch's ``(out, in)`` layout under every convention."""
         return False
-
-    def param_shapes(self):
-        shapes = {"W": (self.out_features, self.in_features)}
-        if self.bias:
-            shapes["b"] = (self.out_features,)
-        return shapes
-
-    def init_params(self, rng):
-        p = {"W": rng.standard_normal((self.out_features, self.in_features)) / np.sqrt(self.in_features)}
-        if self.bias:
-            p["b"] = 0.1 * rng.standard_normal(self.out_features)
-        return p
 
     # ------------------------------------------------------------------ protocol
     def _X(self, A):

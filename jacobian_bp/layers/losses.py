@@ -195,6 +195,107 @@ class Loss:
         raise NotImplementedError(f"no torch equivalent for loss {self.kind!r}")
 
 
+_ZL_NOT_FINITE = "the logits z[L] are not finite (the forward pass overflowed)"
+_ZL_OVERFLOW = _ZL_NOT_FINITE + "; scale the inputs/parameters down"
+
+
+def _softmax_ce(Y, Z) -> np.ndarray:
+    r""":math:`-\sum_i y_i\log\operatorname{softmax}(\mathbf z)_i` per row, with ``log_softmax`` (stable)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return -np.sum(Y * log_softmax(Z, axis=-1), axis=-1)
+
+
+def _softmax_ce_grad(Y, Z) -> np.ndarray:
+    r""":math:`\nabla_{\mathbf z} = (\sum_i y_i)\operatorname{softmax}(\mathbf z) - \mathbf y` per row."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return softmax(Z, axis=-1) * Y.sum(axis=-1, keepdims=True) - Y
+
+
+def _softmax_ce_hessian(Y, Z) -> np.ndarray:
+    r""":math:`(\sum_i y_i)(\operatorname{diag}\mathbf s - \mathbf s\mathbf s^\top)`, :math:`\mathbf s = \operatorname{softmax}(\mathbf z)`, ``(N, n, n)``."""
+    S = softmax(Z, axis=-1)
+    w = Y.sum(axis=-1)
+    return w[:, None, None] * (np.einsum("ni,ij->nij", S, np.eye(Z.shape[-1])) - np.einsum("ni,nj->nij", S, S))
+
+
+def _bce_logits(Y, Z) -> np.ndarray:
+    r""":math:`\sum_i \log(1+e^{z_i}) - y_i z_i` per row (``logaddexp``, stable)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.sum(np.logaddexp(0.0, Z) - Y * Z, axis=-1)
+
+
+class _LogitsTwin:
+    """Mixin of a loss on probabilities with a logits form: ``Cls(from_logits=True)`` builds the loss registered as
+    the class's ``_logits_name`` (``BCE`` -> :class:`BCEWithLogits`, ``CrossEntropy`` -> :class:`CrossEntropyLogits`)."""
+
+    _logits_name = ""
+
+    def __new__(cls, from_logits: bool = False):
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise SpecError(f"{cls.kind} loss: from_logits must be a boolean, received {from_logits!r}")
+        if from_logits and "_logits_name" in cls.__dict__:  # the class itself, not a subclass
+            return LOSSES[cls._logits_name]()
+        return super().__new__(cls)
+
+    def __init__(self, from_logits: bool = False):
+        pass
+
+
+class _BinaryTargets:
+    """Mixin of the binary cross entropies (:class:`BCE`, :class:`BCEWithLogits`): targets in [0, 1], summed over the
+    outputs, Hessian in the logits :math:`\operatorname{diag}\sigma(1-\sigma)`."""
+
+    sums_over_outputs = True
+
+    def check_targets(self, Y, Yhat_shape):
+        super().check_targets(Y, Yhat_shape)
+        Y = np.asarray(Y)
+        if np.any((Y < 0) | (Y > 1)):
+            raise DataError(f"{self.kind} loss: targets must lie in [0, 1]")
+
+    def hessian_z(self, Y, Z):
+        s = expit(Z)
+        return np.einsum("ni,ij->nij", s * (1 - s), np.eye(Z.shape[-1]))
+
+    def latex(self):
+        return r"\ell_{\mathrm{BCE}}"
+
+    def sample_targets(self, rng, batch, n):
+        """Targets in {0, 1}."""
+        return rng.integers(0, 2, size=(batch, n)).astype(float)
+
+
+class _ClassTargets:
+    """Mixin of the cross entropies (:class:`CrossEntropy`, :class:`CrossEntropyLogits`): targets one-hot rows,
+    distributions or integer class labels (:func:`_labels_to_one_hot`); ``_prediction`` names what they are compared to."""
+
+    _prediction = "prediction"
+    #: what a valid target row is (the end of the message for one that is not)
+    _targets_rule = ""
+
+    def check_targets(self, Y, Yhat_shape):
+        Y = self.as_targets(Y, Yhat_shape[-1], len(Yhat_shape) > 1)
+        super().check_targets(Y, Yhat_shape)
+        Y = np.asarray(Y)
+        if np.any(Y < 0) or np.max(np.abs(Y.sum(axis=-1) - 1.0)) > 1e-9:
+            raise DataError(f"{self.kind} loss: each target must be {self._targets_rule}")
+
+    def as_targets(self, Y, n, batched=True):
+        return _labels_to_one_hot(Y, n, batched, self.kind)
+
+    def _arrays(self, Y, Yhat, what=None):
+        Yhat = np.asarray(Yhat)
+        return super()._arrays(self.as_targets(Y, Yhat.shape[-1], Yhat.ndim > 1), Yhat,
+                               self._prediction if what is None else what)
+
+    def latex(self):
+        return r"\ell_{\mathrm{CE}}"
+
+    def sample_targets(self, rng, batch, n):
+        """One-hot rows."""
+        return np.eye(n)[rng.integers(0, n, size=batch)]
+
+
 @register_loss("mse")
 class MSE(Loss):
     r"""Squared error :math:`c\sum_i (\hat y_i - y_i)^2` (``reduce_outputs="sum"``) or
@@ -308,23 +409,13 @@ class MSE(Loss):
 
 
 @register_loss("bce")
-class BCE(Loss):
+class BCE(_BinaryTargets, _LogitsTwin, Loss):
     r"""Binary cross entropy :math:`-\sum_i y_i\log\hat y_i + (1-y_i)\log(1-\hat y_i)`, targets in [0, 1]."""
 
     kind = "bce"
     matched_activation = "sigmoid"
-    sums_over_outputs = True
     torch_loss_types = ("BCELoss",)
-
-    def __new__(cls, from_logits: bool = False):
-        if not isinstance(from_logits, (bool, np.bool_)):
-            raise SpecError(f"bce loss: from_logits must be a boolean, received {from_logits!r}")
-        if from_logits and cls is BCE:
-            return BCEWithLogits()
-        return super().__new__(cls)
-
-    def __init__(self, from_logits: bool = False):
-        pass
+    _logits_name = "bce_logits"
 
     def describe(self) -> str:
         return "bce: per sample −Σᵢ yᵢ log ŷᵢ + (1−yᵢ) log(1−ŷᵢ), ŷ probabilities (after a sigmoid layer)"
@@ -335,12 +426,6 @@ class BCE(Loss):
         if getattr(module, "weight", None) is not None:
             raise SpecError("torch.nn.BCELoss(weight=...): per-element weights are not supported")
         return cls(), cls._torch_reduction(module)
-
-    def check_targets(self, Y, Yhat_shape):
-        super().check_targets(Y, Yhat_shape)
-        Y = np.asarray(Y)
-        if np.any((Y < 0) | (Y > 1)):
-            raise DataError("bce loss: targets must lie in [0, 1]")
 
     _SATURATED = ("a predicted probability is 0 where the target is > 0, or 1 where the target is < 1 "
                   "(the last activation saturated or is not sigmoid); " + _MATCH_HINT)
@@ -373,29 +458,14 @@ class BCE(Loss):
     def value_from_logits(self, Y, Z):
         # log(1+e^z) - y z, stable via logaddexp
         Y, Z = self._arrays(Y, Z, "logits")
-        with np.errstate(over="ignore", invalid="ignore"):
-            v = np.sum(np.logaddexp(0.0, Z) - Y * Z, axis=-1)
-        return self.check_finite(v, "value", "the logits z[L] are not finite (the forward pass overflowed); "
-                                 "scale the inputs/parameters down")
+        return self.check_finite(_bce_logits(Y, Z), "value", _ZL_OVERFLOW)
 
     def delta(self, Y, Z):
         Y, Z = self._arrays(Y, Z, "logits")
-        return self.check_finite(expit(Z) - Y, "gradient with respect to z[L]",
-                                 "the logits z[L] are not finite (the forward pass overflowed)")
-
-    def hessian_z(self, Y, Z):
-        s = expit(Z)
-        return np.einsum("ni,ij->nij", s * (1 - s), np.eye(Z.shape[-1]))
-
-    def latex(self):
-        return r"\ell_{\mathrm{BCE}}"
+        return self.check_finite(expit(Z) - Y, "gradient with respect to z[L]", _ZL_NOT_FINITE)
 
     def latex_output_delta(self, diff, n, format_number):
         return (diff, "sigmoid output and binary cross entropy, Damadi Table 1")
-
-    def sample_targets(self, rng, batch, n):
-        """Targets in {0, 1}."""
-        return rng.integers(0, 2, size=(batch, n)).astype(float)
 
     def torch_per_sample(self, Y, output, logits, matched):
         import torch
@@ -407,42 +477,18 @@ class BCE(Loss):
 
 
 @register_loss("cross_entropy", "ce")
-class CrossEntropy(Loss):
+class CrossEntropy(_ClassTargets, _LogitsTwin, Loss):
     r"""Cross entropy :math:`-\sum_i y_i\log\hat y_i`; targets one-hot or a probability distribution."""
 
     kind = "cross_entropy"
     matched_activation = "softmax"
-
-    def __new__(cls, from_logits: bool = False):
-        if not isinstance(from_logits, (bool, np.bool_)):
-            raise SpecError(f"cross_entropy loss: from_logits must be a boolean, received {from_logits!r}")
-        if from_logits and cls is CrossEntropy:
-            return CrossEntropyLogits()
-        return super().__new__(cls)
-
-    def __init__(self, from_logits: bool = False):
-        pass
+    _logits_name = "cross_entropy_logits"
 
     def describe(self) -> str:
         return ("cross_entropy: per sample −Σᵢ yᵢ log ŷᵢ, ŷ probabilities (after a softmax layer); "
                 "y one-hot, a distribution or integer class labels")
 
-    def as_targets(self, Y, n, batched=True):
-        return _labels_to_one_hot(Y, n, batched, self.kind)
-
-    def _arrays(self, Y, Yhat, what="prediction"):
-        Yhat = np.asarray(Yhat)
-        return super()._arrays(self.as_targets(Y, Yhat.shape[-1], Yhat.ndim > 1), Yhat, what)
-
-    def check_targets(self, Y, Yhat_shape):
-        Y = self.as_targets(Y, Yhat_shape[-1], len(Yhat_shape) > 1)
-        super().check_targets(Y, Yhat_shape)
-        Y = np.asarray(Y)
-        if np.any(Y < 0) or np.max(np.abs(Y.sum(axis=-1) - 1.0)) > 1e-9:
-            raise DataError(
-                "cross_entropy loss: each target must be one-hot or a probability distribution "
-                "(non-negative, summing to 1)"
-            )
+    _targets_rule = "one-hot or a probability distribution (non-negative, summing to 1)"
 
     def _cause(self, Y, Yhat) -> str:
         if Yhat.dtype != object and np.any((Y > 0) & (Yhat < 0)):
@@ -469,32 +515,17 @@ class CrossEntropy(Loss):
 
     def value_from_logits(self, Y, Z):
         Y, Z = self._arrays(Y, Z, "logits")
-        with np.errstate(over="ignore", invalid="ignore"):
-            v = -np.sum(Y * log_softmax(Z, axis=-1), axis=-1)
-        return self.check_finite(v, "value", "the logits z[L] are not finite (the forward pass overflowed); "
-                                 "scale the inputs/parameters down")
+        return self.check_finite(_softmax_ce(Y, Z), "value", _ZL_OVERFLOW)
 
     def delta(self, Y, Z):
         Y, Z = self._arrays(Y, Z, "logits")
-        with np.errstate(over="ignore", invalid="ignore"):
-            d = softmax(Z, axis=-1) * Y.sum(axis=-1, keepdims=True) - Y
-        return self.check_finite(d, "gradient with respect to z[L]",
-                                 "the logits z[L] are not finite (the forward pass overflowed)")
+        return self.check_finite(_softmax_ce_grad(Y, Z), "gradient with respect to z[L]", _ZL_NOT_FINITE)
 
     def hessian_z(self, Y, Z):
-        S = softmax(Z, axis=-1)
-        w = Y.sum(axis=-1)
-        return w[:, None, None] * (np.einsum("ni,ij->nij", S, np.eye(Z.shape[-1])) - np.einsum("ni,nj->nij", S, S))
-
-    def latex(self):
-        return r"\ell_{\mathrm{CE}}"
+        return _softmax_ce_hessian(Y, Z)
 
     def latex_output_delta(self, diff, n, format_number):
         return (diff, "softmax output and cross entropy, Damadi Table 1")
-
-    def sample_targets(self, rng, batch, n):
-        """One-hot rows."""
-        return np.eye(n)[rng.integers(0, n, size=batch)]
 
     def torch_per_sample(self, Y, output, logits, matched):
         import torch
@@ -522,7 +553,7 @@ def _labels_to_one_hot(Y, n: int, batched: bool, who: str) -> np.ndarray:
 
 
 @register_loss("cross_entropy_logits", "ce_logits")
-class CrossEntropyLogits(Loss):
+class CrossEntropyLogits(_ClassTargets, Loss):
     r"""Cross entropy on logits, PyTorch's ``CrossEntropyLoss``: :math:`\ell = -\sum_i y_i\log\operatorname{softmax}(\mathbf z)_i`.
 
     The prediction is the logits :math:`\mathbf z` (no Softmax layer): computed with ``log_softmax``
@@ -536,55 +567,32 @@ class CrossEntropyLogits(Loss):
     matched_activation = "identity"
     from_logits = True
     torch_loss_types = ("CrossEntropyLoss",)
+    _prediction = "logits"
 
     def describe(self) -> str:
         return ("cross_entropy_logits: per sample −Σᵢ yᵢ log softmax(z)ᵢ on the logits z (no softmax layer); "
                 "y one-hot, a distribution or integer class labels")
 
-    def as_targets(self, Y, n, batched=True):
-        return _labels_to_one_hot(Y, n, batched, self.kind)
-
-    def _arrays(self, Y, Yhat, what="logits"):
-        Yhat = np.asarray(Yhat)
-        return super()._arrays(self.as_targets(Y, Yhat.shape[-1], Yhat.ndim > 1), Yhat, what)
-
-    def check_targets(self, Y, Yhat_shape):
-        Y = self.as_targets(Y, Yhat_shape[-1], len(Yhat_shape) > 1)
-        super().check_targets(Y, Yhat_shape)
-        if np.any(Y < 0) or np.max(np.abs(Y.sum(axis=-1) - 1.0)) > 1e-9:
-            raise DataError(f"{self.kind} loss: each target must be one-hot, a probability distribution or a class label")
+    _targets_rule = "one-hot, a probability distribution or a class label"
 
     def value(self, Y, Yhat):
         Y, Z = self._arrays(Y, Yhat)
-        with np.errstate(over="ignore", invalid="ignore"):
-            v = -np.sum(Y * log_softmax(Z, axis=-1), axis=-1)
-        return self.check_finite(v, "value", "the logits are not finite (the forward pass overflowed)")
+        return self.check_finite(_softmax_ce(Y, Z), "value", "the logits are not finite (the forward pass overflowed)")
 
     def grad_yhat(self, Y, Yhat):
         Y, Z = self._arrays(Y, Yhat)
-        with np.errstate(over="ignore", invalid="ignore"):
-            g = softmax(Z, axis=-1) * Y.sum(axis=-1, keepdims=True) - Y
-        return self.check_finite(g, "gradient with respect to the logits", "the logits are not finite")
+        return self.check_finite(_softmax_ce_grad(Y, Z), "gradient with respect to the logits", "the logits are not finite")
 
     value_from_logits = value
     delta = grad_yhat
 
     def hessian_z(self, Y, Z):
         Y, Z = self._arrays(Y, Z)
-        S = softmax(Z, axis=-1)
-        w = Y.sum(axis=-1)
-        return w[:, None, None] * (np.einsum("ni,ij->nij", S, np.eye(Z.shape[-1])) - np.einsum("ni,nj->nij", S, S))
-
-    def latex(self):
-        return r"\ell_{\mathrm{CE}}"
+        return _softmax_ce_hessian(Y, Z)
 
     def latex_output_delta(self, diff, n, format_number):
         yhat, _, y = diff.partition(" - ")  # the renderer's "ŷ - y"; ŷ is the logits here
         return (rf"\operatorname{{softmax}}({yhat}) - {y}", "cross entropy on the logits (PyTorch's CrossEntropyLoss)")
-
-    def sample_targets(self, rng, batch, n):
-        """One-hot rows."""
-        return np.eye(n)[rng.integers(0, n, size=batch)]
 
     def torch_per_sample(self, Y, output, logits, matched):
         import torch
@@ -600,7 +608,7 @@ class CrossEntropyLogits(Loss):
 
 
 @register_loss("bce_logits")
-class BCEWithLogits(Loss):
+class BCEWithLogits(_BinaryTargets, Loss):
     r"""Binary cross entropy on logits, PyTorch's ``BCEWithLogitsLoss``:
     :math:`\ell = \sum_i \log(1+e^{z_i}) - y_i z_i` (``logaddexp``, stable), targets in [0, 1].
 
@@ -611,22 +619,14 @@ class BCEWithLogits(Loss):
     kind = "bce_logits"
     matched_activation = "identity"
     from_logits = True
-    sums_over_outputs = True
     torch_loss_types = ("BCEWithLogitsLoss",)
 
     def describe(self) -> str:
         return "bce_logits: per sample Σᵢ log(1+e^{zᵢ}) − yᵢzᵢ on the logits z (no sigmoid layer), y in [0, 1]"
 
-    def check_targets(self, Y, Yhat_shape):
-        super().check_targets(Y, Yhat_shape)
-        if np.any((np.asarray(Y) < 0) | (np.asarray(Y) > 1)):
-            raise DataError(f"{self.kind} loss: targets must lie in [0, 1]")
-
     def value(self, Y, Yhat):
         Y, Z = self._arrays(Y, Yhat, "logits")
-        with np.errstate(over="ignore", invalid="ignore"):
-            v = np.sum(np.logaddexp(0.0, Z) - Y * Z, axis=-1)
-        return self.check_finite(v, "value", "the logits are not finite (the forward pass overflowed)")
+        return self.check_finite(_bce_logits(Y, Z), "value", "the logits are not finite (the forward pass overflowed)")
 
     def grad_yhat(self, Y, Yhat):
         Y, Z = self._arrays(Y, Yhat, "logits")
@@ -635,20 +635,9 @@ class BCEWithLogits(Loss):
     value_from_logits = value
     delta = grad_yhat
 
-    def hessian_z(self, Y, Z):
-        s = expit(Z)
-        return np.einsum("ni,ij->nij", s * (1 - s), np.eye(Z.shape[-1]))
-
-    def latex(self):
-        return r"\ell_{\mathrm{BCE}}"
-
     def latex_output_delta(self, diff, n, format_number):
         yhat, _, y = diff.partition(" - ")  # the renderer's "ŷ - y"; ŷ is the logits here
         return (rf"\sigma({yhat}) - {y}", "binary cross entropy on the logits (PyTorch's BCEWithLogitsLoss)")
-
-    def sample_targets(self, rng, batch, n):
-        """Targets in {0, 1}."""
-        return rng.integers(0, 2, size=(batch, n)).astype(float)
 
     def torch_per_sample(self, Y, output, logits, matched):
         import torch

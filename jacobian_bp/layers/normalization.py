@@ -181,10 +181,12 @@ class CenteringProjection(Operator):
         return sympy.Matrix(size, size, [sympy_scalar(v) for v in D.ravel().tolist()]) if size else sympy.zeros(0, 0)
 
 
-class _AffinePerFeature(Layer):
-    """Shared parts of the two layers: flat input, ``gamma``/``beta`` of shape ``(n,)``, ``eps``."""
+class PerFeatureAffine(Layer):
+    r"""Base of the normalization layers with an ``eps`` and optional per-feature ``gamma``/``beta`` of shape
+    ``(n,)`` (:class:`LayerNorm`, :class:`BatchNorm1dEval`, :class:`~jacobian_bp.layers.batch_norm.BatchNorm1dTrain`):
+    the checks of ``eps`` and ``affine``, the parameters' shapes, random start and LaTeX, :math:`\epsilon` in LaTeX.
+    A subclass gives the number of features ``n``."""
 
-    kind = "normalization"
     #: the derivation writes the parameters with these LaTeX symbols (``\boldsymbol\gamma^{[l]}``, ...)
     param_latex = PARAM_LATEX
 
@@ -205,6 +207,35 @@ class _AffinePerFeature(Layer):
         """No parameter of a normalization layer is a weight matrix: the layout transposes none."""
         return False
 
+    def param_shapes(self):
+        return {"gamma": (self.n,), "beta": (self.n,)} if self.affine else {}
+
+    def init_params(self, rng):
+        r""":math:`\boldsymbol\gamma = \mathbf 1 + 0.1\,\mathcal N(0,1)`, :math:`\boldsymbol\beta = 0.1\,\mathcal N(0,1)` (torch starts
+        from 1 and 0; a random start keeps every term of the Jacobians visible in checks)."""
+        if not self.affine:
+            return {}
+        return {"gamma": 1.0 + 0.1 * rng.standard_normal(self.n), "beta": 0.1 * rng.standard_normal(self.n)}
+
+    def latex_param(self, local: str, tag) -> str:
+        r"""LaTeX of the local parameter ``local`` at stage (tag) ``tag``: :math:`\boldsymbol\gamma^{[l]}`, :math:`\boldsymbol\beta^{[l]}`."""
+        return rf"{self.param_latex[local]}^{{[{tag}]}}"
+
+    def latex_eps(self) -> str:
+        r""":math:`\epsilon` in LaTeX: ``1e-05`` is written :math:`10^{-5}`, ``2.5e-06`` :math:`2.5\cdot 10^{-6}`."""
+        txt = f"{self.eps:g}"
+        if "e" not in txt:
+            return txt
+        mant, exp = txt.split("e")
+        power = rf"10^{{{int(exp)}}}"
+        return power if mant == "1" else rf"{mant}\cdot {power}"
+
+
+class _AffinePerFeature(PerFeatureAffine):
+    """Shared parts of the two layers: flat input, ``gamma``/``beta`` of shape ``(n,)``, ``eps``."""
+
+    kind = "normalization"
+
     def build(self, in_shape, convention=None):
         in_shape = tuple(int(s) for s in in_shape)
         if len(in_shape) != 1:
@@ -222,14 +253,6 @@ class _AffinePerFeature(Layer):
     def tokens(self) -> int:
         """The number of rows normalized separately: 1 for a flat input, ``T`` for a sequence ``(T, d)``."""
         return prod(self.in_shape[:-1])
-
-    def param_shapes(self):
-        return {"gamma": (self.n,), "beta": (self.n,)} if self.affine else {}
-
-    def init_params(self, rng):
-        if not self.affine:
-            return {}
-        return {"gamma": 1.0 + 0.1 * rng.standard_normal(self.n), "beta": 0.1 * rng.standard_normal(self.n)}
 
     def _gamma(self, params):
         return params["gamma"] if self.affine else None
@@ -269,10 +292,6 @@ class _AffinePerFeature(Layer):
         return (self.normalized(A) * dparams["gamma"] + dparams["beta"]).reshape(N, -1)
 
     # ------------------------------------------------------------------ LaTeX facts
-    def latex_param(self, local: str, tag) -> str:
-        r"""LaTeX of the local parameter ``local`` at stage (tag) ``tag``: :math:`\boldsymbol\gamma^{[l]}`, :math:`\boldsymbol\beta^{[l]}`."""
-        return rf"{self.param_latex[local]}^{{[{tag}]}}"
-
     def sympy_vector(self, z, params=None):
         r"""The defining formula on SymPy symbols ``z``: :math:`\boldsymbol\gamma\odot\hat{\mathbf x}+\boldsymbol\beta`.
 
@@ -297,15 +316,6 @@ class _AffinePerFeature(Layer):
         g, b = ((nt.param("gamma", l), nt.param("beta", l)) if nt is not None
                 else (self.latex_param("gamma", l), self.latex_param("beta", l)))
         return rf"{g} \odot {core} + {b}"
-
-    def latex_eps(self) -> str:
-        r""":math:`\epsilon` in LaTeX: ``1e-05`` is written :math:`10^{-5}`, ``2.5e-06`` :math:`2.5\cdot 10^{-6}`."""
-        txt = f"{self.eps:g}"
-        if "e" not in txt:
-            return txt
-        mant, exp = txt.split("e")
-        power = rf"10^{{{int(exp)}}}"
-        return power if mant == "1" else rf"{mant}\cdot {power}"
 
     def block_param_jacobian(self, alg, local, order):
         r""":math:`\mathbf I_n` for ``beta`` (:math:`\mathbf 1_T\otimes\mathbf I_n` on a sequence); ``gamma``'s

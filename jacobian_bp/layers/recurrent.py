@@ -173,6 +173,21 @@ class _Recurrent(UnrolledRecurrent):
             raise SpecError(f"{who}: in_shape {shape} has d = {shape[1]} but the module's input_size is {module.input_size}")
         return shape[0], shape[1], int(module.hidden_size)
 
+    @classmethod
+    def _torch_import(cls, module, d: int, H: int, output: str) -> tuple[dict, dict[str, np.ndarray]]:
+        """``(constructor kwargs, canonical local parameters)`` of a checked torch module: float64 copies of
+        ``weight_ih_l0``, ``weight_hh_l0`` and, when the module has biases, the subclass's :meth:`_torch_biases`."""
+        bias = bool(module.bias)
+        params = {"W_ih": cls._np(module.weight_ih_l0), "W_hh": cls._np(module.weight_hh_l0)}
+        if bias:
+            params.update(cls._torch_biases(module))
+        return {"hidden_size": H, "output": output, "input_size": d, "bias": bias}, params
+
+    @classmethod
+    def _torch_biases(cls, module) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
+        """The canonical bias parameters of a torch module that has biases."""
+        raise NotImplementedError
+
     @staticmethod
     def _np(t) -> np.ndarray:
         return t.detach().to("cpu").double().numpy().copy()
@@ -273,11 +288,11 @@ class RNN(_Recurrent):
         T, d, H = cls._module_checks(module, in_shape, "RNN")
         if getattr(module, "nonlinearity", "tanh") != "tanh":
             raise SpecError(f"rnn layer from torch: only nonlinearity='tanh' is supported, received {module.nonlinearity!r}")
-        bias = bool(module.bias)
-        params = {"W_ih": cls._np(module.weight_ih_l0), "W_hh": cls._np(module.weight_hh_l0)}
-        if bias:
-            params["b"] = cls._np(module.bias_ih_l0) + cls._np(module.bias_hh_l0)
-        return {"hidden_size": H, "output": output, "input_size": d, "bias": bias}, params
+        return cls._torch_import(module, d, H, output)
+
+    @classmethod
+    def _torch_biases(cls, module) -> dict[str, np.ndarray]:
+        return {"b": cls._np(module.bias_ih_l0) + cls._np(module.bias_hh_l0)}
 
     # ------------------------------------------------------------------ LaTeX facts
     def _state_tex(self, t: str) -> str:
@@ -495,12 +510,11 @@ class LSTM(_Recurrent):
             ``num_layers > 1``, ``bidirectional``, ``proj_size > 0``, or ``in_shape`` not ``(T, input_size)``.
         """
         T, d, H = cls._module_checks(module, in_shape, "LSTM")
-        bias = bool(module.bias)
-        params = {"W_ih": cls._np(module.weight_ih_l0), "W_hh": cls._np(module.weight_hh_l0)}
-        if bias:
-            params["b_ih"] = cls._np(module.bias_ih_l0)
-            params["b_hh"] = cls._np(module.bias_hh_l0)
-        return {"hidden_size": H, "output": output, "input_size": d, "bias": bias}, params
+        return cls._torch_import(module, d, H, output)
+
+    @classmethod
+    def _torch_biases(cls, module) -> dict[str, np.ndarray]:
+        return {"b_ih": cls._np(module.bias_ih_l0), "b_hh": cls._np(module.bias_hh_l0)}
 
     # ------------------------------------------------------------------ LaTeX facts
     def _state_tex(self, t: str) -> str:

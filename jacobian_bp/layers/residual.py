@@ -52,6 +52,7 @@ import sympy
 from ..errors import ShapeError, SpecError, UnsupportedInputError
 from ..backend.operators import Operator, Product
 from .base import Layer
+from .lazy_operators import OperatorSum
 from .registry import register
 
 __all__ = ["Residual", "SkipSum", "SubStage", "weight_transposed_by_layout"]
@@ -266,7 +267,7 @@ class Residual(Layer):
                 for sub, op in layer.jac_params(A[0], O[0], p, order).items():
                     block = Product(above + [op]) if above else op
                     name = names[sub]
-                    out[name] = block if name not in out else _Added(out[name], block)
+                    out[name] = block if name not in out else OperatorSum(out[name], block)
             above = above + [layer.jac_input(A[0], O[0], p)]
         return out
 
@@ -402,33 +403,3 @@ class Residual(Layer):
 
     def sympy_f(self, t):  # pragma: no cover - a composite block has no scalar form
         raise UnsupportedInputError(_NOT_RENDERED)
-
-
-class _Added(Operator):
-    """``A + B`` of two operators of one shape (a parameter shared by two sub-layers)."""
-
-    structure = "sum"
-
-    def __init__(self, a: Operator, b: Operator):
-        if a.shape != b.shape:
-            raise ShapeError(f"sum of operators: shapes {a.shape} and {b.shape} differ")
-        self.a, self.b = a, b
-        self.shape = a.shape
-        self.symbolic = a.symbolic or b.symbolic
-
-    def matmat(self, X):
-        return self.a.matmat(X) + self.b.matmat(X)
-
-    def rmatmat(self, X):
-        return self.a.rmatmat(X) + self.b.rmatmat(X)
-
-    @property
-    def T(self):
-        return _Added(self.a.T, self.b.T)
-
-    def _dense(self):
-        return self.a._dense() + self.b._dense()
-
-    def _sympy(self):
-        return self.a._sympy() + self.b._sympy()
-

@@ -65,8 +65,9 @@ from scipy.special import expit
 
 from ..errors import DataError, ShapeError, SpecError
 from ..backend.kernels import blas_limit
-from ..backend.operators import Dense as DenseOp, Identity, Kron, Operator, Product, sympy_scalar
+from ..backend.operators import Dense as DenseOp, Identity, Kron, Operator, Product
 from .base import Layer
+from .lazy_operators import RowOperator
 
 __all__ = ["UnrolledRecurrent", "UnrolledJacobian", "Trajectory", "PARAM_LATEX", "tanh_any", "sigmoid_any", "zeros_of"]
 
@@ -135,75 +136,7 @@ class Trajectory:
         return Trajectory(self.symbolic, **{k: np.expand_dims(getattr(self, k), 1 + axis) for k in self.names})
 
 
-class _Transposed(Operator):
-    """The transpose of an operator that implements ``matmat`` and ``rmatmat``."""
-
-    structure = "transposed"
-
-    def __init__(self, op: Operator):
-        self.op = op
-        self.shape = (op.shape[1], op.shape[0])
-        self.symbolic = op.symbolic
-
-    def matmat(self, X):
-        return self.op.rmatmat(X)
-
-    def rmatmat(self, X):
-        return self.op.matmat(X)
-
-    def left_matmat(self, M):
-        M = np.asarray(M)
-        if M.ndim != 2 or M.shape[1] != self.shape[0]:
-            return super().left_matmat(M)
-        return self.op.matmat(M.T).T
-
-    @property
-    def T(self):
-        return self.op
-
-    def _dense(self):
-        return self.op._dense().T
-
-    def _sympy(self):
-        return self.op._sympy().T
-
-
-class _Sum(Operator):
-    """``A + B`` of two operators of one shape (a per-step factor :math:`\\mathbf E_t\\mathbf W_{hh}\\mathbf S + \\mathbf C_t`)."""
-
-    structure = "sum"
-
-    def __init__(self, a: Operator, b: Operator):
-        if a.shape != b.shape:
-            raise ShapeError(f"sum of operators: shapes {a.shape} and {b.shape} differ")
-        self.a, self.b = a, b
-        self.shape = a.shape
-        self.symbolic = a.symbolic or b.symbolic
-
-    def matmat(self, X):
-        return self.a.matmat(X) + self.b.matmat(X)
-
-    def rmatmat(self, X):
-        return self.a.rmatmat(X) + self.b.rmatmat(X)
-
-    def left_matmat(self, M):
-        M = np.asarray(M)
-        if M.ndim != 2 or M.shape[1] != self.shape[0]:
-            return super().left_matmat(M)
-        return self.a.left_matmat(M) + self.b.left_matmat(M)
-
-    @property
-    def T(self):
-        return _Sum(self.a.T, self.b.T)
-
-    def _dense(self):
-        return self.a._dense() + self.b._dense()
-
-    def _sympy(self):
-        return self.a._sympy() + self.b._sympy()
-
-
-class UnrolledJacobian(Operator):
+class UnrolledJacobian(RowOperator):
     r"""The Jacobian of a recurrent layer's output w.r.t. its input sequence or one parameter, unrolled over time.
 
     Mathematically :math:`\mathbf S\sum_{s}\big(\prod_{t=T}^{s+1}\mathbf A_t\big)\mathbf E_s\mathbf J_{w}\mathbf p_s`
@@ -249,10 +182,6 @@ class UnrolledJacobian(Operator):
         R = self.layer._cotangent_rows(self.wrt, self.traj, delta, self.params)  # (k, cols), C order
         return R[:, self._perm] if self._perm is not None else R
 
-    def rmatmat(self, X):
-        X = self._check_mat(X, self.shape[0], "rmatmat")
-        return self.left_matmat(X.T).T
-
     def matmat(self, X):
         X = self._check_mat(X, self.shape[1], "matmat")
         if self._perm is not None:  # column-major vec -> the canonical row-major one
@@ -263,19 +192,11 @@ class UnrolledJacobian(Operator):
         out = self.layer._tangent(self.traj, ext, self.params)  # (k, *out_shape)
         return np.asarray(out).reshape(X.shape[1], -1).T
 
-    @property
-    def T(self):
-        return _Transposed(self)
-
     def _dense(self):
         rows, cols = self.shape
         if rows <= cols:
             return self.left_matmat(_eye(rows, self.symbolic))
         return self.matmat(_eye(cols, self.symbolic))
-
-    def _sympy(self):
-        D = self._dense()
-        return sympy.Matrix(D.shape[0], D.shape[1], [sympy_scalar(v) for v in np.ravel(D).tolist()])
 
     # ------------------------------------------------------------------ structure
     def terms(self, t: int | None = None) -> list[Operator]:

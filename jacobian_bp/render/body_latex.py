@@ -8,6 +8,7 @@ import numpy as np
 
 from ..backend import operators as ops
 from ..backend.escape import escape_text
+from ..engine.body_walk import BodyWalk
 from .jacobian_latex import _dense_value
 from .matrix_expr import Eye, Kron, MatExpr, Named, Ones, Prod, Sum, Sym
 
@@ -61,7 +62,7 @@ def _is_block(layer) -> bool:
     return callable(getattr(layer, "sub_stages", None))
 
 
-class _BodyLatex:
+class _BodyLatex(BodyWalk):
     r"""The body :math:`\mathbf g` of a residual block at tag ``tag`` (``"2"``, or ``"2.1"`` when nested), in LaTeX.
 
     The block's input is the :class:`Sym` ``a_in`` (:math:`\mathbf a^{[l-1]}`); its sub-stage ``k`` makes
@@ -169,13 +170,6 @@ class _BodyLatex:
             return Sym(closed, shape, value)
         return Sym(label.latex_str, shape, value, atomic=False)
 
-    def chain_above(self, k: int) -> list:
-        r"""The factors of :math:`\mathbf J_{\mathbf z^{[l.k]}}\mathbf g`, left to right (empty: the identity)."""
-        facs: list = []
-        for j in range(len(self.subs), k, -1):
-            facs += self.post_factors(j) + [self.input_factor(j)]
-        return facs + self.post_factors(k)
-
     def jacobian(self) -> MatExpr:
         r""":math:`\mathbf J_{\mathbf a^{[l-1]}}\mathbf g` as the product of the body's factors."""
         facs: list = []
@@ -188,14 +182,6 @@ class _BodyLatex:
         if not facs:
             return Eye(n)
         return facs[0] if len(facs) == 1 else Prod(facs)
-
-    def owner(self, local: str) -> tuple:
-        """``(sub-stage index, local name in the sub-layer)`` of the block's parameter ``local``."""
-        for ss in self.subs:
-            for sub, outer in ss.names.items():
-                if outer == local:
-                    return ss.index, sub
-        raise KeyError(local)  # pragma: no cover - entries come from the block's own names
 
     def param_jacobian(self, local: str, order: str, size: int) -> MatExpr:
         r""":math:`\mathbf J_{\operatorname{vec}\theta}\mathbf g` of the block's parameter ``local``: the chain from the body's output

@@ -16,6 +16,8 @@ import numpy as np
 import sympy
 from sympy import Identity, MatAdd, MatMul
 
+from ..engine.body_walk import BodyWalk
+
 __all__ = ["BodyChain", "is_block"]
 
 
@@ -39,7 +41,7 @@ def _product(chain, factors, what: str, n: int):
     return flat[0] if len(flat) == 1 else chain.matmul(*flat, what=what)
 
 
-class BodyChain:
+class BodyChain(BodyWalk):
     r"""The body :math:`\mathbf g` of the residual block ``block`` at tag ``tag`` (``"2"``; ``"2.1"`` when nested).
 
     Parameters
@@ -124,13 +126,6 @@ class BodyChain:
 
         return self.chain._symbol(name, layer.out_size, layer.in_size, closed if closed is not None else label, label, provider)
 
-    def chain_above(self, k: int) -> list:
-        r"""The factors of :math:`\mathbf J_{\mathbf z^{[t.k]}}\mathbf g`, left to right (empty: the identity)."""
-        facs: list = []
-        for j in range(len(self.subs), k, -1):
-            facs += self.post_factors(j) + [self.input_factor(j)]
-        return facs + self.post_factors(k)
-
     def jacobian(self):
         r""":math:`\mathbf J_{\mathbf a}\mathbf g`: the product of the body's factors, last layer first."""
         facs: list = []
@@ -138,14 +133,6 @@ class BodyChain:
             facs = self.chain_above(1) + [self.input_factor(1)]
         facs += self._pre_factors()
         return _product(self.chain, facs, f"body Jacobian of the block at layer {self.tag}", int(self.a_in.shape[0]))
-
-    def owner(self, local: str) -> tuple:
-        """``(sub-stage index, local name in the sub-layer)`` of the block's parameter ``local``."""
-        for ss in self.subs:
-            for sub, outer in ss.names.items():
-                if outer == local:
-                    return ss.index, sub
-        raise KeyError(local)  # pragma: no cover - entries come from the block's own names
 
     def param_jacobian(self, local: str, order: str, size: int):
         r""":math:`\mathbf J_{\operatorname{vec}\theta}\mathbf g` of the block's parameter ``local``: the chain from the body's
