@@ -68,6 +68,8 @@ from .params import ParamEntry, ThetaLayout, ValidatedParams, check_seed, real_a
 from ..layers.base import Layer
 from ..layers.losses import Loss, make_loss
 
+_INTEGER_CODES = frozenset(np.typecodes["AllInteger"])  # integer class labels (a dtype test without issubdtype)
+
 __all__ = ["Network", "Stage", "ParamEntry", "Cache", "Gradient", "ValidatedParams"]
 
 # former private names of the helpers that moved to jacobian_bp.engine.params
@@ -360,7 +362,7 @@ class Network(ThetaLayout, Algorithm1):
         if Y is None:
             return Xb, None, single
         Yarr = np.asarray(Y) if not isinstance(Y, np.ndarray) else Y
-        if np.issubdtype(Yarr.dtype, np.integer) and Yarr.ndim == (0 if single else 1) and self.loss.as_targets(Yarr, self.n_out, not single) is not Yarr:
+        if Yarr.dtype.char in _INTEGER_CODES and Yarr.ndim == (0 if single else 1) and self.loss.as_targets(Yarr, self.n_out, not single) is not Yarr:
             # integer class labels (cross entropy, torch-style): one-hot rows, batch-first whatever the convention
             Yb = np.asarray(self.loss.as_targets(Yarr, self.n_out, not single), dtype=float)
             Yb = Yb[None] if single else Yb
