@@ -590,7 +590,11 @@ def _cmd_check(args) -> int:
     """``check``: :func:`jacobian_bp.claims.judge.main_check` on the rest of the command line."""
     from .claims.judge import main_check
 
-    return main_check(list(args.rest))
+    try:
+        return main_check(list(args.rest))
+    except ImportError as exc:  # the judge's LaTeX reader is the optional extra "judge" (lark)
+        print(f"jacobian-bp: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _cmd_targets(args) -> int:

@@ -28,3 +28,27 @@ def test_main_help_lists_check_and_targets(capsys):
     assert "check" in out and "targets" in out
     assert main(["targets"]) == 0
     assert "grad_W" in capsys.readouterr().out
+
+
+def test_check_without_lark_is_a_usage_error(monkeypatch, capsys):
+    """Without the optional extra ``judge`` (lark) the command says what to install: one line, exit 2."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_lark(name, *a, **k):
+        if name == "lark" or name.startswith("lark."):
+            raise ImportError("No module named 'lark'")
+        return real_import(name, *a, **k)
+
+    import sys
+
+    for mod in [m for m in sys.modules if m == "lark" or m.startswith("lark.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    from jacobian_bp.claims import latex_grammar
+
+    monkeypatch.setattr(latex_grammar, "_PARSER", None)  # the parser built by an earlier test
+    monkeypatch.setattr(builtins, "__import__", no_lark)
+    assert main(["check", r"\frac{\partial}{\partial X} \operatorname{tr}(A X) = A^\top"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "jacobian_bp[judge]" in err and "internal error" not in err
