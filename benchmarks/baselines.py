@@ -53,3 +53,21 @@ def closed_form_backprop(Ws, bs, X, Y, mean: bool = False):
         if l:
             D = (D @ Ws[l]) * (Zs[l - 1] > 0)
     return gW, gb
+
+
+def torch_lenet_per_sample_grad():
+    """``(torch, vmap(grad(loss)))``: per-sample gradients of LeNet-300-100 (ReLU, log-softmax cross entropy) with
+    ``torch.func``, parameters ``[W1, b1, W2, b2, W3, b3]`` (``n_out × n_in``), one torch thread."""
+    import torch
+    from torch.func import grad, vmap
+
+    torch.set_num_threads(1)
+
+    def loss(ps, x, y):
+        W1, b1, W2, b2, W3, b3 = ps
+        h = torch.relu(W1 @ x + b1)
+        h = torch.relu(W2 @ h + b2)
+        z = W3 @ h + b3
+        return -(y * torch.log_softmax(z, dim=-1)).sum()
+
+    return torch, vmap(grad(loss), in_dims=(None, 0, 0))

@@ -35,7 +35,7 @@ from jacobian_bp.uses.curvature import empirical_ntk, gauss_newton  # noqa: E402
 from jacobian_bp.engine.per_sample import batch_jacobian, per_sample_gradients  # noqa: E402
 from jacobian_bp.spec import load_spec  # noqa: E402
 
-from baselines import closed_form_backprop, interleaved_times  # noqa: E402
+from baselines import closed_form_backprop, interleaved_times, torch_lenet_per_sample_grad  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- baselines
@@ -116,19 +116,7 @@ def section_materialized(rounds: int, widths) -> None:
 
 
 def torch_lenet_functions():
-    import torch
-    from torch.func import grad, vmap
-
-    torch.set_num_threads(1)
-
-    def loss(ps, x, y):
-        W1, b1, W2, b2, W3, b3 = ps
-        h = torch.relu(W1 @ x + b1)
-        h = torch.relu(W2 @ h + b2)
-        z = W3 @ h + b3
-        return -(y * torch.log_softmax(z, dim=-1)).sum()
-
-    return torch, vmap(grad(loss), in_dims=(None, 0, 0))
+    return torch_lenet_per_sample_grad()
 
 
 def section_per_sample(rounds: int) -> None:

@@ -171,23 +171,21 @@ class Operator:
             return Product([self, other])
         return NotImplemented
 
-    def _check_vec(self, v, n, what):
-        v = np.asarray(v)
-        if v.ndim != 1 or v.shape[0] != n:
+    def _check_operand(self, A, n, what, ndim: int, expected: str):
+        """``A`` as an array with ``ndim`` axes and ``n`` entries along the first, else one-line ShapeError."""
+        A = np.asarray(A)
+        if A.ndim != ndim or A.shape[0] != n:
             raise ShapeError(
-                f"{type(self).__name__}.{what}: expected a vector of length {n} for a "
-                f"{self.shape[0]}x{self.shape[1]} operator, received shape {v.shape}"
+                f"{type(self).__name__}.{what}: expected {expected} for a "
+                f"{self.shape[0]}x{self.shape[1]} operator, received shape {A.shape}"
             )
-        return v
+        return A
+
+    def _check_vec(self, v, n, what):
+        return self._check_operand(v, n, what, 1, f"a vector of length {n}")
 
     def _check_mat(self, X, n, what):
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[0] != n:
-            raise ShapeError(
-                f"{type(self).__name__}.{what}: expected a matrix with {n} rows for a "
-                f"{self.shape[0]}x{self.shape[1]} operator, received shape {X.shape}"
-            )
-        return X
+        return self._check_operand(X, n, what, 2, f"a matrix with {n} rows")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.shape[0]}x{self.shape[1]})"
