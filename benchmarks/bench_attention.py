@@ -11,6 +11,9 @@ Prints medians over interleaved repeats (ours, torch, ours, torch, ...), float64
 3. the operator-mode gradient (``net.gradient(..., method="operator")``) of the head network with a
    cross-entropy loss on a batch of 32 against torch's forward + ``backward()``.
 
+For 1. the write floor is measured in the same rounds: allocating the same ``1024 x 49,984`` float64 array and
+writing every entry once (``np.empty`` + ``fill``), the least any materialization of it costs.
+
 Run: ``python benchmarks/bench_attention.py [repeats]``.  No assertions: the numbers are for the notes.
 Goal of issue 13: materialization no slower than jacrev.
 """
@@ -99,9 +102,21 @@ def main(repeats: int = 5) -> None:
         return net.jacobian_theta(x, params).to_dense()
 
     J = ours_jac()
-    compare(f"\n1. J_theta z[L] of the block output: {J.shape[0]} x {J.shape[1]} ({J.nbytes / 2**20:.0f} MiB)",
-            {"ours": ours_jac, "jacrev": torch_jac}, repeats)
+    shape = J.shape
+
+    def write_floor():
+        # the allocate-and-fill floor of the same result: a fresh float64 array of its shape, every entry written once
+        F0 = np.empty(shape)
+        F0.fill(1.0)
+        return F0
+
+    print(f"\n1. J_theta z[L] of the block output: {J.shape[0]} x {J.shape[1]} ({J.nbytes / 2**20:.0f} MiB)")
     del J
+    t = interleaved_median({"ours": ours_jac, "jacrev": torch_jac, "floor": write_floor}, repeats)
+    print(f"   ours (materialized) {t['ours'] * 1e3:8.1f} ms   torch.func.jacrev {t['jacrev'] * 1e3:8.1f} ms   "
+          f"ratio ours/torch = {t['ours'] / t['jacrev']:.2f}")
+    print(f"   write floor (np.empty + fill of the same array) {t['floor'] * 1e3:8.1f} ms   "
+          f"ratio ours/floor = {t['ours'] / t['floor']:.2f}")
 
     # 2. block + dense head
     net2 = Network([TransformerBlock(heads=H, mlp_hidden=HID), Flatten(), Dense(N_OUT), Softmax()], "cross_entropy",

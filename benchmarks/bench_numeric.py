@@ -146,7 +146,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=40)
     ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="jb.set_num_threads(N) first: N threads for jacobian_bp and for BLAS (process-wide, so the "
+                         "NumPy baseline and torch get the same count); default: all cores")
     args = ap.parse_args()
+    if args.threads:
+        jb.set_num_threads(args.threads)
     ns: dict = {}
     exec(SETUP, ns)
     try:
@@ -165,6 +170,13 @@ def main() -> None:
               "BLAS dger (threadpoolctl keeps BLAS single-threaded meanwhile)" if blas_threads_controllable() else
               "NumPy (neither numba nor threadpoolctl is installed)")
     print(f"threads: {jb.get_num_threads()} for jacobian_bp's large writes and for torch; outer-product blocks by {kernel}")
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = sorted({str(i.get("num_threads")) for i in threadpool_info() if i.get("user_api") == "blas"})
+        print(f"BLAS threads (NumPy/SciPy OpenBLAS, shared by jacobian_bp and the NumPy closed-form baseline): {', '.join(blas)}")
+    except ImportError:
+        pass
     contenders = {}
     for name, (setup, stmt) in CASES.items():
         if "torch" not in name:
@@ -228,7 +240,11 @@ def main() -> None:
         print("  time over the floor (filling the 21.3 MB result): "
               + ", ".join(f"{k.split(',')[0]} {results[k][0] / floor[0]:.2f}x" for k in ref))
     if "jax jit(jacrev), N=1" in results:
-        print(f"  dense N=1 / jax.jit(jacrev): {results['jbp dense, N=1'][0] / results['jax jit(jacrev), N=1'][0]:.3f}")
+        print(f"  dense N=1 / jax.jit(jacrev): {results['jbp dense, N=1'][0] / results['jax jit(jacrev), N=1'][0]:.3f} (best), "
+              f"{results['jbp dense, N=1'][1] / results['jax jit(jacrev), N=1'][1]:.3f} (median)")
+    if floor:
+        print(f"  dense N=1 / floor: {results['jbp dense, N=1'][0] / floor[0]:.2f}x (best), "
+              f"{results['jbp dense, N=1'][1] / floor[1]:.2f}x (median)")
     print(f"  structured N=1 absolute: {results['jbp structured, N=1'][0] * 1e3:.3f} ms (target < 0.2 ms)")
 
     print(f"\n{'gradient':<34} {'N=1 ms':>10} {'N=64 ms':>10}")
@@ -240,14 +256,16 @@ def main() -> None:
     }
     one = interleaved({k: (lambda f: lambda: f(X[:1], Y[:1]))(f) for k, f in rows.items()}, args.repeats)
     full = interleaved({k: (lambda f: lambda: f(X, Y))(f) for k, f in rows.items()}, args.repeats)
-    times = {}
+    times, meds = {}, {}
     for name in rows:
         t1, t64 = one[name][0], full[name][0]
         times[name] = (t1, t64)
-        print(f"{name:<34} {t1 * 1e3:>10.3f} {t64 * 1e3:>10.3f}")
-    base = times["NumPy closed-form backprop"]
+        meds[name] = (one[name][1], full[name][1])
+        print(f"{name:<34} {t1 * 1e3:>10.3f} {t64 * 1e3:>10.3f}   (medians {meds[name][0] * 1e3:.3f}, {meds[name][1] * 1e3:.3f})")
+    base, mbase = times["NumPy closed-form backprop"], meds["NumPy closed-form backprop"]
     for name in list(rows)[1:]:
-        print(f"  {name} / closed form: N=1 {times[name][0] / base[0]:.2f}x, N=64 {times[name][1] / base[1]:.2f}x")
+        print(f"  {name} / closed form: N=1 {times[name][0] / base[0]:.2f}x, N=64 {times[name][1] / base[1]:.2f}x (best); "
+              f"N=1 {meds[name][0] / mbase[0]:.2f}x, N=64 {meds[name][1] / mbase[1]:.2f}x (median)")
     g = net.gradient(X, Y, P)
     ref = closed_form_backprop(canon, X, Y)
     err = max(np.max(np.abs(g.canonical[k] - ref[k])) for k in ref)

@@ -174,12 +174,13 @@ def _output(path: str) -> Path:
 def _cmd_examples(args) -> int:
     from .spec import EXAMPLES, load_spec
 
+    width = max(len(name) for name in EXAMPLES) + 2
     for name, raw in EXAMPLES.items():
         try:
             net = load_spec(name).network
-            print(f"{name:<16} |θ| = {net.n_params:<8} {raw.get('description', '')}")
+            print(f"{name:<{width}} |θ| = {net.n_params:<8} {raw.get('description', '')}")
         except JacobianBPError as exc:  # pragma: no cover - e.g. an optional layer family missing
-            print(f"{name:<16} unavailable: {exc}")
+            print(f"{name:<{width}} unavailable: {exc}")
     return EXIT_OK
 
 

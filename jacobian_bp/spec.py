@@ -100,6 +100,21 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                    {"type": "dense", "out_features": 3}, {"type": "softmax"}],
         "loss": "cross_entropy", "convention": "pytorch",
     },
+    "transformer-block": {
+        "name": "transformer-block",
+        "description": "pre-norm Transformer block (T = 4 tokens, d = 8, 2 heads, MLP 16, GELU) -> flatten -> dense 3 -> softmax + CE",
+        "input": [4, 8],
+        "layers": [{"type": "transformer_block", "heads": 2, "mlp_hidden": 16}, {"type": "flatten"},
+                   {"type": "dense", "out_features": 3}, {"type": "softmax"}],
+        "loss": "cross_entropy", "convention": "pytorch",
+    },
+    "lstm-sequence": {
+        "name": "lstm-sequence",
+        "description": "LSTM over T = 5 steps (3 features, hidden 4, last state) -> dense 3 -> softmax + CE",
+        "input": [5, 3],
+        "layers": [{"type": "lstm", "hidden_size": 4}, {"type": "dense", "out_features": 3}, {"type": "softmax"}],
+        "loss": "cross_entropy", "convention": "pytorch",
+    },
 }
 
 
@@ -568,7 +583,7 @@ def spec_schema() -> dict[str, Any]:
     """
     from dataclasses import fields
 
-    from .engine.conventions import _CHOICES as conv_choices
+    from .engine.conventions import CONVENTION_CHOICES as conv_choices
     from .engine.conventions import Convention
     from .layers.registry import all_layer_classes
 

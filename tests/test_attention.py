@@ -20,6 +20,7 @@ from jacobian_bp.layers.flatten import Flatten  # noqa: E402
 from jacobian_bp.layers.linear import Linear  # noqa: E402
 from jacobian_bp.layers.normalization import LayerNorm  # noqa: E402
 from jacobian_bp.spec import load_spec  # noqa: E402
+from twin_attention import TorchBlock  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 
@@ -273,22 +274,7 @@ def test_linear_equals_nn_linear_on_every_token():
 
 
 # ---------------------------------------------------------------------------------------------------- the Transformer block in a network
-class _TorchBlock(nn.Module):
-    """The pre-norm block written with torch's modules."""
-
-    def __init__(self, d, h, hidden, causal):
-        super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.attn = nn.MultiheadAttention(d, h, batch_first=True)
-        self.fc1, self.fc2 = nn.Linear(d, hidden), nn.Linear(hidden, d)
-        self.causal = causal
-
-    def forward(self, x):
-        T = x.shape[1]
-        mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1) if self.causal else None
-        h = self.ln1(x)
-        x = x + self.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
-        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+_TorchBlock = TorchBlock  # the pre-norm block written with torch's modules (tests/twin_attention.py)
 
 
 def _torch_net(T, d, h, hidden, causal, n_out, seed=0):

@@ -168,9 +168,12 @@ def test_verdict_reads_well():
 
 
 def test_no_misleading_diagnosis():
-    v = check_latex(r"\frac{\partial}{\partial X} \operatorname{tr}(A X) = A^\top + X", shapes={"A": ("n", "m"), "X": ("m", "n")})
+    v = check_latex(r"\frac{\partial}{\partial X} \operatorname{tr}(A X) = \exp(A^\top)", shapes={"A": ("n", "m"), "X": ("m", "n")})
     assert v.verdict == FAILS and v.diagnosis is None
     assert "none of the known mistakes" in str(v)
+    # Aᵀ + X is the truth Aᵀ plus a term that does not belong: named as such, with the verified correction
+    v = check_latex(r"\frac{\partial}{\partial X} \operatorname{tr}(A X) = A^\top + X", shapes={"A": ("n", "m"), "X": ("m", "n")})
+    assert v.verdict == FAILS and v.diagnosis == M.EXTRA_TERM and v.corrected == r"A^\top"
 
 
 def test_ill_typed_claim():

@@ -14,6 +14,8 @@ import pytest
 pytest.importorskip("lark")
 
 sys.path.insert(0, str(Path(__file__).parent))
+if __name__ == "__main__":  # run as a script: the package from this checkout
+    sys.path.insert(0, str(Path(__file__).parent.parent))
 from judge_claims import CLAIMS  # noqa: E402
 
 from jacobian_bp.claims.judge import check_latex  # noqa: E402

@@ -11,6 +11,7 @@ The parameter shapes are read from the layer's public facts (``d``, ``heads``, `
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 import torch_twin
@@ -85,3 +86,22 @@ torch_twin.EXTRA_SHAPES.update({"self_attention": _sa_shapes, "linear": _linear_
 torch_twin.EXTRA_FORWARD.update({"self_attention": _sa_forward, "linear": _linear_forward, "transformer_block": _block_forward})
 torch_twin.EXTRA_SHAPES.setdefault("layer_norm", _ln_shapes)
 torch_twin.EXTRA_FORWARD.setdefault("layer_norm", _ln_forward)
+
+
+class TorchBlock(nn.Module):
+    """The pre-norm block with torch's own modules (``nn.LayerNorm``, ``nn.MultiheadAttention``, ``nn.Linear``):
+    x + MHA(LN1 x), then u + fc2(gelu(fc1(LN2 u))); causal masks with ``torch.triu``."""
+
+    def __init__(self, d, h, hidden, causal):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, h, batch_first=True)
+        self.fc1, self.fc2 = nn.Linear(d, hidden), nn.Linear(hidden, d)
+        self.causal = causal
+
+    def forward(self, x):
+        T = x.shape[1]
+        mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1) if self.causal else None
+        h = self.ln1(x)
+        x = x + self.attn(h, h, h, need_weights=False, attn_mask=mask)[0]
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))

@@ -52,6 +52,21 @@ Settings by knob
 ``Setting(at_kink=k)`` puts k units of every hidden layer exactly at the kink (z = 0), so that a
 claim such as "ReLU′(0) = 0 in PyTorch" is tested at 0 (``relu_at_zero`` states the convention).
 The targets are listed, with their meaning and shape, by :func:`targets`.
+``Setting(points=[{"x": ..., "W1": ..., "label": "W1 symmetric"}])`` also judges a claim at given inputs and
+parameters (a symmetric weight, ties in a pooling window, z = 0 at ReLU's kink), validated when the setting is made.
+
+Any layer
+---------
+``Setting(None, network=[{"type": "dense", "out_features": 5}, {"type": "tanh"}, {"type": "layer_norm"},
+{"type": "dense", "out_features": 3}], input_shape=4)`` checks claims on any network of registered layers
+(normalization, attention, recurrent, residual, convolution, pooling).  A claim reads layer ``l``'s parameters by
+their own names (``q.gamma[l]``, ``q.W_V[l]``, ``q.W_hh[l]``; ``q.W_1[l]`` for a residual block's ``W.1``,
+``q.K_[l]`` for a kernel ``K``), its input and output in their shapes (``q.inp[l]``, ``q.out[l]``, ``q.dout[l]``
+:math:`=\nabla_{\mathbf z^{[l]}}\ell`; batches ``q.Inp``, ``q.Out``, ``q.dOut``) and the intermediates the layer
+exposes (``q.xhat``, ``q.std``, ``q.Xhat``, ``q.P``, ``q.h``, ...).  Targets name a parameter:
+``grad:gamma`` (:math:`\nabla_{\boldsymbol\gamma^{[l]}}\ell`), ``J_local:W_hh``, ``J_theta_l:K``, ``param:beta``;
+``dinp`` / ``dout`` are the input and output gradients in the layer's shapes, ``J_z_a_prev`` the layer's input
+Jacobian (batch Jacobian for batch normalization in training mode), ``J_a_a_prev`` the whole layer's.
 
 Writing a claim
 ---------------
@@ -123,7 +138,7 @@ from .symbolic_oracle import symbolic_quantities
 from .checker import check
 # the formula judge: any derivative formula (LaTeX or SymPy), truth computed by the project (issue #14)
 from .judge import PRESETS as JUDGE_PRESETS, Verdict, check as check_derivative, check_latex, claim_from_latex, main_check
-from .derivative import DerivativeClaim, Layout
+from .derivative import DerivativeClaim, Layout, StatedCorrection
 from .latex_grammar import LatexError
 
 __all__ = [
@@ -132,5 +147,5 @@ __all__ = [
     "TARGETS", "check", "build_instances", "symbolic_quantities", "DEFAULT_WIDTHS", "targets", "describe_targets",
     "Target", "TARGET_OFFSET_DOC", "KNOBS", "NO_KNOWN_MISTAKE", "MISTAKE_PRIORITY",
     "check_latex", "check_derivative", "claim_from_latex", "main_check", "Verdict", "JUDGE_PRESETS", "DerivativeClaim",
-    "Layout", "LatexError",
+    "Layout", "LatexError", "StatedCorrection",
 ]

@@ -21,9 +21,11 @@ def _counterexample(outcomes: list) -> Counterexample | None:
     d, l, o = min(bad, key=lambda t: (sum(t[0].widths) if t[0].widths else 0, t[0].N, t[0].seed,
                                       -_RANK[t[2].status]))
     small = lambda v: v is not None and (isinstance(v, tuple) or np.size(v) <= 16)  # noqa: E731
+    point = getattr(d, "point", None)
     return Counterexample(d.widths, d.seed, d.N, l, o.reason,
                           o.value if small(o.value) and o.status != ILL_TYPED else None,
-                          o.truth if small(o.truth) and o.status != ILL_TYPED else None)
+                          o.truth if small(o.truth) and o.status != ILL_TYPED else None,
+                          point=None if point is None else str(point.get("label", "given point")))
 
 
 def _reason(run: _Run) -> str:

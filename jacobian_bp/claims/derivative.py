@@ -39,6 +39,7 @@ respect to :math:`X \in \mathbb R^{m\times n}`:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import prod
 from fractions import Fraction
 from typing import Any, Mapping
 
@@ -49,7 +50,7 @@ from .exact_eval import ELEMENTWISE, Dual, evaluate, is_analytic, to_float
 from .formula_shapes import _Dims, default_shape, infer_shapes
 from .formula_tree import EvalError, Node, num, replace_at, substitute, sym, walk
 
-__all__ = ["Node", "sym", "num", "Dual", "Layout", "DerivativeClaim", "Instance", "EvalError",
+__all__ = ["Node", "sym", "num", "Dual", "Layout", "DerivativeClaim", "StatedCorrection", "Instance", "EvalError",
            "evaluate", "infer_shapes", "make_instances", "exact_truth", "numeric_truth",
            "substitute", "walk", "replace_at", "to_float", "ELEMENTWISE", "CONSTRAINTS", "default_shape", "is_analytic",
            "loss_definition"]
@@ -80,7 +81,13 @@ class Layout:
             raise SpecError(f"layout: vec must be 'column' or 'row', received {self.vec!r}")
 
     def arrange(self, Dfull: np.ndarray, fshape: tuple, xshape: tuple) -> np.ndarray:
-        """Arrange ``Dfull[i, j, k, l] = ∂F_ij/∂X_kl`` (shape ``fshape + xshape``)."""
+        """Arrange ``Dfull[i, j, k, l] = ∂F_ij/∂X_kl`` (shape ``fshape + xshape``).
+
+        For a scalar function of an array with channels (``xshape`` of length other than 2, e.g. ``(C, H, W)``)
+        the derivative is the gradient, shaped like the argument, in either layout: numerator layout (the
+        Jacobian as a row) has no other meaning for an array that is not a matrix."""
+        if tuple(fshape) == (1, 1) and len(xshape) != 2:
+            return Dfull[0, 0]
         p, q = fshape
         m, n = xshape
         if (p, q) == (1, 1):
@@ -98,6 +105,78 @@ class Layout:
                     for l in range(n):
                         J[rows[0][i, j], cols[k, l]] = Dfull[i, j, k, l]
         return J if self.layout == "numerator" else J.T
+
+
+@dataclass(frozen=True)
+class StatedCorrection:
+    r"""A candidate correction stated with a claim (by its author or a catalogue): what may have gone wrong.
+
+    Exactly one of ``term``, ``factor`` or ``formula`` is given, as a callable of the same arrays as
+    the claim's function (``term(**arrays) -> ndarray``).  The judge tries it only when the claim
+    fails, and names it only when the corrected derivative equals the truth on the judging
+    instances *and* on fresh ones (new random values) -- a stated correction can never make a
+    wrong diagnosis, at worst it is not named.
+
+    * ``term``: a summand the claim may have dropped -- the correction is claim :math:`+` term
+      (then claim :math:`-` term is tried too); diagnosis *missing term*;
+    * ``factor``: a factor the claim may have dropped -- the correction is factor :math:`\odot`
+      claim (a scalar, or an array broadcast elementwise); diagnosis *missing factor*;
+    * ``formula``: the corrected derivative itself; its ``kind`` must be one of
+      :data:`~jacobian_bp.claims.mistakes.KINDS`.
+
+    Parameters
+    ----------
+    description : str
+        What the correction restores, for the report (``"the mean term −(γ/σ)·ḡ"``).
+    term, factor, formula : callable, optional
+    kind : str, optional
+        The diagnosis name; defaults to *missing term* / *missing factor*; required with ``formula``.
+    latex : str
+        LaTeX of the term or factor (``-\frac{\gamma}{\sigma}\bar g``).
+    corrected : str
+        LaTeX of the whole corrected formula (otherwise composed from the claim's LaTeX and ``latex``).
+    """
+
+    description: str
+    term: Any = None
+    factor: Any = None
+    formula: Any = None
+    kind: str | None = None
+    latex: str = ""
+    corrected: str = ""
+
+    def __post_init__(self):
+        given = [k for k in ("term", "factor", "formula") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise SpecError(f"stated correction {self.description!r}: give exactly one of term, factor or formula, "
+                            f"received {', '.join(given) or 'none'}")
+        if not callable(getattr(self, given[0])):
+            raise SpecError(f"stated correction {self.description!r}: {given[0]} must be a callable of the claim's "
+                            f"arrays, received {type(getattr(self, given[0])).__name__}")
+        if self.formula is not None and not self.kind:
+            raise SpecError(f"stated correction {self.description!r}: a corrected formula needs its kind "
+                            f"(one of mistakes.KINDS)")
+
+    @property
+    def how(self) -> str:
+        """``"term"``, ``"factor"`` or ``"formula"``."""
+        return "term" if self.term is not None else ("factor" if self.factor is not None else "formula")
+
+
+def _normalize_terms(name: str, terms) -> tuple:
+    """``terms`` as a tuple of (name, callable, latex)."""
+    if not terms:
+        return ()
+    items = list(terms.items()) if isinstance(terms, Mapping) else list(terms)
+    out = []
+    for it in items:
+        if not isinstance(it, (tuple, list)) or len(it) not in (2, 3) or not isinstance(it[0], str) or not callable(it[1]):
+            raise SpecError(f"derivative claim {name!r}: terms must be {{name: callable}} or (name, callable[, latex]) "
+                            f"pairs, received {it!r}")
+        out.append((it[0], it[1], str(it[2]) if len(it) == 3 else ""))
+    if len(out) < 2:
+        raise SpecError(f"derivative claim {name!r}: terms must list at least two summands, received {len(out)}")
+    return tuple(out)
 
 
 #: sample constraints a symbol may carry
@@ -139,6 +218,23 @@ class DerivativeClaim:
     sympy_check : bool
         Also differentiate symbolically with SymPy on the first instance (bounded, see
         :mod:`.sympy_check`), a third opinion next to the exact forward mode and float64.
+    corrections : sequence of StatedCorrection
+        Candidate corrections the author or a catalogue states for a NumPy claim (a term or a
+        factor that may have been dropped, or a corrected formula of a named kind); tried, most
+        specific first, before the judge's own numeric candidates, and named only when verified
+        on fresh instances.  (For an expression claim the candidates come from the formula.)
+
+    terms : dict or sequence, optional
+        For a NumPy claim, its summands: ``{name: callable}`` or ``[(name, callable[, latex]), ...]``
+        whose sum is the claimed derivative (checked).  With them the judge can also name a slip in
+        *one* term: its sign, a constant factor on it, or a term that does not belong.
+
+    Notes
+    -----
+    A NumPy claim's shapes are ints, or dimension names with ``sizes`` giving their values per
+    instance (``shapes={"Q": ("T", "d_k")}``, ``sizes=[{"T": 3, "d_k": 4}, {"T": 2, "d_k": 9}]``):
+    instances of several sizes let the judge name a wrong constant factor as an expression of the
+    sizes (``1/√d_k``) instead of a number.
     """
 
     name: str
@@ -157,8 +253,22 @@ class DerivativeClaim:
     instances: int = 2
     seed: int = 0
     sympy_check: bool = False
+    corrections: tuple = ()
+    terms: Any = ()
 
     def __post_init__(self):
+        self.terms = _normalize_terms(self.name, self.terms)
+        if isinstance(self.corrections, StatedCorrection):
+            self.corrections = (self.corrections,)
+        try:
+            self.corrections = tuple(self.corrections or ())
+        except TypeError:
+            raise SpecError(f"derivative claim {self.name!r}: corrections must be a sequence of StatedCorrection, "
+                            f"received {type(self.corrections).__name__}") from None
+        for c in self.corrections:
+            if not isinstance(c, StatedCorrection):
+                raise SpecError(f"derivative claim {self.name!r}: corrections must be StatedCorrection objects, "
+                                f"received {type(c).__name__}")
         if not isinstance(self.wrt, str) or not self.wrt:
             raise SpecError(f"derivative claim {self.name!r}: wrt must be a symbol name, received {self.wrt!r}")
         for s, c in self.constraints.items():
@@ -209,6 +319,8 @@ def _rand_fracs(rng, k: int, positive: bool) -> list[Fraction]:
 
 
 def _sample(rng, shape: tuple, constraint: str, symmetric_point: bool) -> np.ndarray:
+    if len(shape) != 2:  # an array with channels (C, H, W), (O, C, kh, kw): generic exact fractions
+        return np.array(_rand_fracs(rng, prod(shape), constraint == "positive"), dtype=object).reshape(shape)
     m, n = shape
     if constraint in ("simplex_rows", "onehot_rows"):
         return _sample(rng, (n, m), constraint[:-5], False).T.copy()

@@ -9,6 +9,10 @@ order), the shapes (factors, normalizers 1/N, 1/K, 1/(N·K), transposes, permuta
 axes, θ block order) and, for a derivative written out by hand, the other activations (the formula
 is right for another activation's derivative).
 
+When none of these fits, the kinds of :mod:`.network_mistakes` are tried (missing term or factor, a transposed
+array, a layer's stride / padding / dilation / kernel orientation / pooling kind, one sample, one time step or a
+time index of a recurrent sum, the kink and tie conventions at given points).
+
 A candidate is reported only when the corrected formula holds on every instance of the claim *and*
 again on fresh instances (other seeds); when none does, the result says "no known mistake fits"
 instead of a misleading diagnosis.
@@ -168,7 +172,7 @@ def _q_candidates(claim: Claim, logs: list) -> list[tuple[_QCorrection, Mistake,
         for helper, c, info in log.calls:
             calls.add((helper, c, info))
     for helper, c, info in sorted(calls, key=str):
-        if helper.startswith("np.") and info is not None:
+        if helper.startswith("np.") and isinstance(info, (int, np.integer)):
             key = ("axis", helper, c)
             if key not in seen:
                 seen.add(key)
@@ -372,7 +376,7 @@ def _fresh(setting) -> list:
     """Fresh numeric instances of a setting: the same architectures with other seeds."""
     from .instances import build_instances
 
-    if not setting.widths:
+    if not setting.widths and setting.network is None:
         return []
     try:
         return build_instances(replace(setting, seeds=tuple(int(s) + 101 for s in setting.seeds), symbolic=None))
@@ -428,6 +432,8 @@ def _diagnose(claim: Claim, instances: list, base: _Run, logs: list, max_pairs: 
             if works(merged, _OutCorrection()):
                 found.append((Explanation(k1, f"{t1}, and {t2}"), merged, _OutCorrection(), None))
     found = _prefer_simple_sign(found)
+    if not found:  # the network-layer kinds (missing term or factor, knobs of a layer, per-step terms, kinks)
+        return _network_diagnosis(claim, order, base, logs)
     # verification on fresh instances (other seeds): a correction that only fits the drawn instances is dropped
     verified = []
     fresh_cache: dict = {}
@@ -497,3 +503,43 @@ def _shift_sign(old: str, new: str) -> str:
     if a is None or b is None:
         return "?"
     return "+" if b > a else "-"
+
+
+def _network_diagnosis(claim: Claim, order: list, base: _Run, logs: list) -> list[Explanation]:
+    """The candidates of :mod:`.network_mistakes` that make the claim hold on every instance (or on the variant
+    setting's instances), verified again on fresh instances; most specific first."""
+    from .instances import build_instances
+    from .network_mistakes import network_candidates
+
+    try:
+        cands = network_candidates(claim, base, logs)
+    except Exception:  # noqa: BLE001 - a candidate generator that cannot read this claim: no candidate
+        return []
+    out: list[Explanation] = []
+    fresh_cache: dict = {}
+
+    def holds(insts, formula=None) -> bool:
+        return bool(insts) and _run(claim, insts, formula=formula, stop_early=True, exact=False).verdict == HOLDS
+
+    for nc in cands:
+        st = nc.setting if nc.setting is not None else claim.setting
+        try:
+            insts = build_instances(nc.setting) if nc.setting is not None else order
+        except Exception:  # noqa: BLE001 - a variant that cannot be built
+            continue
+        if not holds(insts, nc.formula):
+            continue
+        if st not in fresh_cache:
+            fresh_cache[st] = _fresh(st)
+        fresh = fresh_cache[st]
+        if not holds(fresh, nc.formula):
+            continue  # unverified (or no fresh instances): never named
+        out.append(Explanation(nc.mistake, nc.text, len(fresh)))
+    out.sort(key=lambda e: MISTAKE_PRIORITY.index(e.mistake) if e.mistake in MISTAKE_PRIORITY else 99)
+    for conv in (Mistake.KINK_CONVENTION, Mistake.TIE_CONVENTION):
+        if any(e.mistake == conv for e in out):
+            # the claim differs from the truth only at a kink or tie: other corrections that verify (σ′ ⊙ C = C for a
+            # 0/1 mask) restate the same difference and are not listed
+            out = [e for e in out if e.mistake == conv]
+            break
+    return _dedupe(out)

@@ -663,7 +663,7 @@ def _complex_det(A):
     return det
 
 
-_NON_ANALYTIC = {"maxpool", "maxmask"}
+_NON_ANALYTIC = {"maxpool", "maxmask", "maxunpool"}
 
 
 def is_analytic(node: Node) -> bool:

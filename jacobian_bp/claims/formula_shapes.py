@@ -105,9 +105,33 @@ def default_shape(name: str, D: _Dims) -> tuple:
 class _Infer:
     def __init__(self, D: _Dims, shapes: dict, dim_names: set, knobs: Mapping[str, Any]):
         self.D, self.shapes, self.dim_names, self.knobs = D, shapes, dim_names, knobs
+        self.defaulted: set = set()  # symbols whose shape is the default of their letter (not declared)
+
+    def adopt(self, na: Node, a: tuple, nb: Node, b: tuple) -> tuple[tuple, tuple]:
+        """An undeclared symbol beside an array with channels takes that array's shape (``G`` in
+        ``⟨G, conv(X, K)⟩`` is ``(C_out, H', W')``); shapes of equal lengths are returned as they are."""
+        if len(a) == len(b):
+            return a, b
+        for n_, other in ((na, b), (nb, a)):
+            if n_.op == "sym" and n_.attr("name") in self.defaulted:
+                self.shapes[n_.attr("name")] = tuple(self.D.fresh() for _ in other)
+                self.defaulted.discard(n_.attr("name"))
+                return self.sh(na), self.sh(nb)
+        return a, b
 
     def scalar(self, s) -> bool:
-        return self.D.resolve(s[0]) == 1 and self.D.resolve(s[1]) == 1
+        return all(self.D.resolve(d) == 1 for d in s)
+
+    def same(self, a, b, why: str) -> None:
+        """Equal shapes: rows and columns, and the channels of multi-channel arrays (``(C, H, W)``)."""
+        if len(a) != len(b):
+            raise ShapeError(f"{why}: arrays of {len(a)} and {len(b)} dimensions")
+        if len(a) == 2:
+            self.D.unify(a[0], b[0], f"rows in {why}")
+            self.D.unify(a[1], b[1], f"columns in {why}")
+            return
+        for x, y in zip(a, b):
+            self.D.unify(x, y, why)
 
     def conc(self, d):
         v = self.D.resolve(d)
@@ -122,6 +146,7 @@ class _Infer:
                 return (1, 1)
             if name not in self.shapes:
                 self.shapes[name] = default_shape(name, D)
+                self.defaulted.add(name)
             return self.shapes[name]
         if op in ("num", "tr", "det", "logdet", "sum", "mean", "inner", "norm"):
             for a in n.args:
@@ -129,9 +154,12 @@ class _Infer:
                 if op in ("tr", "det", "logdet"):
                     D.unify(s[0], s[1], f"{op} needs a square matrix in {where}")
             if op == "inner":
-                s1, s2 = self.sh(n.args[0]), self.sh(n.args[1])
-                D.unify(s1[0], s2[0], f"inner product in {where}")
-                D.unify(s1[1], s2[1], f"inner product in {where}")
+                s1, s2 = self.adopt(n.args[0], self.sh(n.args[0]), n.args[1], self.sh(n.args[1]))
+                if len(s1) == len(s2) == 2:
+                    D.unify(s1[0], s2[0], f"inner product in {where}")
+                    D.unify(s1[1], s2[1], f"inner product in {where}")
+                else:
+                    self.same(s1, s2, f"inner product in {where}")
             return (1, 1)
         if op in ("eye", "ones", "zeros"):
             k = n.attr("n")
@@ -145,6 +173,10 @@ class _Infer:
                 return b
             if op != "hadamard" and self.scalar(b) and not self.scalar(a):
                 return a
+            if len(a) != 2 or len(b) != 2:
+                a, b = self.adopt(n.args[0], a, n.args[1], b)
+                self.same(a, b, f"{op} in {where}")
+                return a
             D.unify(a[0], b[0], f"rows in {where}")
             D.unify(a[1], b[1], f"columns in {where}")
             return a
@@ -154,6 +186,9 @@ class _Infer:
             return self.sh(n.args[0])
         if op in ("mul", "cdot"):
             a, b = self.sh(n.args[0]), self.sh(n.args[1])
+            if (len(a) != 2 and not self.scalar(b)) or (len(b) != 2 and not self.scalar(a)):
+                raise ShapeError(f"product in {where}: a matrix product of arrays with channels "
+                                 f"({len(a)} and {len(b)} dimensions)")
             if op == "cdot" and self.D.resolve(a[1]) == 1 and self.D.resolve(b[1]) == 1 and not self.scalar(a) \
                     and not self.scalar(b):
                 D.unify(a[0], b[0], f"inner product in {where}")
@@ -201,10 +236,9 @@ class _Infer:
         if op == "lse":
             a = self.sh(n.args[0])
             return (1, a[1])
-        # convolution and pooling: sizes computed when known, else free
+        # convolution and pooling: sizes computed when known, else free; the spatial sizes are the last two axes,
+        # an input (C_in, H, W), a kernel (C_out, C_in, h, w) or a gradient (C_out, H', W') carry channels
         shp = [self.sh(a) for a in n.args]
-        c = [tuple(self.conc(d) for d in s_) for s_ in shp]
-        known = all(v is not None for s_ in c for v in s_)
         kn = self.knobs
 
         def par(key, default):
@@ -213,35 +247,90 @@ class _Infer:
                 v = kn.get(v)
             return v if isinstance(v, int) else None
 
+        lead, chans = self._channels(op, shp, where)
+        c = [tuple(self.conc(d) for d in s_[-2:]) for s_ in shp]
+        known = all(v is not None for s_ in c for v in s_)
         if known:
             try:
+                hw = None
                 if op == "conv2d":
                     s_, p_, d_ = par("s", 1), par("p", 0), par("d", 1)
                     (H, W), (h, w) = c[0], c[1]
-                    return ((H + 2 * p_ - d_ * (h - 1) - 1) // s_ + 1, (W + 2 * p_ - d_ * (w - 1) - 1) // s_ + 1)
-                if op in ("corr", "convolve"):
-                    return (c[0][0] - c[1][0] + 1, c[0][1] - c[1][1] + 1)
-                if op == "full":
-                    return (c[0][0] + c[1][0] - 1, c[0][1] + c[1][1] - 1)
-                if op == "rot180":
-                    return c[0]
+                    hw = ((H + 2 * p_ - d_ * (h - 1) - 1) // s_ + 1, (W + 2 * p_ - d_ * (w - 1) - 1) // s_ + 1)
+                elif op in ("corr", "convolve"):
+                    hw = (c[0][0] - c[1][0] + 1, c[0][1] - c[1][1] + 1)
+                elif op == "full":
+                    hw = (c[0][0] + c[1][0] - 1, c[0][1] + c[1][1] - 1)
+                elif op == "rot180":
+                    hw = c[0]
                 q = par("p_attr", None)
                 if op == "pad" and q is not None:
-                    return (c[0][0] + 2 * q, c[0][1] + 2 * q)
+                    hw = (c[0][0] + 2 * q, c[0][1] + 2 * q)
                 if op == "crop" and q is not None:
-                    return (c[0][0] - 2 * q, c[0][1] - 2 * q)
+                    hw = (c[0][0] - 2 * q, c[0][1] - 2 * q)
                 if op == "dilate" and q is not None:
-                    return ((c[0][0] - 1) * q + 1, (c[0][1] - 1) * q + 1)
+                    hw = ((c[0][0] - 1) * q + 1, (c[0][1] - 1) * q + 1)
                 if op == "upsample" and q is not None:
-                    return (c[0][0] * q, c[0][1] * q)
+                    hw = (c[0][0] * q, c[0][1] * q)
                 if op in ("avgpool", "maxpool"):
                     k_ = par("k", 2)
-                    return (c[0][0] // k_, c[0][1] // k_)
+                    if "s" not in kn and "p" not in kn:
+                        hw = (c[0][0] // k_, c[0][1] // k_)
+                    else:
+                        s_, p_ = par("s", k_), par("p", 0)
+                        hw = ((c[0][0] + 2 * p_ - k_) // s_ + 1, (c[0][1] + 2 * p_ - k_) // s_ + 1)
+                if hw is not None:
+                    return lead + tuple(hw)
             except (TypeError, ZeroDivisionError):
                 pass
         if op in ("rot180", "maxmask"):
             return shp[0]
-        return (D.fresh(), D.fresh())
+        if op == "maxunpool":
+            return shp[1]
+        if not chans:
+            return (D.fresh(), D.fresh())
+        return lead + (D.fresh(), D.fresh())
+
+    def _channels(self, op: str, shp: list, where: str) -> tuple[tuple, bool]:
+        """The leading (channel) axes of a convolution or pooling result, and whether any operand has channels.
+
+        ``conv(X, K)``: ``(C_out,)`` from a kernel ``(C_out, C_in, h, w)`` (its ``C_in`` unified with the input's);
+        ``X ⋆ G`` of two ``(C, H, W)`` arrays: ``(C_out, C_in)`` (the kernel gradient); ``full(G, R)`` of a gradient
+        ``(C_out, H', W')`` and a kernel ``(C_out, C_in, h, w)``: ``(C_in,)`` (the input gradient); the other operations
+        keep their operand's leading axes."""
+        D = self.D
+        nd = [len(s_) for s_ in shp]
+        if all(k == 2 for k in nd):
+            return (), False
+        if any(k not in (2, 3, 4) for k in nd):
+            raise ShapeError(f"{op} in {where}: arrays of 2, 3 (channels) or 4 (kernels) dimensions expected")
+        if op == "conv2d":
+            X, K = shp
+            if len(K) != 4 or len(X) not in (2, 3):
+                raise ShapeError(f"conv in {where}: an input (C_in, H, W) and a kernel (C_out, C_in, h, w) are needed")
+            D.unify(X[0] if len(X) == 3 else 1, K[1], f"input channels in {where}")
+            return (K[0],), True
+        if op in ("corr",):
+            A, B = shp
+            if len(A) != 3 or len(B) != 3:
+                raise ShapeError(f"⋆ in {where}: two (C, H, W) arrays are needed (the input and the upstream gradient)")
+            return (B[0], A[0]), True
+        if op == "full":
+            A, B = shp
+            if len(A) != 3 or len(B) != 4:
+                raise ShapeError(f"full in {where}: a gradient (C_out, H', W') and a kernel (C_out, C_in, h, w) are needed")
+            D.unify(A[0], B[0], f"output channels in {where}")
+            return (B[1],), True
+        if op == "maxunpool":
+            G, X = shp
+            if len(G) != len(X):
+                raise ShapeError(f"maxunpool in {where}: G and X need the same number of dimensions")
+            for x, y in zip(G[:-2], X[:-2]):
+                D.unify(x, y, f"channels in {where}")
+            return tuple(X[:-2]), True
+        if len(shp) != 1:
+            raise ShapeError(f"{op} in {where}: 2-D operands expected")
+        return tuple(shp[0][:-2]), True
 
     def _prod(self, x, y):
         cx, cy = self.conc(x), self.conc(y)
@@ -262,8 +351,9 @@ def _norm_shape(s, name: str):
         return (1, 1)
     if len(s) == 1:
         return (s[0], 1)
-    if len(s) != 2:
-        raise SpecError(f"shapes: {name!r} must have 0, 1 or 2 dimensions, received {s!r}")
+    if len(s) not in (2, 3, 4):
+        raise SpecError(f"shapes: {name!r} must have 0, 1 or 2 dimensions (3 for an image with channels (C, H, W), 4 "
+                        f"for a kernel (C_out, C_in, h, w)), received {s!r}")
     return s
 
 

@@ -21,6 +21,18 @@ diagnosis):
 4. a failing claim is diagnosed: candidate corrections are verified on fresh instances;
    the first that holds names the mistake and gives the corrected formula.
 
+A claim whose function is a NumPy callable is judged by :mod:`.callable_judge` (numeric truth by
+the complex step, instances of several sizes when the shapes name their dimensions); its diagnosis
+tries the corrections stated with the claim (:class:`~.derivative.StatedCorrection`: a dropped term,
+a dropped factor, a corrected formula of a named kind), slips in one of its stated ``terms``, a
+constant ratio named as an expression of the sizes (``off by a factor 1/√d_k``), the transpose and
+a missing identity -- all verified on fresh instances, the corrected formula in ``Verdict.corrected``::
+
+    from jacobian_bp.claims.derivative import DerivativeClaim, StatedCorrection
+    v = check(DerivativeClaim("gelu'", gelu, "x", Phi, shapes={"x": (1,)},
+                              corrections=[StatedCorrection("x φ(x) dropped", term=x_phi, latex=r"x\varphi(x)")]))
+    v.diagnosis, v.corrected   # 'missing term', '\Phi(x) + x\varphi(x)' (with latex=r"... = \Phi(x)")
+
 Verdicts are the claim checker's: ``holds``, ``fails`` (a counterexample is given), and
 ``ill-typed`` (the formula cannot be evaluated: operands that do not conform).
 """
@@ -40,12 +52,12 @@ from .derivative import (DerivativeClaim, EvalError, Instance, Layout, Node, Dua
 from .derivative import forward_derivative, loss_definition
 from .exact_eval import _mp
 from .layer_opinion import layer_opinion
+from .callable_judge import FAILS, HOLDS, ILL_TYPED, _shape_txt, check_callable
 from .mistakes import diagnose
 
 __all__ = ["Verdict", "check", "check_latex", "claim_from_latex", "loss_definition", "main_check", "PRESETS", "HOLDS",
            "FAILS", "ILL_TYPED"]
 
-HOLDS, FAILS, ILL_TYPED = "holds", "fails", "ill-typed"
 
 #: shorthand settings: layout and vec order (and kink conventions) of common sources
 PRESETS: dict[str, dict] = {
@@ -180,10 +192,6 @@ def _float_close(T: np.ndarray, C: np.ndarray) -> bool:
 def _fmt_arr(a: np.ndarray, limit: int = 6) -> str:
     vals = [f"{to_float(v):.4g}" for v in a.flat[:limit]]
     return "[" + ", ".join(vals) + (", …" if a.size > limit else "") + "]"
-
-
-def _shape_txt(s) -> str:
-    return "×".join(map(str, s))
 
 
 # ============================================================================ the judge
@@ -325,6 +333,38 @@ class _Judge:
             out.append(float(np.mean(r)) + (0.0 if term is None else 1.0))
         return out
 
+    def float_values(self, formula: Node, want: bool = True) -> list | None:
+        """The formula's float64 values on the judging instances (``None`` if it cannot be evaluated);
+        ``want``: an unsized identity or ones takes the derivative's shape."""
+        out = []
+        for I, t in zip(self.instances, self.truths):
+            try:
+                if want:
+                    out.append(self.eval_float(formula, I, t))
+                else:
+                    out.append(np.real(evaluate(formula, t["float_env"], exact=False, knobs=self.knobs, dims=I.dims)))
+            except (EvalError, ShapeError, ValueError, ZeroDivisionError, OverflowError, np.linalg.LinAlgError):
+                return None
+            if not np.all(np.isfinite(out[-1])):
+                return None
+        return out
+
+    def truths_float(self) -> list:
+        """The truth (arranged in the claim's layout), float64, on the judging instances."""
+        return [self.arranged(t, self.layout, False) for t in self.truths]
+
+    def residuals(self) -> list | None:
+        """Truth minus claim, float64, on the judging instances (``None`` when the shapes differ)."""
+        if not hasattr(self, "_residuals"):
+            C = self.float_values(self.claimed)
+            R = None
+            if C is not None:
+                T = self.truths_float()
+                if all(t.shape == c.shape for t, c in zip(T, C)):
+                    R = [t - c for t, c in zip(T, C)]
+            self._residuals = R
+        return self._residuals
+
     def size_values(self) -> list[dict]:
         out = []
         for I in self.instances[:self.claim.instances]:
@@ -356,7 +396,9 @@ def check(claim: DerivativeClaim, *, diagnose_failures: bool = True) -> Verdict:
     if not isinstance(claim, DerivativeClaim):
         raise SpecError(f"check: expected a DerivativeClaim, received {type(claim).__name__}")
     if callable(claim.function) and not isinstance(claim.function, Node):
-        return _check_callable(claim, t0)
+        v = Verdict(claim.name, HOLDS, claim.source, claim.latex)
+        check_callable(claim, v, t0)
+        return v
     j = _Judge(claim)
     v = Verdict(claim.name, HOLDS, claim.source, claim.latex)
     # second opinion (float64) on the first instance, and the Conv2d layer where it applies
@@ -424,75 +466,6 @@ def check(claim: DerivativeClaim, *, diagnose_failures: bool = True) -> Verdict:
                     v.transcription_slip = j.screen(later) and j.verify(later)
                 except (EvalError, ShapeError):
                     v.transcription_slip = False
-    v.seconds = time.perf_counter() - t0
-    return v
-
-
-def _check_callable(claim: DerivativeClaim, t0: float) -> Verdict:
-    """A NumPy function: the truth by complex step (when the function accepts complex input) or central
-    differences in float64 -- numeric evidence only, stated as such in the confidence."""
-    shapes = {}
-    for k, s in claim.shapes.items():
-        s = (s,) if isinstance(s, int) else tuple(s)
-        if not s or len(s) > 2 or any(not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 1 for d in s):
-            raise SpecError(f"derivative claim {claim.name!r}: a NumPy function needs shapes of ints, received {k}: {s!r}")
-        shapes[k] = s if len(s) == 2 else (s[0], 1)
-    if claim.wrt not in shapes:
-        raise SpecError(f"derivative claim {claim.name!r}: give the shape of {claim.wrt!r} (shapes=...)")
-    rng = np.random.default_rng(claim.seed)
-    envs = [{k: rng.standard_normal(s) for k, s in shapes.items()} for _ in range(max(1, claim.instances))]
-    for pt in claim.points:
-        e = {k: rng.standard_normal(s) for k, s in shapes.items()}
-        e.update({k: np.asarray(v, dtype=float).reshape(shapes[k]) for k, v in pt.items()})
-        envs.append(e)
-    v = Verdict(claim.name, HOLDS, claim.source, claim.latex)
-    how = set()
-
-    def F(env):
-        out = np.asarray(claim.function(**env))
-        return out.reshape(1, 1) if out.ndim == 0 else (out.reshape(-1, 1) if out.ndim == 1 else out)
-
-    for k, env in enumerate(envs):
-        X = env[claim.wrt]
-        F0 = F(env)
-        Dfull = np.empty(F0.shape + X.shape)
-        try:
-            for idx in np.ndindex(*X.shape):
-                Xc = X.astype(complex)
-                Xc[idx] += 1e-30j
-                Dfull[(Ellipsis,) + idx] = np.imag(F({**env, claim.wrt: Xc})) / 1e-30
-            how.add("complex step")
-        except (TypeError, ValueError, np.ComplexWarning if hasattr(np, "ComplexWarning") else TypeError):
-            for idx in np.ndindex(*X.shape):
-                h = 1e-6 * max(1.0, abs(X[idx]))
-                Xp, Xm = X.copy(), X.copy()
-                Xp[idx] += h
-                Xm[idx] -= h
-                Dfull[(Ellipsis,) + idx] = (F({**env, claim.wrt: Xp}) - F({**env, claim.wrt: Xm})) / (2 * h)
-            how.add("central differences")
-        T = claim.layout.arrange(Dfull, F0.shape, X.shape)
-        try:
-            C = (np.real(evaluate(claim.claimed, env, exact=False, knobs=claim.knobs, want=T.shape))
-                 if isinstance(claim.claimed, Node) else np.atleast_2d(np.asarray(claim.claimed(**env), dtype=float)))
-        except (EvalError, ShapeError) as exc:
-            v.verdict, v.reason = ILL_TYPED, f"the formula cannot be evaluated: {exc}"
-            break
-        if C.shape != T.shape and C.size == T.size and C.ndim == 2 and 1 in C.shape:
-            C = C.reshape(T.shape)
-        tol = 1e-6 * max(1.0, float(np.max(np.abs(T), initial=0.0)))
-        if C.shape != T.shape or float(np.max(np.abs(C - T), initial=0.0)) > tol:
-            v.verdict = FAILS
-            v.reason = (f"the formula is {_shape_txt(C.shape)} where the derivative is {_shape_txt(T.shape)}"
-                        if C.shape != T.shape else f"differs from the derivative by up to {float(np.max(np.abs(C - T))):.3g}")
-            v.counterexample = f"instance {k + 1}" + (" (a given point)" if k >= claim.instances else "")
-            for name, fix in (("sign error", -C), ("transpose", C.T), ("missing factor 2", 2 * C),
-                              ("wrong normalizer", C / 2)):
-                if fix.shape == T.shape and float(np.max(np.abs(fix - T), initial=0.0)) <= tol:
-                    v.diagnosis, v.description = name, "(numeric evidence on this instance only)"
-                    break
-            break
-    v.confidence = (f"numeric only ({' and '.join(sorted(how))} in float64, tolerance 1e-6) on {len(envs)} instance(s): "
-                    f"a NumPy function has no exact derivative")
     v.seconds = time.perf_counter() - t0
     return v
 

@@ -14,7 +14,7 @@ Matrix Cookbook, Magnus--Neudecker, Boyd--Vandenberghe, Dumoulin--Visin):
 * ``\mathbf``, ``\boldsymbol``, ``\bm``, ``\hat``, ``\tilde``, ``\bar``; ``\left( \right)``,
   ``\bigl( \bigr)``, ``|\,|``, ``\|\,\|``, ``\langle A, B\rangle``;
 * ``\operatorname{tr|diag|vec|softmax|lse|relu|rot180|pad|crop|dilate|upsample|full|conv|
-  avgpool|maxpool}``, ``\mathrm{...}``, ``\sigma``, ``\tanh``, ``\exp``, ``\log``, ``\ln``,
+  avgpool|maxpool|maxmask|maxunpool}``, ``\mathrm{...}``, ``\sigma``, ``\tanh``, ``\exp``, ``\log``, ``\ln``,
   ``\det``, ``\log\det X``, ``\log|\det X|``, ``\sum_{i,j} G_{ij}``, ``\mathbf 1``,
   ``\mathbf I``;
 * ``\tanh^2 x`` (a power of a function), ``\log\sigma(x)``;
@@ -216,14 +216,14 @@ _OPNAMES = {
     "softplus": "func:softplus", "sigmoid": "func:sigma", "sum": "sum", "mean": "mean", "det": "det",
     "rot180": "rot180", "rot": "rot180", "flip": "rot180", "pad": "pad", "crop": "crop", "dilate": "dilate",
     "upsample": "upsample", "full": "full", "conv": "conv2d", "conv2d": "conv2d", "corr": "corr",
-    "convolve": "convolve", "avgpool": "avgpool", "maxpool": "maxpool", "maxmask": "maxmask", "abs": "func:abs", "exp": "func:exp",
+    "convolve": "convolve", "avgpool": "avgpool", "maxpool": "maxpool", "maxmask": "maxmask", "maxunpool": "maxunpool", "abs": "func:abs", "exp": "func:exp",
     "log": "func:log", "tanh": "func:tanh", "logdet": "logdet", "sign": "func:sign", "sgn": "func:sign",
 }
 _FUNCS = {"sigma": "func:sigma", "tanh": "func:tanh", "exp": "func:exp", "log": "func:log", "ln": "func:log",
           "det": "det", "tr": "tr", "sqrt": "func:sqrt", "softmax": "softmax"}
 #: operations that take a size parameter as subscript (\operatorname{pad}_{p})
 _PARAM_OPS = {"pad", "crop", "dilate", "upsample"}
-_TWO_ARGS = {"full", "conv2d", "corr", "convolve"}
+_TWO_ARGS = {"full", "conv2d", "corr", "convolve", "maxunpool"}
 _NO_PRIME = {"tr", "det", "diag", "vec", "vecr", "sum", "mean", "lse", "softmax"} | _PARAM_OPS | _TWO_ARGS | {"rot180"}
 
 

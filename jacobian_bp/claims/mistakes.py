@@ -34,61 +34,50 @@ symmetry assumed                                   a transposition fix, where th
                                                    when the matrices are symmetric (tested)
 transpose                                          :math:`C^\top`, one operand transposed or not,
                                                    the other layout
+missing factor                                     :math:`t\odot C`, :math:`tC` or :math:`Ct` with
+                                                   :math:`t` one of the formula's own sub-formulas
+                                                   (:math:`\sigma'(\mathbf z)`, :math:`W^\top` dropped
+                                                   from a chain rule)
+extra term                                         one summand of the claim's sum dropped
+missing term                                       :math:`C + c\,t`: truth − claim is, on every judging
+                                                   instance, :math:`c\,t` with :math:`t` a product of at
+                                                   most three of the formula's own factors (the claim's
+                                                   and the function's sub-formulas, symbols transposed
+                                                   or not, :math:`f'(u)` for an :math:`f(u)` used, the
+                                                   identity) and :math:`c` a small constant times a
+                                                   monomial of the sizes (:math:`B^\top\mathbf x` in
+                                                   :math:`\partial\,\mathbf x^\top B\mathbf x`,
+                                                   :math:`\lambda W` of weight decay, a skip's
+                                                   :math:`I`, the product rule's second term)
 =================================================  ====================================================
+
+The last three are tried last, so they never take the place of a more specific name; like every
+candidate they are named only when the corrected formula holds *exactly* on fresh instances, and a
+claim of zero (which "misses" everything) gets no missing-term diagnosis.
+
+NumPy claims (:func:`~.judge.check` with a callable) have no formula to rewrite; for them the judge
+tries the corrections stated with the claim (:class:`~.derivative.StatedCorrection`: a term, a
+factor, or a corrected formula of a named kind), then a constant ratio truth :math:`= c\cdot` claim
+named by :func:`identify_constant` (a sign, a factor 2, or a normalizer such as :math:`1/\sqrt{d_k}`
+when the instances have several sizes), the transpose, and a missing identity term -- each verified
+on fresh instances.
 """
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Iterator, Protocol
 
-from .derivative import Layout, Node, num, replace_at, sym, walk
+from .derivative import Layout, Node, num, replace_at, walk
+from .mistake_kinds import (ACT_AT_ACTIVATION, CHAIN_ORDER, EXTRA_TERM, FACTOR_2, KERNEL_FLIP, KINDS, KRON_SWAP,
+                            LOGDET_TRANSPOSE, MISSING_FACTOR, MISSING_TERM, NORMALIZER, OTHER_FUNCTION,
+                            SIGMA_PRIME_TWICE, SIGN, SOFTMAX_DIAG, STRIDE_IGNORED, SYMMETRY, TRANSPOSE, WRONG_AXIS,
+                            _ELEMENTARY, Candidate, Diagnosis, _factor_node, _mono_text, _monomials, _product)
+from .term_mistakes import ConstantFactor, _extra_term, _missing_factor, _missing_term, identify_constant
 
 __all__ = ["LOGDET_TRANSPOSE", "SOFTMAX_DIAG", "ACT_AT_ACTIVATION", "SIGMA_PRIME_TWICE", "OTHER_FUNCTION",
            "KERNEL_FLIP", "STRIDE_IGNORED", "SIGN", "KRON_SWAP", "CHAIN_ORDER", "FACTOR_2", "NORMALIZER",
-           "SYMMETRY", "TRANSPOSE", "WRONG_AXIS", "KINDS", "Diagnosis", "diagnose"]
-
-LOGDET_TRANSPOSE = "inverse instead of inverse-transpose (log|det X|)"
-SOFTMAX_DIAG = "softmax Jacobian taken as diagonal"
-ACT_AT_ACTIVATION = "derivative at the activation instead of the pre-activation"
-SIGMA_PRIME_TWICE = "σ′ counted twice"
-OTHER_FUNCTION = "another function's derivative"
-KERNEL_FLIP = "kernel flipped vs not"
-STRIDE_IGNORED = "stride ignored"
-SIGN = "sign error"
-KRON_SWAP = "Kronecker factors swapped"
-CHAIN_ORDER = "chain rule in the wrong order"
-FACTOR_2 = "missing factor 2"
-NORMALIZER = "wrong normalizer"
-SYMMETRY = "symmetry assumed"
-TRANSPOSE = "transpose"
-WRONG_AXIS = "wrong axis"
-#: every diagnosis name, most specific first
-KINDS = (LOGDET_TRANSPOSE, SOFTMAX_DIAG, ACT_AT_ACTIVATION, SIGMA_PRIME_TWICE, OTHER_FUNCTION, KERNEL_FLIP,
-         STRIDE_IGNORED, WRONG_AXIS, SIGN, KRON_SWAP, CHAIN_ORDER, FACTOR_2, NORMALIZER, SYMMETRY, TRANSPOSE)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A rewrite of the claim: its kind, what it changes, the new formula and (optionally) layout."""
-
-    kind: str
-    description: str
-    formula: Node
-    layout: Layout | None = None
-    transposition: bool = False
-
-
-@dataclass
-class Diagnosis:
-    """The verified correction of a wrong claim."""
-
-    kind: str
-    description: str
-    formula: Node
-    layout: Layout | None = None
-    note: str = ""
+           "SYMMETRY", "TRANSPOSE", "WRONG_AXIS", "MISSING_TERM", "MISSING_FACTOR", "EXTRA_TERM", "KINDS", "Diagnosis",
+           "diagnose", "identify_constant", "ConstantFactor", "Candidate"]
 
 
 class JudgeContext(Protocol):
@@ -111,6 +100,12 @@ class JudgeContext(Protocol):
     def size_values(self) -> list[dict]: ...  # named sizes and knobs per judging instance
 
     def matches(self, sub: Node, target: Node) -> bool: ...  # numerically equal sub-formulas
+
+    def float_values(self, formula: Node, want: bool = True) -> list | None: ...  # float64, judging instances
+
+    def residuals(self) -> list | None: ...  # truth − claim, float64, judging instances
+
+    def truths_float(self) -> list: ...  # the truth, float64, judging instances
 
 
 # ============================================================================ helpers
@@ -142,12 +137,6 @@ def _chain(n: Node) -> list:
         return _chain(n.args[0]) + _chain(n.args[1])
     return [n]
 
-
-def _product(fs: list) -> Node:
-    out = fs[0]
-    for f in fs[1:]:
-        out = Node("mul", (out, f))
-    return out
 
 
 def _tx(n: Node) -> Node:
@@ -207,7 +196,6 @@ def _sigma_twice(ctx) -> Iterator[Candidate]:
                             replace_at(ctx.claimed, par_path, other))
 
 
-_ELEMENTARY = ("sigma", "tanh", "relu", "softplus", "exp")
 
 
 def _other_function(ctx) -> Iterator[Candidate]:
@@ -326,47 +314,6 @@ def _chain_order(ctx) -> Iterator[Candidate]:
                 yield Candidate(CHAIN_ORDER, "two neighbouring factors swapped", replace_at(ctx.claimed, path, _product(g)))
 
 
-_CONSTS = (Fraction(2), Fraction(1, 2), Fraction(4), Fraction(1, 4), Fraction(-2), Fraction(-1, 2), Fraction(1))
-
-
-def _monomials(names: list) -> Iterator[tuple]:
-    """(constant, {name: exponent}) with at most two names, exponents -2..2, simplest first."""
-    yield Fraction(2), {}
-    for k in (1, 2):
-        for combo in itertools.combinations(names, k):
-            for exps in itertools.product((-1, 1, -2, 2), repeat=k):
-                yield Fraction(1), dict(zip(combo, exps))
-    yield from ((c, {}) for c in _CONSTS if c not in (1, 2))
-    for k in (1, 2):
-        for combo in itertools.combinations(names, k):
-            for exps in itertools.product((-1, 1, -2, 2), repeat=k):
-                for c in _CONSTS:
-                    yield c, dict(zip(combo, exps))
-
-
-def _factor_node(c: Fraction, mono: dict) -> Node:
-    numer, denom = [], []
-    for nm, e in mono.items():
-        (numer if e > 0 else denom).extend([sym(nm)] * abs(e))
-    top = [num(c.numerator)] if c.numerator != 1 or not numer else []
-    top += numer
-    bot = ([num(c.denominator)] if c.denominator != 1 else []) + denom
-    t = _product(top) if top else num(1)
-    return t if not bot else Node("div", (t, _product(bot)))
-
-
-def _mono_text(c: Fraction, mono: dict) -> str:
-    """``2``, ``1/N``, ``1/(N·K)``, ``1/k²``, ``2·N/K``."""
-    sup = {1: "", 2: "²"}
-    top = ([str(c.numerator)] if c.numerator != 1 or not any(e > 0 for e in mono.values()) else [])
-    top += [nm + sup[e] for nm, e in mono.items() if e > 0]
-    bot = ([str(c.denominator)] if c.denominator != 1 else []) + [nm + sup[-e] for nm, e in mono.items() if e < 0]
-    t = "·".join(top)
-    if not bot:
-        return t
-    b = "·".join(bot)
-    return f"{t}/({b})" if len(bot) > 1 else f"{t}/{b}"
-
 
 def _factors(ctx) -> Iterator[Candidate]:
     sizes = ctx.size_values()
@@ -432,8 +379,10 @@ def _transposes(ctx) -> Iterator[Candidate]:
                                 replace_at(c, path, Node("mul", (num(Fraction(1, 2)), half))), transposition=True)
 
 
+
 GENERATORS: tuple[Callable, ...] = (_logdet, _softmax_diag, _act_at_activation, _sigma_twice, _other_function,
-                                    _kernel_flip, _stride, _axis, _kron, _chain_order, _sign, _factors, _transposes)
+                                    _kernel_flip, _stride, _axis, _kron, _chain_order, _sign, _factors, _transposes,
+                                    _missing_factor, _extra_term, _missing_term)
 
 
 def diagnose(ctx: JudgeContext, budget: int = 400) -> Diagnosis | None:
@@ -461,3 +410,4 @@ def diagnose(ctx: JudgeContext, budget: int = 400) -> Diagnosis | None:
                 note = "the claim holds when the matrices are symmetric, and fails for generic ones"
             return Diagnosis(kind, cand.description, cand.formula, cand.layout, note)
     return None
+

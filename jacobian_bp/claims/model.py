@@ -15,7 +15,7 @@ import sympy
 
 from ..engine.conventions import Convention, get_convention
 from ..errors import JacobianBPError, SpecError
-from .targets import TARGETS
+from .targets import TARGETS, is_target
 
 
 HOLDS, FAILS, ILL_TYPED = "holds", "fails", "ill-typed"
@@ -52,6 +52,19 @@ class Mistake(str, Enum):
     NORMALIZER = "wrong normalizer"
     ARGUMENT_SIGN = "sign inside the argument"
     QUANTITY = "wrong quantity"
+    MISSING_TERM = "missing term"
+    EXTRA_TERM = "extra term"
+    MISSING_FACTOR = "missing factor"
+    LAST_STEP_ONLY = "only the last step"
+    TIME_INDEX = "wrong time index"
+    KERNEL_FLIP = "kernel flipped vs not"
+    STRIDE_IGNORED = "stride ignored"
+    PADDING_FORGOTTEN = "padding forgotten"
+    DILATION_IGNORED = "dilation ignored"
+    MAX_AS_AVERAGE = "max taken as average"
+    AVERAGE_AS_MAX = "average taken as max"
+    KINK_CONVENTION = "kink convention"
+    TIE_CONVENTION = "tie convention"
     CUSTOM = "stated correction"
 
 
@@ -61,7 +74,11 @@ class Mistake(str, Enum):
 MISTAKE_PRIORITY = (Mistake.CUSTOM, Mistake.ACT_AT_ACTIVATION, Mistake.DOUBLE_DERIVATIVE, Mistake.OTHER_ACTIVATION,
                     Mistake.ARGUMENT_SIGN, Mistake.CHAIN_ORDER, Mistake.SYMMETRY, Mistake.OUTPUT_ACTIVATION,
                     Mistake.NORMALIZER, Mistake.SIGN, Mistake.TRANSPOSE, Mistake.FACTOR, Mistake.REDUCTION,
-                    Mistake.INDEX_SHIFT, Mistake.QUANTITY, Mistake.KRONECKER, Mistake.WRONG_AXIS, Mistake.BLOCK_ORDER)
+                    Mistake.INDEX_SHIFT, Mistake.QUANTITY, Mistake.KRONECKER, Mistake.WRONG_AXIS, Mistake.BLOCK_ORDER,
+                    # the network-layer kinds (:mod:`.network_mistakes`), tried when none of the above fits
+                    Mistake.KINK_CONVENTION, Mistake.TIE_CONVENTION, Mistake.KERNEL_FLIP, Mistake.STRIDE_IGNORED, Mistake.DILATION_IGNORED,
+                    Mistake.PADDING_FORGOTTEN, Mistake.MAX_AS_AVERAGE, Mistake.AVERAGE_AS_MAX, Mistake.LAST_STEP_ONLY,
+                    Mistake.TIME_INDEX, Mistake.MISSING_FACTOR, Mistake.MISSING_TERM, Mistake.EXTRA_TERM)
 
 #: what :attr:`CheckResult.diagnosis_note` says when no candidate correction makes a failing claim hold
 NO_KNOWN_MISTAKE = "no known mistake fits"
@@ -170,11 +187,27 @@ class Setting:
         ``tanh`` or ``softmax`` (needed for the closed-form deltas of matched pairs).
     min_depth : int
         Skip architectures with fewer layers.
+    network : list, optional
+        Any network instead of dense ``widths``: a list of layers -- spec entries (``{"type": "layer_norm"}``,
+        :mod:`jacobian_bp.spec`) or :class:`~jacobian_bp.layers.base.Layer` objects -- or a spec dict with
+        ``input`` and ``layers``.  ``widths`` is then ignored (set to ``()``); loss and knobs are the setting's.
+        Layer ``l`` of a claim is the network's stage ``l`` (its ``l``-th parametric layer and the parameter-free
+        layers after it); a claim reads the layer's parameters by their own names (``q.gamma[l]``, ``q.W_hh[l]``),
+        its input and output (``q.inp[l]``, ``q.out[l]``, ``q.dout[l]``, batches ``q.Inp``, ``q.Out``, ``q.dOut``)
+        and the intermediates it exposes (``q.xhat``, ``q.std``, ``q.P``, ``q.h``, ...), see
+        :class:`~.instances._LayerNetData`; targets ``grad:<p>``, ``J_local:<p>``, ... name a parameter.
+    input_shape : int or tuple of int, optional
+        One sample's shape for ``network`` (``4``, ``(T, d)``, ``(C, H, W)``).
+    points : list of dict, optional
+        Given points judged besides the random instances (:mod:`.points`): ``x``, ``y``, parameters by name
+        (user layout), ``label``, ``widths`` (which dense architecture).  A symmetric weight, ties in a pooling
+        window, a pre-activation exactly 0 -- validated when the setting is made.
 
     Raises
     ------
     SpecError
-        An unknown preset, loss or knob value, an empty or invalid architecture.
+        An unknown preset, loss or knob value, an empty or invalid architecture, a network that cannot be built,
+        a point that does not fit (one line naming the point and the key).
     """
 
     convention: Any = "ganev"
@@ -197,14 +230,33 @@ class Setting:
     mse_reduce_outputs: str | None = None
     relu_at_zero: float | None = None
     at_kink: int = 0
+    network: Any = None
+    input_shape: Any = None
+    points: Any = ()
 
     def __post_init__(self):
         if self.convention is not None:
             get_convention(self.convention)  # raises SpecError for an unknown preset
         if self.loss not in ("mse", "bce", "cross_entropy"):
             raise SpecError(f"setting: loss must be 'mse', 'bce' or 'cross_entropy', received {self.loss!r}")
-        if not self.widths and not self.symbolic:
-            raise SpecError("setting: give numeric architectures (widths) or a symbolic one (symbolic=...)")
+        if self.network is not None:
+            from .layer_networks import freeze_network
+
+            net, shape = freeze_network(self.network, self.input_shape)
+            object.__setattr__(self, "network", net)
+            object.__setattr__(self, "input_shape", shape)
+            object.__setattr__(self, "widths", ())  # the architecture is the network's
+            if self.symbolic:
+                raise SpecError("setting: symbolic=... checks dense networks only; a setting with network=... is numeric")
+            if self.at_kink:
+                raise SpecError("setting: at_kink applies to dense networks (widths=...); state a kink with points=... "
+                                "for a network=... setting")
+        elif self.input_shape is not None:
+            raise SpecError(f"setting: input_shape={self.input_shape!r} is given without network=...; widths' first "
+                            "entry is the input width of a dense network")
+        if not self.widths and not self.symbolic and self.network is None:
+            raise SpecError("setting: give numeric architectures (widths), a network (network=[...], input_shape=...) "
+                            "or a symbolic architecture (symbolic=...)")
         for w in self.widths:
             if len(w) < 2 or any((not isinstance(n, (int, np.integer))) or n < 1 for n in w):
                 raise SpecError(f"setting: each architecture is (n_0, ..., n_L) with L >= 1 positive widths, received {w!r}")
@@ -216,6 +268,16 @@ class Setting:
                 or self.at_kink < 0:
             raise SpecError(f"setting: at_kink must be a number of units >= 0, received {self.at_kink!r}")
         self.conv()  # every knob validated now (SpecError naming the knob)
+        if self.network is not None:
+            from .layer_networks import check_network_setting
+
+            check_network_setting(self)
+        if self.points is None or (isinstance(self.points, tuple) and not self.points):
+            object.__setattr__(self, "points", ())
+        else:
+            from .points import freeze_points
+
+            object.__setattr__(self, "points", freeze_points(self))
 
     def conv(self) -> Convention:
         """The convention: the preset with every knob given on this setting applied."""
@@ -239,6 +301,12 @@ class Setting:
         b = self.batch if isinstance(self.batch, int) else "/".join(map(str, self.batch))
         c = self.conv()
         kink = f"; {self.at_kink} unit(s) per layer at the kink" if self.at_kink else ""
+        kink += f"; {len(self.points)} given point(s)" if self.points else ""
+        if self.network is not None:
+            from .layer_networks import describe_network
+
+            return (f"{c.name} convention (W {c.weight_layout}, batch {c.batch_axis}, {c.reduction}); loss {self.loss}; "
+                    f"network {describe_network(self)}; N = {b}{kink}")
         return (f"{c.name} convention (W {c.weight_layout}, batch {c.batch_axis}, {c.reduction}, MSE scale "
                 f"{c.mse_scale:g}{' / K' if c.mse_reduce_outputs == 'mean' else ''}, ReLU'(0) = {c.relu_at_zero:g}); "
                 f"hidden {self.hidden}, output {self.output}, loss {self.loss}; "
@@ -307,8 +375,9 @@ class Claim:
             self.states = kind
         if not callable(self.formula):
             raise SpecError(f"claim {self.name!r}: formula must be callable, received {type(self.formula).__name__}")
-        if self.target not in TARGETS:
-            raise SpecError(f"claim {self.name!r}: unknown target {self.target!r}; known: {', '.join(sorted(TARGETS))}")
+        if not is_target(self.target):
+            raise SpecError(f"claim {self.name!r}: unknown target {self.target!r}; known: {', '.join(sorted(TARGETS))} "
+                            f"(<p>: a parameter's name, e.g. grad:gamma)")
         if self.states not in ("value", "shape"):
             raise SpecError(f"claim {self.name!r}: states (formerly kind) must be 'value' or 'shape', "
                             f"received {self.states!r}")
@@ -425,11 +494,14 @@ class Counterexample:
     reason: str
     claimed: Any = None
     truth: Any = None
+    #: the label of the given point (``Setting(points=...)``) this counterexample is, None for a random instance
+    point: str | None = None
 
     def to_text(self) -> str:
         arch = "-".join(map(str, self.widths)) if self.widths else "—"
         lay = "" if self.layer is None else f", l = {self.layer}"
-        s = f"widths {arch}, seed {self.seed}, N = {self.N}{lay}: {self.reason}"
+        where = f"point {self.point!r}" if self.point is not None else f"seed {self.seed}"
+        s = f"widths {arch}, {where}, N = {self.N}{lay}: {self.reason}"
         if self.claimed is not None and self.truth is not None:
             s += f"; claimed {_fmt_small(self.claimed)} vs true {_fmt_small(self.truth)}"
         return s

@@ -307,7 +307,8 @@ class _NumpyProxy:
             if args:
                 axis, args = args[0], args[1:]
             c = log.next_call("np." + name)
-            log.calls.append(("np." + name, c, axis))
+            # only an integer axis can be the wrong one of two (a tuple of axes is logged as None: no correction)
+            log.calls.append(("np." + name, c, axis if isinstance(axis, (int, np.integer)) else None))
             if ("np." + name, c) in log.corr.flip_axis and axis is not None:
                 nd = np.ndim(a)
                 ax = axis % nd if nd else axis
@@ -528,6 +529,13 @@ class Quantities:
             raise MissingQuantity(f"{name}_{k}: the network has no layer-indexed quantity {name!r} "
                                   f"(families: {', '.join(sorted(fams))})")
         return fams[name][k]
+
+    def param(self, name: str, l: int):
+        """Parameter (or intermediate) ``name`` of layer ``l`` by the layer's own name, e.g. ``q.param("W.1", l)`` for
+        a residual block's first weight (also ``q.W_1[l]``) or ``q.param("K", l)`` for a kernel (also ``q.K_[l]``)."""
+        from .layer_networks import family_name
+
+        return self.indexed(family_name(name), l)
 
     def __repr__(self) -> str:
         d = object.__getattribute__(self, "_d")

@@ -91,8 +91,9 @@ def _t_J_local_part(d, l, which: str):
 def _t_J_z_a_prev(d, l):
     """J_{a[l-1]} z[l] from the layer's own Jacobian (canonical parameters)."""
     st = d.net.stages[l - 1]
-    canon = d.net.canonical_params(d.params)
-    p = {k: canon[f"{k}{l}"] for k in st.layer.param_shapes()}
+    p = d.cache.params[l]  # the stage's canonical parameters by local name (a residual block's W.1 too)
+    if getattr(st.layer, "couples_samples", False):  # the batch Jacobian (N·out × N·in, sample-major)
+        return np.asarray(st.layer.batch_jac_input(d.cache.a[l - 1], d.cache.z[l], p).to_dense())
     return st.layer.jac_input(d.cache.a[l - 1][0], d.cache.z[l][0], p).to_dense()
 
 
@@ -144,6 +145,137 @@ TARGETS: dict[str, tuple[Callable, str]] = {
 }
 
 
+# =========================================================================== targets of any layer, by parameter
+class _NoSuchParameter(LookupError):
+    """A parameter target names a parameter the layer lacks (reported as a target that cannot be evaluated;
+    this module sits below :mod:`.model`, so it does not raise :class:`~.model.MissingQuantity`)."""
+
+
+def _stage_entries(d, l):
+    return [e for e in d.net.entries if e.stage == l]
+
+
+def _entry(d, l, local: str):
+    """The θ entry of the local parameter ``local`` of stage ``l`` (the layer's own name: ``gamma``, ``W_hh``, ``K``,
+    ``W.1``); a name the layer lacks raises :class:`_NoSuchParameter` listing the layer's parameters."""
+    if l is None or not (1 <= l <= d.net.L):
+        raise _NoSuchParameter(f"layer {l}: the network has layers 1..{d.net.L}")
+    es = _stage_entries(d, l)
+    for e in es:
+        if e.local == local:
+            return e
+    layer = d.net.stages[l - 1].layer
+    raise _NoSuchParameter(f"layer {l} ({layer.kind}) has no parameter {local!r} "
+                          f"(its parameters: {', '.join(e.local for e in es) or 'none'})")
+
+
+def _shaped(v) -> np.ndarray:
+    v = np.asarray(v, dtype=float)
+    return v.reshape(-1, 1) if v.ndim == 1 else v
+
+
+def _t_grad_param(d, l, local: str):
+    e = _entry(d, l, local)
+    return _shaped(d.net.gradient(d.X, d.Y, d.params).params[e.name])
+
+
+def _t_param_value(d, l, local: str):
+    e = _entry(d, l, local)
+    return _shaped(d.params[e.name])
+
+
+def _stage_columns(d, l, local: str) -> slice:
+    """The columns of ``local`` in the stage's block ``[vec θ_1, vec θ_2, ...]`` (θ order)."""
+    e = _entry(d, l, local)
+    start = 0
+    for f in _stage_entries(d, l):
+        if f is e:
+            return slice(start, start + f.size)
+        start += f.size
+    raise AssertionError  # pragma: no cover - e is an entry of stage l
+
+
+def _t_J_local_param(d, l, local: str):
+    cols = _stage_columns(d, l, local)
+    return d.net.local_jacobian(_single_x(d), d.params, l).to_dense()[:, cols]
+
+
+def _t_J_theta_l_param(d, l, local: str):
+    cols = _stage_columns(d, l, local)
+    return d.net.layer_jacobian(_single_x(d), d.params, l).to_dense()[:, cols]
+
+
+def _t_J_a_a_prev(d, l):
+    """J_{a[l-1]} a[l] = J_{z[l]} a[l] · J_{a[l-1]} z[l]: the whole stage (the layer and the layers after it)."""
+    return _t_J_act(d, l) @ _t_J_z_a_prev(d, l)
+
+
+#: targets of one parameter of layer l, written ``"<kind>:<parameter>"`` (``"grad:gamma"``, ``"J_local:W_hh"``):
+#: kind -> (truth(d, l, local), meaning)
+PARAM_TARGETS: dict[str, tuple[Callable, str]] = {
+    "grad": (_t_grad_param, "∇_{p[l]} ℓ, the gradient of the (reduced) loss w.r.t. parameter p of layer l"),
+    "param": (_t_param_value, "the parameter p[l] itself"),
+    "J_local": (_t_J_local_param, "J_{vec p[l]} z[l], the layer's own parameter Jacobian"),
+    "J_theta_l": (_t_J_theta_l_param, "J_{vec p[l]} z[L], the output's Jacobian w.r.t. p[l]"),
+}
+
+def _t_dinp(d, l):
+    """∇_{a[l-1]} ℓ (first sample) in the shape of layer l's input (a column for a flat vector)."""
+    return _shaped(np.asarray(d.grad_a_samples(l - 1)[0]).reshape(d.cache.a[l - 1].shape[1:]))
+
+
+def _t_dout(d, l):
+    """∇_{z[l]} ℓ (first sample) in the shape of layer l's output."""
+    return _shaped(np.asarray(d.delta_samples(l)[0]).reshape(d.cache.z[l].shape[1:]))
+
+
+TARGETS["J_a_a_prev"] = (_t_J_a_a_prev, "J_{a[l-1]} a[l]")
+TARGETS["dinp"] = (_t_dinp, "∇_{a[l-1]} ℓ in the input's shape")
+TARGETS["dout"] = (_t_dout, "∇_{z[l]} ℓ in the output's shape")
+
+
+def _template(kind: str) -> Callable:
+    def truth(d, l):
+        raise KeyError(f"{kind}:<p> is a template: name the parameter, e.g. {kind}:gamma")
+    return truth
+
+
+# the templates are listed with the other targets (TARGETS documents every name a claim can use); a claim names
+# the parameter (``grad:gamma``), never the template itself
+for _k, (_f, _m) in PARAM_TARGETS.items():
+    TARGETS[f"{_k}:<p>"] = (_template(_k), _m)
+
+
+def split_target(target) -> tuple[str, str | None]:
+    """``"grad:gamma"`` -> ``("grad", "gamma")``; a plain target -> ``(target, None)``."""
+    if isinstance(target, str) and ":" in target:
+        kind, _, local = target.partition(":")
+        return kind, local
+    return target, None
+
+
+def is_target(target) -> bool:
+    """Whether ``target`` names a target: a key of :data:`TARGETS` or ``"<kind>:<parameter>"`` with ``kind`` a key of
+    :data:`PARAM_TARGETS` and a non-empty parameter name."""
+    if not isinstance(target, str):
+        return False
+    kind, local = split_target(target)
+    if local is None:
+        return kind in TARGETS
+    if local == "<p>":
+        return False
+    return kind in PARAM_TARGETS and bool(local) and all(ch.isalnum() or ch in "_." for ch in local)
+
+
+def target_function(target: str) -> Callable:
+    """The truth ``(d, l) -> value`` of a target (a plain one or ``"<kind>:<parameter>"``)."""
+    kind, local = split_target(target)
+    if local is None:
+        return TARGETS[kind][0]
+    fn = PARAM_TARGETS[kind][0]
+    return lambda d, l: fn(d, l, local)
+
+
 @dataclass(frozen=True)
 class Target:
     """What a network claim can state: its key, its meaning, its shape and the layers it exists at."""
@@ -186,7 +318,9 @@ _DOCS: dict[str, tuple[str, str, str]] = {
     "J_x": ("Jacobian of z[L] with respect to the input x", "n_L × n_0", "none"),
     "J_zL_zl": ("Jacobian J_{z[l]} z[L] = W[L] J_act[L-1] ⋯ W[l+1] J_act[l] (the identity at l = L)", "n_L × n_l",
                 "1..L"),
-    "J_z_a_prev": ("Jacobian J_{a[l-1]} z[l] of the affine map (W[l] in out_in layout)", "n_l × n_{l-1}", "1..L"),
+    "J_z_a_prev": ("Jacobian J_{a[l-1]} z[l] of layer l alone, its input Jacobian (W[l] in out_in layout for a dense "
+                   "layer; the batch Jacobian, samples coupled, for batch normalization in training mode)",
+                   "n_l × n_{l-1}", "1..L"),
     "loss": ("the (reduced) loss of the batch", "1 × 1", "none"),
     "W": ("the weight W[l] itself", "user layout", "1..L"),
     "b": ("the bias b[l] itself", "n_l × 1", "1..L"),
@@ -197,6 +331,19 @@ _DOCS: dict[str, tuple[str, str, str]] = {
            "layout", "1..L"),
     "Delta": ("per-sample deltas δ_i[l] stacked, unreduced (no 1/N)", "layout", "1..L"),
     "dA": ("∇_{A[l]} J, the gradient of the reduced batch cost with respect to the activations", "layout", "0..L"),
+    "J_a_a_prev": ("Jacobian J_{a[l-1]} a[l] of the whole layer l (its layer and the parameter-free layers after it; "
+                   "J_z_a_prev is the layer alone)", "size a[l] × size a[l-1]", "1..L"),
+    "dinp": ("∇_{a[l-1]} ℓ, the gradient with respect to layer l's input (first sample, per-sample loss) in the "
+             "input's shape: (C, H, W) for an image, (T, d) for a sequence, a column for a vector", "like a[l-1]", "1..L"),
+    "dout": ("∇_{z[l]} ℓ = δ[l] in the shape of layer l's output (first sample, per-sample loss)", "like z[l]", "1..L"),
+    "grad:<p>": ("gradient of the (reduced) loss with respect to parameter p of layer l, by the layer's own name "
+                 "(grad:gamma, grad:W_Q, grad:W_hh, grad:K, grad:W.1; a vector as a column)", "like p (user layout)",
+                 "1..L (the layers that have p)"),
+    "param:<p>": ("the parameter p of layer l itself", "like p (user layout; a vector as a column)", "1..L (the layers that have p)"),
+    "J_local:<p>": ("Jacobian J_{vec p[l]} z[l] of the layer's output w.r.t. its parameter p (first sample; vec order "
+                    "of the convention)", "size z[l] × size p", "1..L (the layers that have p)"),
+    "J_theta_l:<p>": ("Jacobian J_{vec p[l]} z[L] of the network's output w.r.t. parameter p of layer l (first sample)",
+                      "n_L × size p", "1..L (the layers that have p)"),
 }
 
 #: ``target_offset`` (a keyword of :class:`~.model.Claim`, not a target): the truth is taken at layer
@@ -231,7 +378,7 @@ def _truth(d: _InstanceData, target: str, l, form: str = "as_is"):
         if d.symbolic:
             v = d.symbolic_truth(target, l)
         else:
-            v = TARGETS[target][0](d, l)
+            v = target_function(target)(d, l)
         if form == "T":
             v = v.T
         d.truth_cache[key] = v

@@ -18,13 +18,15 @@ other inputs -- are further random arrays of the judge's instances), e.g.
 
 and for vector-valued functions the Jacobian :math:`\partial f/\partial x^\top` (numerator layout).
 
-Diagnosis.  The judge's callable path names four mistakes by itself (sign error, transpose,
-missing factor 2, wrong normalizer by a factor 2).  A claim may also carry one *candidate
-correction* of a kind from :data:`jacobian_bp.claims.mistakes.KINDS` (e.g. the full softmax
-Jacobian instead of its diagonal); the adapter :func:`_judge` then judges the corrected formula
-with the same judge and, only if it holds, names that kind -- a verified correction, marked as
-such (``Verdict.details`` holds ``("diagnosed_by", "verified correction")``).  A failing claim with
-neither gets "no single correction".
+Diagnosis.  When a claim fails, the judge's callable path tries, most specific first, the
+*stated corrections* a claim carries (:class:`~jacobian_bp.claims.derivative.StatedCorrection`:
+a term the author may have dropped -- BatchNorm's mean term, LayerNorm's
+:math:`\hat x\hat x^\top/n`, GELU's :math:`x\varphi(x)` --, a dropped factor -- the LSTM forget
+gate --, or a corrected formula of a named kind), then its own numeric candidates (a constant
+ratio truth :math:`= c\cdot` claim named as an expression of the sizes, e.g. :math:`1/\sqrt{d_k}`;
+the transpose; a missing identity term).  Every candidate is named only when the corrected
+derivative equals the truth on the judging instances *and* on fresh ones; ``Verdict.corrected``
+holds the corrected formula.  A failing claim that none explains gets "no single correction".
 
 Sources: Ioffe & Szegedy 2015 (BatchNorm, Alg. 1 and §3), Ba, Kiros & Hinton 2016 (LayerNorm),
 Vaswani et al. 2017 (scaled dot-product attention, Eq. 1), He et al. 2016 (residual blocks,
@@ -40,9 +42,9 @@ from typing import Callable
 import numpy as np
 from scipy.special import erf
 
-from ..claims.derivative import DerivativeClaim, Layout
+from ..claims.derivative import DerivativeClaim, Layout, StatedCorrection
 from ..claims.judge import FAILS, HOLDS, Verdict, check
-from ..claims.mistakes import CHAIN_ORDER, KINDS, NORMALIZER, SOFTMAX_DIAG
+from ..claims.mistakes import CHAIN_ORDER, MISSING_FACTOR, NORMALIZER, SOFTMAX_DIAG
 
 __all__ = ["NextStepClaim", "CLAIMS", "next_steps_claims", "next_steps_results", "next_steps_report"]
 
@@ -66,15 +68,19 @@ class NextStepClaim:
     wrt : str
         The argument.
     shapes : dict
-        Shapes (ints, at most 2-D) of all arrays ``function`` takes.
+        Shapes (at most 2-D; ints or size names given by ``sizes``) of all arrays ``function`` takes.
     claimed : callable
         ``claimed(**arrays) -> ndarray``: the stated derivative, same inputs.
     expected : {"holds", "fails"}
     layout : Layout
         ``denominator`` for gradients of scalars, ``numerator`` for Jacobians.
-    correction : tuple (kind, description, callable) or None
-        A candidate correction of a kind in :data:`~jacobian_bp.claims.mistakes.KINDS`, judged
-        by the judge when the claim fails.
+    corrections : tuple of StatedCorrection
+        Candidate corrections stated with the claim (a dropped term or factor, or a corrected
+        formula of a named kind), verified by the judge before it names one.
+    sizes : list of dict, optional
+        Values of the size names used in ``shapes`` (several: instances of several sizes).
+    terms : tuple of (name, callable, latex)
+        The claim's summands (they add up to ``claimed``), so that a slip in one term can be named.
     """
 
     id: str
@@ -86,15 +92,25 @@ class NextStepClaim:
     claimed: Callable
     expected: str
     layout: Layout = field(default_factory=lambda: GRAD)
-    correction: tuple | None = None
+    corrections: tuple = ()
     instances: int = 2
+    sizes: tuple = ()
+    terms: tuple = ()
 
     def derivative_claim(self, claimed: Callable | None = None) -> DerivativeClaim:
         """The judge's :class:`~jacobian_bp.claims.derivative.DerivativeClaim` for this claim."""
         return DerivativeClaim(name=self.id, function=self.function, wrt=self.wrt,
                                claimed=self.claimed if claimed is None else claimed, layout=self.layout,
                                shapes=dict(self.shapes), source=self.source, latex=self.statement,
-                               instances=self.instances, seed=13)
+                               instances=self.instances, seed=13, corrections=tuple(self.corrections),
+                               sizes=[dict(s) for s in self.sizes] or None, terms=self.terms)
+
+    def arrays(self, seed: int = 0, which: int = 0) -> dict:
+        """Random arrays of the claim's shapes (size set ``which``), e.g. for an independent check."""
+        rng = np.random.default_rng(seed)
+        sz = dict(self.sizes[which]) if self.sizes else {}
+        return {k: rng.standard_normal(tuple(sz[d] if isinstance(d, str) else d for d in s))
+                for k, s in self.shapes.items()}
 
 
 # ============================================================================ BatchNorm (training mode)
@@ -134,6 +150,18 @@ def _bn_dx_unbiased(X, G, gamma, beta, unbiased=True):
     return gamma * inv * (G - G.mean(0, keepdims=True) - xhat * (G * xhat).mean(0, keepdims=True))
 
 
+def _bn_mean_term(X, G, gamma, beta):
+    """The term −(γ/σ) ḡ (the gradient through the batch mean μ)."""
+    _, inv = _bn_stats(X)
+    return -gamma * inv * G.mean(0, keepdims=True)
+
+
+def _bn_xhat_term(X, G, gamma, beta):
+    """The term −(γ/σ) x̂ ⊙ mean(g ⊙ x̂) (the gradient through the batch variance σ²)."""
+    xhat, inv = _bn_stats(X)
+    return -gamma * inv * xhat * (G * xhat).mean(0, keepdims=True)
+
+
 def _bn_dgamma(X, G, gamma, beta):
     return (G * _bn_stats(X)[0]).sum(0, keepdims=True)
 
@@ -163,6 +191,20 @@ def _ln_jac(x, gamma, drop_outer=False):
     xhat = (x - mu) * inv
     P = np.eye(n) - np.ones((n, n)) / n - (0 if drop_outer else xhat @ xhat.T / n)
     return gamma * inv * P
+
+
+def _ln_parts(x, gamma):
+    """The three summands of the LayerNorm Jacobian: (γ/σ)I, −(γ/σ)11ᵀ/n, −(γ/σ)x̂x̂ᵀ/n."""
+    n = x.shape[0]
+    mu = x.sum() / n
+    inv = 1.0 / np.sqrt(((x - mu) ** 2).sum() / n + EPS)
+    xhat = (x - mu) * inv
+    return gamma * inv * np.eye(n), -gamma * inv * np.ones((n, n)) / n, -gamma * inv * (xhat @ xhat.T) / n
+
+
+def _ln_outer_term(x, gamma):
+    """The term −diag(γ)(1/σ) x̂x̂ᵀ/n (the gradient through the variance)."""
+    return _ln_jac(x, gamma) - _ln_jac(x, gamma, drop_outer=True)
 
 
 # ============================================================================ scaled dot-product attention
@@ -206,7 +248,10 @@ def _attn_dV(Q, K, V, G):
     return _attn_parts(Q, K, V, G)[0].T @ G
 
 
-_ATTN_SHAPES = {"Q": (3, _D), "K": (4, _D), "V": (4, 2), "G": (3, 2)}
+_ATTN_SHAPES = {"Q": ("T", "d_k"), "K": ("S", "d_k"), "V": ("S", "d_v"), "G": ("T", "d_v")}
+#: three size sets (d_k = 4, 9, 16), so that a constant factor is named as an expression of d_k, unambiguously
+_ATTN_SIZES = ({"T": 3, "S": 4, "d_k": _D, "d_v": 2}, {"T": 2, "S": 3, "d_k": 9, "d_v": 2},
+               {"T": 4, "S": 2, "d_k": 16, "d_v": 3})
 _ATTN_SRC = "Vaswani et al. 2017, Eq. 1 (backward)"
 
 
@@ -272,6 +317,58 @@ def _lstm_dc_prev(c_prev, h_prev, x, W, Gc, Gh, forget=True):
     return dc * f if forget else dc
 
 
+def _lstm_forget(c_prev, h_prev, x, W, Gc, Gh):
+    """The forget gate f_t = σ(W_f [h_{t−1}; x_t])."""
+    return _lstm_step(c_prev, h_prev, x, W)[2]
+
+
+def _lstm_run(c0, h0, X, W):
+    """T = X.shape[1] steps from (c₀, h₀); returns [(c_{t−1}, c_t, h_t, i, f, g, o)] for t = 1..T."""
+    n = c0.shape[0]
+    c, h, out = c0, h0, []
+    for t in range(X.shape[1]):
+        z = W @ np.vstack([h, X[:, t:t + 1]])
+        i, f, g, o = _sig(z[:n]), _sig(z[n:2 * n]), np.tanh(z[2 * n:3 * n]), _sig(z[3 * n:])
+        c_new = f * c + i * g
+        h = o * np.tanh(c_new)
+        out.append((c, c_new, h, i, f, g, o))
+        c = c_new
+    return out
+
+
+def _lstm_seq_loss(c0, h0, X, W, Gc, Gh):
+    """L = Σ Gc ⊙ c_T + Σ Gh ⊙ h_T after T steps (torch's gate order i, f, g, o; no bias)."""
+    last = _lstm_run(c0, h0, X, W)[-1]
+    return np.sum(Gc * last[1]) + np.sum(Gh * last[2])
+
+
+def _lstm_bptt(c0, h0, X, W, Gc, Gh, forget=True, wrt="c"):
+    r"""Backpropagation through time of the LSTM (Graves 2012, §4.6), t = T..1:
+
+    δc_t += δh_t ⊙ o_t ⊙ (1 − tanh² c_t);  δz_t = [δc_t⊙g_t⊙i_t(1−i_t); δc_t⊙c_{t−1}⊙f_t(1−f_t);
+    δc_t⊙i_t⊙(1−g_t²); δh_t⊙tanh c_t⊙o_t(1−o_t)];  δh_{t−1} = W_hᵀ δz_t;  δc_{t−1} = δc_t ⊙ f_t
+    (``forget=False``: the classic slip δc_{t−1} = δc_t).  Returns δc₀ (``wrt="c"``) or δh₀.
+    """
+    n = c0.shape[0]
+    Wh = W[:, :n]
+    dc, dh = Gc, Gh
+    for c_prev, c, h, i, f, g, o in reversed(_lstm_run(c0, h0, X, W)):
+        tc = np.tanh(c)
+        dc = dc + dh * o * (1 - tc ** 2)
+        dz = np.vstack([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g ** 2), dh * tc * o * (1 - o)])
+        dh = Wh.T @ dz
+        dc = dc * f if forget else dc
+    return dc if wrt == "c" else dh
+
+
+_T_LSTM = 4
+_LSTM_SEQ_SHAPES = {"c0": (3, 1), "h0": (3, 1), "X": (2, _T_LSTM), "W": (12, 5), "Gc": (3, 1), "Gh": (3, 1)}
+_LSTM_SEQ_SRC = "Graves 2012 §4.6 (LSTM BPTT over T = 4 steps)"
+_FORGET_BACK = StatedCorrection(
+    "the forget gate restored in the cell-state recursion, δc_{t−1} = δc_t ⊙ f_t at every step",
+    formula=lambda **a: _lstm_bptt(**a), kind=MISSING_FACTOR,
+    corrected=r"\delta c_{t-1}=\delta c_t\odot f_t\ \ (t=T,\dots,1)")
+
 _N, _NX = 3, 2
 _LSTM_SHAPES = {"c_prev": (_N, 1), "h_prev": (_N, 1), "x": (_NX, 1), "W": (4 * _N, _N + _NX),
                 "Gc": (_N, 1), "Gh": (_N, 1)}
@@ -301,16 +398,25 @@ def next_steps_claims() -> list[NextStepClaim]:
           _bn_loss, "X", _BN_SHAPES, _bn_dx, HOLDS),
         C("bn-dx-no-mean", "classic mistake: BatchNorm backward without the mean-of-gradient term",
           r"\frac{\partial L}{\partial x_i}=\frac{\gamma}{\sigma}\Bigl(g_i-\hat x_i\,\overline{g\hat x}\Bigr)",
-          _bn_loss, "X", _BN_SHAPES, _bn_dx_no_mean, FAILS),
+          _bn_loss, "X", _BN_SHAPES, _bn_dx_no_mean, FAILS,
+          corrections=(StatedCorrection("the mean term −(γ/σ) ḡ (the path through the batch mean μ) dropped",
+                                        term=_bn_mean_term, latex=r"-\frac{\gamma}{\sigma}\,\bar g"),
+                       StatedCorrection("the variance term −(γ/σ) x̂ᵢ·mean(g x̂) (the path through σ²) dropped",
+                                        term=_bn_xhat_term, latex=r"-\frac{\gamma}{\sigma}\,\hat x_i\,\overline{g\hat x}"))),
         C("bn-dx-no-xhat", "classic mistake: BatchNorm backward without the variance path (x̂ term)",
           r"\frac{\partial L}{\partial x_i}=\frac{\gamma}{\sigma}\bigl(g_i-\bar g\bigr)",
-          _bn_loss, "X", _BN_SHAPES, _bn_dx_no_xhat, FAILS),
+          _bn_loss, "X", _BN_SHAPES, _bn_dx_no_xhat, FAILS,
+          corrections=(StatedCorrection("the mean term −(γ/σ) ḡ (the path through the batch mean μ) dropped",
+                                        term=_bn_mean_term, latex=r"-\frac{\gamma}{\sigma}\,\bar g"),
+                       StatedCorrection("the variance term −(γ/σ) x̂ᵢ·mean(g x̂) (the path through σ²) dropped",
+                                        term=_bn_xhat_term, latex=r"-\frac{\gamma}{\sigma}\,\hat x_i\,\overline{g\hat x}"))),
         C("bn-dx-unbiased", "classic mistake: unbiased variance 1/(N−1) where torch normalizes by the biased 1/N",
           r"\frac{\partial L}{\partial x_i}=\frac{\gamma}{\sigma_u}\bigl(g_i-\bar g-\hat x^u_i\,\overline{g\hat x^u}\bigr),"
           r"\ \sigma_u^2=\tfrac{1}{N-1}\sum_j (x_j-\mu)^2",
           _bn_loss, "X", _BN_SHAPES, _bn_dx_unbiased, FAILS,
-          correction=(NORMALIZER, "the biased variance 1/N (torch's normalization) instead of 1/(N−1)",
-                      lambda **a: _bn_dx_unbiased(**a, unbiased=False))),
+          corrections=(StatedCorrection("the biased variance 1/N (torch's normalization) instead of 1/(N−1)",
+                                        formula=lambda **a: _bn_dx_unbiased(**a, unbiased=False), kind=NORMALIZER,
+                                        corrected=r"\sigma^2=\tfrac{1}{N}\sum_j (x_j-\mu)^2"),)),
         C("bn-dgamma", _BN_SRC, r"\frac{\partial L}{\partial\gamma}=\sum_i g_i\hat x_i",
           _bn_loss, "gamma", _BN_SHAPES, _bn_dgamma, HOLDS),
         C("bn-dbeta", _BN_SRC, r"\frac{\partial L}{\partial\beta}=\sum_i g_i",
@@ -321,19 +427,33 @@ def next_steps_claims() -> list[NextStepClaim]:
           _ln, "x", {"x": (5, 1), "gamma": (5, 1)}, _ln_jac, HOLDS, JAC),
         C("ln-jac-no-outer", "classic mistake: LayerNorm Jacobian without the variance term",
           r"\frac{\partial y}{\partial x^\top}=\operatorname{diag}(\gamma)\,\frac{1}{\sigma}\Bigl(I-\tfrac1n\mathbf 1\mathbf 1^\top\Bigr)",
-          _ln, "x", {"x": (5, 1), "gamma": (5, 1)}, lambda x, gamma: _ln_jac(x, gamma, drop_outer=True), FAILS, JAC),
+          _ln, "x", {"x": (5, 1), "gamma": (5, 1)}, lambda x, gamma: _ln_jac(x, gamma, drop_outer=True), FAILS, JAC,
+          corrections=(StatedCorrection("the variance term −diag(γ)(1/σ) x̂x̂ᵀ/n dropped", term=_ln_outer_term,
+                                        latex=r"-\operatorname{diag}(\gamma)\,\frac{1}{\sigma}\,\tfrac1n\hat x\hat x^\top"),)),
+        C("ln-jac-sign", "classic mistake: LayerNorm Jacobian with +x̂x̂ᵀ/n (stated as its three terms)",
+          r"\frac{\partial y}{\partial x^\top}=\operatorname{diag}(\gamma)\,\frac{1}{\sigma}"
+          r"\Bigl(I-\tfrac1n\mathbf 1\mathbf 1^\top+\tfrac1n\hat x\hat x^\top\Bigr)",
+          _ln, "x", {"x": (5, 1), "gamma": (5, 1)},
+          lambda x, gamma: _ln_parts(x, gamma)[0] + _ln_parts(x, gamma)[1] - _ln_parts(x, gamma)[2], FAILS, JAC,
+          terms=(("identity", lambda x, gamma: _ln_parts(x, gamma)[0], r"\operatorname{diag}(\gamma)\frac{1}{\sigma}I"),
+                 ("mean", lambda x, gamma: _ln_parts(x, gamma)[1],
+                  r"-\operatorname{diag}(\gamma)\frac{1}{\sigma}\tfrac1n\mathbf 1\mathbf 1^\top"),
+                 ("variance", lambda x, gamma: -_ln_parts(x, gamma)[2],
+                  r"\operatorname{diag}(\gamma)\frac{1}{\sigma}\tfrac1n\hat x\hat x^\top"))),
         C("attn-dQ", _ATTN_SRC,
           r"\frac{\partial L}{\partial Q}=\frac{1}{\sqrt{d_k}}\,\bigl(P\odot(GV^\top-\operatorname{rowsum}(P\odot GV^\top))\bigr)K",
-          _attn_loss, "Q", _ATTN_SHAPES, _attn_dQ, HOLDS),
+          _attn_loss, "Q", _ATTN_SHAPES, _attn_dQ, HOLDS, sizes=_ATTN_SIZES),
         C("attn-dQ-no-scale", "classic mistake: attention backward without 1/√d_k",
           r"\frac{\partial L}{\partial Q}=\bigl(P\odot(GV^\top-\operatorname{rowsum}(P\odot GV^\top))\bigr)K",
-          _attn_loss, "Q", _ATTN_SHAPES, _attn_dQ_no_scale, FAILS),
+          _attn_loss, "Q", _ATTN_SHAPES, _attn_dQ_no_scale, FAILS, sizes=_ATTN_SIZES),
         C("attn-dQ-diag-softmax", "classic mistake: softmax Jacobian taken as diag(p)",
           r"\frac{\partial L}{\partial Q}=\frac{1}{\sqrt{d_k}}\,\bigl(P\odot GV^\top\bigr)K",
-          _attn_loss, "Q", _ATTN_SHAPES, _attn_dQ_diag, FAILS,
-          correction=(SOFTMAX_DIAG, "the full softmax Jacobian diag(p) − ppᵀ per row, not its diagonal", _attn_dQ)),
+          _attn_loss, "Q", _ATTN_SHAPES, _attn_dQ_diag, FAILS, sizes=_ATTN_SIZES,
+          corrections=(StatedCorrection("the full softmax Jacobian diag(p) − ppᵀ per row, not its diagonal",
+                                        formula=_attn_dQ, kind=SOFTMAX_DIAG,
+                                        corrected=r"\frac{1}{\sqrt{d_k}}\,\bigl(P\odot(GV^\top-\operatorname{rowsum}(P\odot GV^\top))\bigr)K"),)),
         C("attn-dV", _ATTN_SRC, r"\frac{\partial L}{\partial V}=P^\top G",
-          _attn_loss, "V", _ATTN_SHAPES, _attn_dV, HOLDS),
+          _attn_loss, "V", _ATTN_SHAPES, _attn_dV, HOLDS, sizes=_ATTN_SIZES),
         C("res-jac", "He et al. 2016, Eq. 1 (y = x + F(x)), Jacobian",
           r"\frac{\partial}{\partial x^\top}\bigl(x+\tanh(Wx)\bigr)=I+\operatorname{diag}(1-\tanh^2(Wx))\,W",
           _res, "x", {"x": (4, 1), "W": (4, 4)}, _res_jac, HOLDS, JAC),
@@ -347,17 +467,41 @@ def next_steps_claims() -> list[NextStepClaim]:
           r"\frac{\partial h_T}{\partial h_0^\top}=\prod_{t=1}^{T}\operatorname{diag}(1-h_t^2)\,W",
           _rnn_hT, "h0", {"h0": (3, 1), "W": (3, 3), "U": (3, 2), "X": (2, 4)},
           lambda **a: _rnn_bptt(**a, reverse=True), FAILS, JAC,
-          correction=(CHAIN_ORDER, "the factors in backward order: t = T leftmost, t = 1 rightmost", _rnn_bptt)),
+          corrections=(StatedCorrection("the factors in backward order: t = T leftmost, t = 1 rightmost",
+                                        formula=_rnn_bptt, kind=CHAIN_ORDER,
+                                        corrected=r"\prod_{t=T}^{1}\operatorname{diag}(1-h_t^2)\,W"),)),
         C("lstm-dc", "Hochreiter & Schmidhuber 1997; Graves 2012 §4.6 (cell-state recursion)",
           r"\delta c_{t-1}=\delta c_t\odot f_t,\quad \delta c_t=\bar c_t+\bar h_t\odot o_t\odot(1-\tanh^2c_t)",
           _lstm_loss, "c_prev", _LSTM_SHAPES, _lstm_dc_prev, HOLDS),
         C("lstm-dc-no-forget", "classic mistake: cell-state recursion without the forget gate",
           r"\delta c_{t-1}=\delta c_t,\quad \delta c_t=\bar c_t+\bar h_t\odot o_t\odot(1-\tanh^2c_t)",
-          _lstm_loss, "c_prev", _LSTM_SHAPES, lambda **a: _lstm_dc_prev(**a, forget=False), FAILS),
+          _lstm_loss, "c_prev", _LSTM_SHAPES, lambda **a: _lstm_dc_prev(**a, forget=False), FAILS,
+          corrections=(StatedCorrection("the forget gate f_t dropped from δc_{t−1} = δc_t ⊙ f_t", factor=_lstm_forget,
+                                        latex="f_t", corrected=r"\delta c_{t-1}=\delta c_t\odot f_t"),)),
+        C("lstm-seq-dc0", _LSTM_SEQ_SRC,
+          r"\delta c_{t-1}=\delta c_t\odot f_t,\ \delta h_{t-1}=W_h^\top\delta z_t,\ t=T,\dots,1;\ "
+          r"\frac{\partial L}{\partial c_0}=\delta c_0",
+          _lstm_seq_loss, "c0", _LSTM_SEQ_SHAPES, _lstm_bptt, HOLDS),
+        C("lstm-seq-dc0-no-forget", "classic mistake: BPTT through T = 4 LSTM steps with the forget gate dropped",
+          r"\delta c_{t-1}=\delta c_t,\ \delta h_{t-1}=W_h^\top\delta z_t,\ t=T,\dots,1;\ "
+          r"\frac{\partial L}{\partial c_0}=\delta c_0",
+          _lstm_seq_loss, "c0", _LSTM_SEQ_SHAPES, lambda **a: _lstm_bptt(**a, forget=False), FAILS,
+          corrections=(_FORGET_BACK,)),
+        C("lstm-seq-dh0", _LSTM_SEQ_SRC,
+          r"\delta c_{t-1}=\delta c_t\odot f_t,\ \delta h_{t-1}=W_h^\top\delta z_t,\ t=T,\dots,1;\ "
+          r"\frac{\partial L}{\partial h_0}=\delta h_0",
+          _lstm_seq_loss, "h0", _LSTM_SEQ_SHAPES, lambda **a: _lstm_bptt(**a, wrt="h"), HOLDS),
+        C("lstm-seq-dh0-no-forget", "classic mistake: BPTT through T = 4 LSTM steps with the forget gate dropped",
+          r"\delta c_{t-1}=\delta c_t,\ \delta h_{t-1}=W_h^\top\delta z_t,\ t=T,\dots,1;\ "
+          r"\frac{\partial L}{\partial h_0}=\delta h_0",
+          _lstm_seq_loss, "h0", _LSTM_SEQ_SHAPES, lambda **a: _lstm_bptt(**a, wrt="h", forget=False), FAILS,
+          corrections=(replace(_FORGET_BACK, formula=lambda **a: _lstm_bptt(**a, wrt="h")),)),
         C("gelu", "Hendrycks & Gimpel 2016 (GELU = xΦ(x))", r"\frac{d}{dx}\,x\Phi(x)=\Phi(x)+x\varphi(x)",
           _gelu, "x", {"x": (1, 1)}, lambda x: _Phi(x) + x * _phi(x), HOLDS, instances=4),
         C("gelu-phi-only", "classic mistake: GELU derivative as Φ(x) alone",
-          r"\frac{d}{dx}\,x\Phi(x)=\Phi(x)", _gelu, "x", {"x": (1, 1)}, lambda x: _Phi(x), FAILS, instances=4),
+          r"\frac{d}{dx}\,x\Phi(x)=\Phi(x)", _gelu, "x", {"x": (1, 1)}, lambda x: _Phi(x), FAILS, instances=4,
+          corrections=(StatedCorrection("the product rule's second term x φ(x) dropped", term=lambda x: x * _phi(x),
+                                        latex=r"x\varphi(x)"),)),
     ]
 
 
@@ -367,23 +511,8 @@ CLAIMS: tuple[NextStepClaim, ...] = tuple(next_steps_claims())
 
 # ============================================================================ judging
 def _judge(claim: NextStepClaim) -> Verdict:
-    """Judge one claim with :func:`~jacobian_bp.claims.judge.check`; if it fails undiagnosed and carries
-    a candidate correction, judge the corrected formula too and name its kind only if it holds.
-
-    This is the adapter the brief allows: ``judge._check_callable`` tries only four fixed rewrites of
-    a NumPy claim's value; it has no hook for kind-labelled candidate corrections.
-    """
-    v = check(claim.derivative_claim())
-    if v.verdict == FAILS and v.diagnosis is None and claim.correction is not None:
-        kind, description, corrected = claim.correction
-        if kind not in KINDS:
-            raise ValueError(f"next_steps claim {claim.id!r}: correction kind must be one of mistakes.KINDS, "
-                             f"received {kind!r}")
-        fix = check(replace(claim, instances=claim.instances + 1).derivative_claim(corrected))
-        if fix.verdict == HOLDS:
-            v.diagnosis, v.description = kind, description + " (the corrected formula was judged and holds)"
-            v.details.append(("diagnosed_by", "verified correction"))
-    return v
+    """Judge one claim with :func:`~jacobian_bp.claims.judge.check` (its stated corrections included)."""
+    return check(claim.derivative_claim())
 
 
 def next_steps_results() -> list[tuple[NextStepClaim, Verdict]]:
@@ -397,7 +526,8 @@ def next_steps_results() -> list[tuple[NextStepClaim, Verdict]]:
 
 
 def diagnosed_by(v: Verdict) -> str:
-    """``"judge"``, ``"verified correction"`` or ``""`` (no diagnosis)."""
+    """``"judge"`` (the judge's own candidates), ``"verified correction"`` (a stated correction, verified)
+    or ``""`` (no diagnosis)."""
     if v.diagnosis is None:
         return ""
     return "verified correction" if ("diagnosed_by", "verified correction") in v.details else "judge"
@@ -418,7 +548,8 @@ def next_steps_report(results: list[tuple[NextStepClaim, Verdict]] | None = None
         elif v.diagnosis is None:
             diag = "no single correction"
         else:
-            diag = v.diagnosis + ("" if diagnosed_by(v) == "judge" else " [verified correction]")
+            diag = (f"{v.diagnosis}: {v.description}" +
+                    ("" if diagnosed_by(v) == "judge" else " [verified correction]"))
         rows.append((c.id, c.source, verdict, diag))
     w = [max(len(r[k]) for r in rows) for k in range(4)]
     lines = [" | ".join(r[k].ljust(w[k]) for k in range(4)).rstrip() for r in rows]

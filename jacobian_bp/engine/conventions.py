@@ -44,7 +44,9 @@ import scipy.sparse as sp
 
 from ..errors import DataError, SpecError
 
-_CHOICES = {
+#: the allowed values of every choice knob of a :class:`Convention` (field name → its allowed values);
+#: the JSON schema of specs (:func:`jacobian_bp.spec.spec_schema`) and the validation read it
+CONVENTION_CHOICES: dict[str, tuple[str, ...]] = {
     "weight_layout": ("out_in", "in_out"),
     "vec_order": ("row", "col"),
     "theta_order": ("forward", "reverse", "weights_first"),
@@ -156,7 +158,7 @@ class Convention:
             v = getattr(self, field)
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
                 raise SpecError(f"convention {self.name!r}: {field} must be a real number, received {v!r}")
-        for field, allowed in _CHOICES.items():
+        for field, allowed in CONVENTION_CHOICES.items():
             v = getattr(self, field)
             if v not in allowed:
                 raise SpecError(f"convention {self.name!r}: {field} must be one of {allowed}, received {v!r}")

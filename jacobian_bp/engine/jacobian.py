@@ -112,10 +112,18 @@ class Jacobian:
         LaTeX for the Jacobian itself; defaults to ``\mathbf J_{input} output``.
     factors : tuple of Jacobian, optional
         For a product, the factor Jacobians (kept for rendering the chain).
+    display_notation : str or Notation, optional
+        The notation its Jupyter display (``_repr_latex_``) is written in: a preset name (``"damadi"``,
+        ``"ganev"``, ``"park"``, ``"mml"``, ``"pytorch"``) or a :class:`~jacobian_bp.render.notation.Notation`.
+        A network marks every Jacobian it returns with its convention's notation; a product (``@``) and a
+        stack (:func:`hstack`, :func:`vstack`, :func:`block_diag`) keep the mark of their parts.  None
+        (the default): the parts' mark, else Damadi's notation.  Only the display reads it; the Jacobian's
+        own ``symbol`` keeps Damadi's spaces; the attribute of that name is assignable (validated).
     """
 
     def __init__(self, op, output: Space, input: Space, symbol: str | None = None,
-                 factors: Sequence["Jacobian"] = (), blocks: Sequence["Jacobian"] = (), notation: str | None = None):
+                 factors: Sequence["Jacobian"] = (), blocks: Sequence["Jacobian"] = (), notation: str | None = None,
+                 display_notation: "str | object | None" = None):
         self.op: Operator = as_operator(op)
         if not isinstance(output, Space) or not isinstance(input, Space):
             raise TypeError("Jacobian: output and input must be Space objects")
@@ -130,6 +138,24 @@ class Jacobian:
         self.factors = tuple(factors)
         self.blocks = tuple(blocks)
         self.notation = notation  # optional block-level LaTeX of the matrix itself (e.g. I_3 \otimes x^T)
+        if display_notation is None:  # the parts' mark (a product, a stack)
+            display_notation = next((j.display_notation for j in self.factors + self.blocks
+                                     if j.display_notation is not None), None)
+        self.display_notation = display_notation
+
+    @property
+    def display_notation(self) -> "str | object | None":
+        """The notation of the Jupyter display (see the class docstring); None: Damadi's."""
+        return self._display_notation
+
+    @display_notation.setter
+    def display_notation(self, value: "str | object | None") -> None:
+        if value is not None and not isinstance(value, str) and not callable(getattr(value, "jac", None)):
+            raise TypeError(f"Jacobian.display_notation: expected a notation name (str), a Notation or None, "
+                            f"received {type(value).__name__}")
+        if isinstance(value, str) and not value.strip():
+            raise TypeError("Jacobian.display_notation: expected a notation name, received an empty string")
+        self._display_notation = value
 
     # ------------------------------------------------------------------ basics
     @property

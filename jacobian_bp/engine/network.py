@@ -64,6 +64,7 @@ from ..errors import DataError, ShapeError, SpecError, UnsupportedInputError
 from .coupled import batch_chain_gradient, batch_left_products, batch_theta_matrix, couples, per_sample_error
 from .jacobian import BatchJacobian, Jacobian, Space, display_latex
 from ..backend.operators import Dense as DenseOp, HStack
+from ..backend.kernels import all_finite
 from .params import ParamEntry, ThetaLayout, ValidatedParams, check_seed, real_array
 from ..layers.base import Layer
 from ..layers.losses import Loss, make_loss
@@ -268,7 +269,7 @@ class Network(ThetaLayout, Algorithm1):
     def _check_finite(self, values: np.ndarray, what: str, hint: str = "") -> None:
         """Refuse a non-finite numeric result (NaN/Inf) with :class:`DataError` naming ``what``."""
         a = np.asarray(values)
-        if a.dtype != object and not np.all(np.isfinite(a)):
+        if a.dtype != object and not all_finite(a):
             kind = "NaN" if np.any(np.isnan(a)) else "Inf"
             raise DataError(f"network {self.name!r}: the {what} is not finite ({kind}); {hint or _OVERFLOW_HINT}")
 
@@ -357,7 +358,7 @@ class Network(ThetaLayout, Algorithm1):
             )
         if Xb.shape[0] == 0:
             raise DataError(f"network {self.name!r}: empty batch (N = 0)")
-        if Xb.dtype != object and not np.all(np.isfinite(Xb)):
+        if Xb.dtype != object and not all_finite(Xb):
             raise DataError(f"network {self.name!r}: input contains NaN or Inf")
         if Y is None:
             return Xb, None, single
@@ -517,11 +518,16 @@ class Network(ThetaLayout, Algorithm1):
         Xb, Yb, _ = self.as_batch(X, Y)
         canon = self.canonical_params(params)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            cache = self.forward_cache(Xb, canon)
-            D = self.delta_from_cache(cache, Yb) * self.reduce_factor(Xb.shape[0])
+            # a matched pair's delta reads z[L] only: operator mode then skips the last activation (a[L])
+            cache = self.forward_cache(Xb, canon, need_output=not (method == "operator" and self.matched))
+            D = self.delta_from_cache(cache, Yb)
+            r = self.reduce_factor(Xb.shape[0])
+            if r != 1.0 or D.dtype == object:  # a sum (r = 1) keeps D as it is: the same numbers, no copy
+                D = D * r
         self._check_finite(D, "gradient of the loss with respect to z[L] (delta)")
         g = self._gradient(Xb, canon, cache, D, method)
-        self._check_finite(g.vector, "gradient ∇θℓ")
+        if not getattr(g.canonical, "proved_finite", False):  # the sweep's bound proves it (engine/sweeps.py)
+            self._check_finite(g.vector, "gradient ∇θℓ")
         return g
 
     def _gradient(self, Xb: np.ndarray, canon: dict, cache: Cache, D: np.ndarray, method: str) -> Gradient:

@@ -33,6 +33,8 @@ def real_array(v, what: str) -> np.ndarray:
     complex numbers (the imaginary part would be dropped), strings (never parsed), ``None``,
     ragged nestings, and object arrays holding anything but SymPy expressions and real numbers.
     """
+    if type(v) is np.ndarray and v.dtype == np.float64:  # the common case, decided without issubdtype
+        return v
     if isinstance(v, np.ndarray) and v.dtype == object:
         for t in v.flat:
             if isinstance(t, (bool, np.bool_)) or not isinstance(t, (sympy.Basic, numbers.Real)):

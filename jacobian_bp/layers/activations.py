@@ -226,6 +226,23 @@ class ReLU(ElementwiseActivation):
             np.putmask(d, np.asarray(z) == 0, h0)
         return d
 
+    def vjp_input(self, A, O, G, params):
+        r""":math:`\mathbf g\odot[\mathbf z>0]` (plus ``at_zero`` where :math:`z=0`), row by row.
+
+        With :math:`f'(0)=0` and float arrays the mask multiplies ``G`` directly (a boolean is read as
+        0.0/1.0, so the products are bit for bit those of ``G * df(z)``), without forming ``df(z)``."""
+        if (type(A) is np.ndarray and type(G) is np.ndarray and A.dtype == np.float64 and G.dtype == np.float64
+                and G.size == A.size and self._h0() == 0.0):
+            return np.multiply(G, np.greater(A, 0.0).reshape(G.shape))
+        return super().vjp_input(A, O, G, params)
+
+    def left_jac_input(self, A, O, P, params):
+        r""":math:`\mathbf P\,\operatorname{diag}[\mathbf z>0]` per sample (the mask read as 0.0/1.0, as in :meth:`vjp_input`)."""
+        if (type(A) is np.ndarray and type(P) is np.ndarray and A.dtype == np.float64 and P.dtype == np.float64
+                and self._h0() == 0.0):
+            return np.multiply(P, np.greater(A, 0.0).reshape(P.shape[0], 1, -1))
+        return super().left_jac_input(A, O, P, params)
+
     def torch_f(self, z):
         import torch
 
@@ -544,6 +561,31 @@ class GELU(ElementwiseActivation):
             neg = phi * (mills - t)                       # z < 0: Φ(z) + zφ(z) = φ(z)(R(|z|) - |z|)
             pos = 0.5 * erfc(-z / np.sqrt(2.0)) + z * phi  # z >= 0: two non-negative terms
             return np.where(z < 0, neg, pos)
+
+    def forward_state(self, A, params):
+        r"""``(forward(A), kept state)`` for a composite block's backward (:meth:`vjp_from_state`): the exact GELU keeps
+        :math:`z` and :math:`\Phi(z)`, so that :math:`f'(z) = \Phi(z) + z\varphi(z)` does not evaluate ``erfc`` again.
+        The tanh form keeps nothing (state None: the block calls the ordinary backward)."""
+        if self.approximate != "none":
+            return self.forward(A, params), None
+        z = np.asarray(A, dtype=float)
+        with np.errstate(over="ignore", invalid="ignore"):
+            Phi = 0.5 * erfc(-z / np.sqrt(2.0))
+            return z * Phi, (z, Phi)
+
+    def vjp_from_state(self, state, G, want_params: bool = True):
+        r"""``(G ⊙ f'(z), {})`` from :meth:`forward_state`'s ``(z, Φ(z))``; the same numbers as :meth:`df` (z ≥ 0:
+        :math:`\Phi + z\varphi`; z < 0: :math:`\varphi(R(|z|) - |z|)` with the Mills ratio, no cancellation)."""
+        z, Phi = state
+        N = z.shape[0]
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            phi = np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
+            d = Phi + z * phi
+            neg = z < 0
+            if neg.any():
+                t = -z[neg]
+                d[neg] = phi[neg] * (np.sqrt(np.pi / 2.0) * erfcx(t / np.sqrt(2.0)) - t)
+        return np.asarray(G, dtype=float).reshape(N, -1) * d.reshape(N, -1), {}
 
     def sympy_f(self, t):
         if self.approximate == "tanh":

@@ -99,14 +99,17 @@ from ..errors import DataError, ShapeError, SpecError, UnsupportedInputError
 from ..backend.exact import real_number
 from ..backend.operators import Operator, Product
 from .attention_ops import (
-    _QKV, _check_bool, _check_heads, _check_mask, _same_view, AttentionInputJacobian, AttentionParamJacobian, _Forward, _Memo, _Shared, factor_blocks, softmax_row_jacobians,
+    _QKV, _check_bool, _check_heads, _check_mask, _same_view, AttentionInputJacobian, AttentionParamJacobian, _Forward, _Memo, _Shared,
+    factor_blocks, softmax_row_jacobians,
     structured_param_products, structured_product,
 )
 from .base import Layer
+from .block_passes import KeptPass, block_backward, leaf_pass
 from .lazy_operators import OperatorSum
 from .linear import Linear
 from .registry import register
 from .residual import Residual
+from .token_blocks import ChainBlock
 
 __all__ = ["SelfAttention", "TransformerBlock", "AttentionInputJacobian", "AttentionParamJacobian",
            "softmax_row_jacobians"]
@@ -288,17 +291,26 @@ class SelfAttention(Layer):
         N = np.shape(A)[0]
         fwd = _Forward(self, A, params)
         dY = np.asarray(G).reshape(N, 1, self.T_len, self.d)
-        grads = fwd.param_cotangents(fwd.backward(dY), dY)
-        return {k: v.sum(axis=(0, 1)).ravel() for k, v in grads.items()}
+        return fwd.param_gradients(fwd.backward(dY, need_x=False), dY)
 
     def vjp_both(self, A, O, G, params) -> tuple[np.ndarray, dict]:
         r"""``(vjp_input, vjp_params)`` from one forward and one backward pass (what a composite block calls)."""
-        N = np.shape(A)[0]
+        return self.vjp_from_state(_Forward(self, A, params), G)
+
+    def forward_state(self, A, params) -> tuple[np.ndarray, _Forward]:
+        """``(forward(A, params), the kept forward pass)``: a composite block keeps the pass for :meth:`vjp_from_state`."""
         fwd = _Forward(self, A, params)
+        return fwd.Y, fwd
+
+    def vjp_from_state(self, fwd: _Forward, G, want_params: bool = True) -> tuple[np.ndarray, dict]:
+        r"""``(vjp_input, vjp_params)`` (``{}`` without ``want_params``) from a kept forward pass (:meth:`forward_state`):
+        one backward pass, :math:`d\mathbf X` and every :math:`d\mathbf W` from the same cotangents."""
+        N = fwd.X.shape[0]
         dY = np.asarray(G).reshape(N, 1, self.T_len, self.d)
         back = fwd.backward(dY)
-        grads = fwd.param_cotangents(back, dY)
-        return back["dX"].reshape(N, -1), {k: v.sum(axis=(0, 1)).ravel() for k, v in grads.items()}
+        if not want_params:
+            return back["dX"].reshape(N, -1), {}
+        return back["dX"].reshape(N, -1), fwd.param_gradients(back, dY)
 
     def left_jac_input(self, A, O, P, params):
         P = np.asarray(P)
@@ -436,6 +448,23 @@ class SelfAttention(Layer):
         return (rf"\operatorname{{vec}}_r\Big({inner}\Big) \\ &\qquad\text{{with }} {proj[0]},\ {proj[1]}, \\ "
                 rf"&\qquad\phantom{{\text{{with }}}} {proj[2]},\ \mathbf{{X}} = \operatorname{{mat}}_{{{shape}}}({a_prev})")
 
+    def latex_jacobian_where(self) -> str:
+        r"""What the symbols of :meth:`latex_input_jacobian` are: the per-head blocks and the row-softmax Jacobians.
+
+        For head :math:`j` and query token :math:`t`, with softmax row :math:`\mathbf p_{t,j}` and
+        :math:`\mathbf S_{t,j} = \operatorname{diag}(\mathbf p_{t,j}) - \mathbf p_{t,j}\mathbf p_{t,j}^\top`:
+        :math:`\partial\mathbf c_{t,j}/\partial\mathbf q_{t,j} = d_k^{-1/2}\mathbf V_j^\top\mathbf S_{t,j}\mathbf K_j`,
+        :math:`\partial\mathbf c_{t,j}/\partial\mathbf k_{s,j} = d_k^{-1/2}[\mathbf V_j^\top\mathbf S_{t,j}]_{:,s}\mathbf q_{t,j}^\top`,
+        :math:`\partial\mathbf c_{t,j}/\partial\mathbf v_{s,j} = (P_j)_{ts}\mathbf I_{d_k}` (Vaswani et al. 2017, eq. 1).
+        """
+        return (r"there $\mathbf{J}_{\mathbf{Q}}\mathbf{C}$, $\mathbf{J}_{\mathbf{K}}\mathbf{C}$, $\mathbf{J}_{\mathbf{V}}\mathbf{C}$ "
+                r"collect, for head $j$ and query token $t$ with the softmax row $\mathbf{p}_{t,j}$ of $\mathbf{P}_j$ and its "
+                r"Jacobian $\mathbf{S}_{t,j} = \operatorname{diag}(\mathbf{p}_{t,j}) - \mathbf{p}_{t,j}\mathbf{p}_{t,j}^\top$, the blocks "
+                r"$\partial\mathbf{c}_{t,j}/\partial\mathbf{q}_{t,j} = \tfrac{1}{\sqrt{d_k}}\mathbf{V}_j^\top\mathbf{S}_{t,j}\mathbf{K}_j$, "
+                r"$\partial\mathbf{c}_{t,j}/\partial\mathbf{k}_{s,j} = \tfrac{1}{\sqrt{d_k}}\big[\mathbf{V}_j^\top\mathbf{S}_{t,j}\big]_{:,s}"
+                r"\mathbf{q}_{t,j}^\top$ and $\partial\mathbf{c}_{t,j}/\partial\mathbf{v}_{s,j} = (P_j)_{ts}\mathbf{I}_{d_k}$ "
+                r"(zero across heads; $\mathbf{J}_{\mathbf{Q}}\mathbf{C}$ also across tokens)")
+
     def latex_input_jacobian(self, params_latex):
         r""":math:`(\mathbf I_T\otimes\mathbf W_O)[\mathbf J_{\mathbf Q}\mathbf C\;\mathbf J_{\mathbf K}\mathbf C\;\mathbf J_{\mathbf V}\mathbf C][\mathbf I_T\otimes\mathbf W_Q;\dots]`."""
         T = self.T_len if self.in_shape is not None else "T"
@@ -500,8 +529,8 @@ class TransformerBlock(Residual):
     kind = "transformer_block"
     #: not a spec composite: the spec passes its keyword arguments (the block builds its own body)
     composite = False
-    #: the renderers draw a block with sub-stages as I + J_body; this block has no skip of its own, so it is drawn as
-    #: one stage with its own facts (write it as its two residual blocks in the spec to see every factor)
+    #: hidden from the symbolic backend (one stage there); the LaTeX renderers draw the block expanded through
+    #: :meth:`inner_stages` (its two residual blocks, each as I + its body chain)
     sub_stages = None
     renders_symbolically = True
     block_symbol = ("Tb", r"(\mathbf{{I}}+\mathbf{{J}}_{{\mathrm{{MLP}}}})(\mathbf{{I}}+\mathbf{{J}}_{{\mathrm{{MHA}}}})",
@@ -560,7 +589,10 @@ class TransformerBlock(Residual):
 
     # ------------------------------------------------------------------ no skip of its own: the body is the block
     def forward(self, A, params):
-        return self._run(A, params)[2]
+        A = np.asarray(A)
+        passes, Y = self._leaf_pass(A, params)
+        KeptPass.keep(self, A, params, passes, Y)
+        return Y
 
     def jac_input(self, a, o, params):
         steps = self._steps(np.asarray(a)[None], params)
@@ -568,71 +600,41 @@ class TransformerBlock(Residual):
 
     def jac_params(self, a, o, params, order="C"):
         r""":math:`\mathbf J_{\theta}\mathbf y` of every parameter: the chain above its residual sub-block (kept once,
-        :class:`_Memo`) times that sub-block's own parameter Jacobian."""
+        :class:`_Memo`; the MLP block's :math:`\mathbf I + \mathbf J_{\mathrm{MLP}\circ\mathrm{LN}_2}` is token-wise, kept as its
+        ``T`` diagonal blocks) times that sub-block's own parameter Jacobian.  Each sub-block's forward pass runs
+        once for its input and parameter Jacobians (the attention's backward passes are shared by both)."""
         steps = self._steps(np.asarray(a)[None], params)
         out: dict[str, Operator] = {}
         above: list[Operator] = []
+        T = self.in_shape[0] if self.in_shape is not None and self.in_shape[0] > 1 else None
         for (layer, A, O, p), names in reversed(list(zip(steps, self.name_map))):
-            left = None if not above else _Memo(above[0] if len(above) == 1 else Product(above))
-            for sub, op in layer.jac_params(A[0], O[0], p, order).items():
-                block = op if left is None else Product([left, op])
+            left = None if not above else _Memo(above[0] if len(above) == 1 else Product(above), T)
+            J_in, blocks = layer.jacobians(A[0], p, order)
+            for sub, op in blocks.items():
+                block = op if left is None else ChainBlock(left, op)
                 name = names[sub]
                 out[name] = block if name not in out else OperatorSum(out[name], block)
-            above = above + [layer.jac_input(A[0], O[0], p)]
+            above = above + [J_in]
         return out
 
-    def _leaf_pass(self, A, params) -> list:
-        """The forward pass through the leaves of both residual blocks: per block ``(block, [(leaf, input, output,
-        leaf params)])``."""
-        passes, H = [], A
-        for R, pR in zip(self.body, self._sub_params(params)):
-            steps, cur = [], H
-            for layer, p in zip(R.body, R.sub_params(pR)):
-                o = layer.forward(cur, p)
-                steps.append((layer, cur, o, p))
-                cur = o
-            passes.append((R, steps))
-            H = H + cur
-        return passes
+    # ------------------------------------------------------------------ one forward pass, one backward pass
+    #: the last numeric forward pass (:class:`~.block_passes.KeptPass`), reused by the engine's ``vjp_params`` /
+    #: ``vjp_input`` with the same ``A`` and ``O = forward(A, p)``
+    _kept = None
 
-    def _backward(self, A, G, params, want_params: bool, want_input: bool):
-        r"""One reverse pass through the leaves: :math:`\mathbf g_{\mathbf u} = \mathbf g + \mathbf J_{\mathrm{MLP}}^\top\mathbf g`,
-        :math:`\mathbf g_{\mathbf x} = \mathbf g_{\mathbf u} + \mathbf J_{\mathrm{MHA}}^\top\mathbf g_{\mathbf u}`, with every leaf's parameter
-        gradient on the way (the attention's from the same backward pass as its input gradient)."""
-        N = A.shape[0]
-        passes = self._leaf_pass(A, params)
-        g_out = np.asarray(G).reshape(N, -1)
-        grads: dict[str, np.ndarray] = {}
-        for k in range(len(passes) - 1, -1, -1):
-            R, steps = passes[k]
-            g = g_out
-            for j in range(len(steps) - 1, -1, -1):
-                layer, In, Out, p = steps[j]
-                need_in = j > 0 or k > 0 or want_input
-                gin = None
-                if want_params and layer.parametric:
-                    if need_in and callable(getattr(layer, "vjp_both", None)):
-                        gin, vp = layer.vjp_both(In, Out, g, p)
-                    else:
-                        vp = layer.vjp_params(In, Out, g, p)
-                    for local, v in vp.items():
-                        name = self.name_map[k][R.name_map[j][local]]
-                        v = np.asarray(v).ravel()
-                        grads[name] = v if name not in grads else grads[name] + v
-                if need_in and gin is None:
-                    gin = layer.vjp_input(In, Out, g, p)
-                if not need_in:
-                    break
-                g = np.asarray(gin).reshape(N, -1)
-            if k > 0 or want_input:
-                g_out = g_out + g  # the skip connection of residual block k
-        return (g_out if want_input else None), grads
+    def _leaf_pass(self, A, params) -> tuple[list, np.ndarray]:
+        """The forward pass through the leaves of both residual blocks (:func:`~.block_passes.leaf_pass`)."""
+        return leaf_pass(self, A, params)
+
+    def _backward(self, A, G, params, want_params: bool, want_input: bool, O=None):
+        """One reverse pass through the leaves (:func:`~.block_passes.block_backward`)."""
+        return block_backward(self, A, G, params, want_params, want_input, O)
 
     def vjp_input(self, A, O, G, params):
-        return self._backward(A, G, params, want_params=False, want_input=True)[0]
+        return self._backward(A, G, params, want_params=False, want_input=True, O=O)[0]
 
     def vjp_params(self, A, O, G, params):
-        return self._backward(A, G, params, want_params=True, want_input=False)[1]
+        return self._backward(A, G, params, want_params=True, want_input=False, O=O)[1]
 
     def left_jac_input(self, A, O, P, params):
         Q = P

@@ -224,6 +224,12 @@ class Layer:
         closed name (a convolution's :math:`\operatorname{Toep}(\mathbf K)`); None: a generic Jacobian symbol."""
         return None
 
+    def latex_jacobian_where(self) -> str | None:
+        r"""A LaTeX sentence (text mode) defining the symbols that :meth:`latex_input_jacobian` uses, when it uses
+        some of its own (an attention layer's :math:`\mathbf J_{\mathbf Q}\mathbf C` and its row-softmax Jacobians);
+        the derivation prints it after the formula.  None (the default): nothing to define."""
+        return None
+
     def latex_jacobian(self, out: str, transpose) -> str | None:
         r"""LaTeX of a parameter-free layer's :math:`\mathbf J_{\mathbf a}\mathbf o` from the LaTeX ``out`` of its output
         (``transpose(symbol)`` writes a transpose), when it has a closed form; None: a generic symbol."""
@@ -253,6 +259,27 @@ class Layer:
         Default: :meth:`forward` on an object array (every layer that accepts SymPy entries).
         """
         return list(np.ravel(self.forward(np.array([list(z)], dtype=object), {})[0]))
+
+    # ------------------------------------------------------------------ composite layers
+    def inner_stages(self):
+        r"""The stages inside a composite layer, for the renderers that draw it expanded; None (the default): none.
+
+        A composite layer (a residual block, a Transformer block) returns ``(pre, subs)``: the parameter-free
+        layers before its first parametric sub-layer, then one
+        :class:`~jacobian_bp.layers.residual.SubStage` per parametric sub-layer ``k`` (``index``, ``layer``,
+        ``position``, ``names``: the sub-layer's local parameter names mapped to the composite's, ``post``: the
+        parameter-free layers after it).  A sub-layer may itself have inner stages (nested blocks).  How its
+        input and its body's output combine is :meth:`skip_sum` (:math:`\mathbf a + \mathbf g` for a residual
+        block, :math:`\mathbf g` for a composite without a skip connection of its own).
+        """
+        return None
+
+    def skip_sum(self, a, g):
+        r"""A composite layer's output from its input ``a`` and its body's output ``g`` (any objects with ``+``:
+        arrays, SymPy matrices, the renderers' matrix expressions); the default, for a layer without inner stages,
+        is the body's output ``g``.  A residual block returns :math:`\mathbf a + \mathbf g`, and the renderers
+        apply it to :math:`(\mathbf I, \mathbf J_{\mathbf a}\mathbf g)` to write its input Jacobian."""
+        return g
 
     # ------------------------------------------------------------------ parameter facts
     def param_role(self, local: str) -> str:

@@ -99,7 +99,11 @@ class Dense(WeightBiasLayer):
         # one sample: a matrix-vector product (BLAS gemv) is faster than a 1-row gemm
         Z = (W @ A[0])[None] if A.shape[0] == 1 and A.ndim == 2 else A @ W.T
         if self.bias:
-            Z = Z + params["b"]
+            b = params["b"]
+            if Z.dtype == np.float64 and getattr(b, "dtype", None) == np.float64:
+                Z += b  # Z is a fresh product: added in place (the same sums, no second array)
+            else:
+                Z = Z + b
         return Z
 
     def jac_input(self, a, o, params):

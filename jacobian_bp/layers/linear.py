@@ -30,10 +30,13 @@ For a flat input ``(n,)`` use the ``dense`` layer (the same map with :math:`T = 
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import DataError, ShapeError, SpecError
+from ..backend.kernels import jit_kernel_available, outer_into
 from ..backend.operators import Dense as DenseOp, Identity, Kron
 from .dense import WeightBiasLayer
 from .lazy_operators import RowOperator, has_object_entries as _is_object
@@ -130,6 +133,55 @@ class TokenwiseWeight(RowOperator):
         M = np.asarray(M)
         weight_rows(M.reshape(M.shape[0], self.T_, self.m), self.X, self.order, out=out)
 
+    # ------------------------------------------------------------------ materialization, written in place
+    def _token_slab(self, out, t: int, rows: int):
+        """Rows ``t*rows:(t+1)*rows`` of ``out`` as a ``(rows, m, n)`` (``"C"``) or ``(rows, n, m)`` (``"F"``) view."""
+        shape = (rows, self.m, self.n) if self.order == "C" else (rows, self.n, self.m)
+        return np.reshape(out[t * rows:(t + 1) * rows], shape, copy=False)
+
+    def _fill_token(self, out, t: int) -> None:
+        r"""Rows of token ``t`` of the dense matrix: :math:`\mathbf I_m\otimes\mathbf x_t^\top` (or :math:`\mathbf x_t^\top\otimes\mathbf I_m`)."""
+        v = self._token_slab(out, t, self.m)
+        v[...] = 0.0
+        i = np.arange(self.m)
+        if self.order == "C":
+            v[i, i, :] = self.X[t]
+        else:
+            v[i, :, i] = self.X[t]
+
+    def _outer_token(self, B, out, t: int) -> None:
+        r"""Row block ``t`` of :math:`\operatorname{blkdiag}(\mathbf B_t)\,\mathbf J`: row ``i`` is :math:`\operatorname{vec}(\mathbf B_t[i,:]^\top\mathbf x_t^\top)`."""
+        v = self._token_slab(out, t, B.shape[1])
+        if self.order == "C":
+            x = np.ascontiguousarray(self.X[t], dtype=float)
+            for i in range(v.shape[0]):  # one contiguous (m, n) outer product per row (compiled kernel when large)
+                outer_into(v[i], B[t, i], x)
+        else:
+            np.multiply(B[t][:, None, :], self.X[t][None, :, None], out=v)
+
+    def _dense_tasks(self, out):
+        if self.symbolic or out.dtype == object:
+            return super()._dense_tasks(out)
+        try:
+            self._token_slab(out, 0, self.m)
+        except ValueError:  # not viewable as (rows, m, n) without a copy
+            return super()._dense_tasks(out)
+        return [(self.m * out.shape[1], partial(self._fill_token, out, t), False) for t in range(self.T_)]
+
+    def _left_token_blocks_tasks(self, B, out):
+        r"""Tasks writing :math:`\operatorname{blkdiag}(\mathbf B_1,\dots,\mathbf B_T)\,\mathbf J` (``B`` ``(T, r, m)``) into ``out``:
+        the outer products :math:`\mathbf B_t[i,:]\otimes\mathbf x_t^\top` (used by
+        :class:`~jacobian_bp.layers.token_blocks.ChainBlock`); None when ``out`` is not viewable per token."""
+        B = np.asarray(B)
+        if self.symbolic or B.dtype == object or B.shape[0] != self.T_ or B.shape[2] != self.m:
+            return None
+        try:
+            self._token_slab(out, 0, B.shape[1])
+        except ValueError:
+            return None
+        blas = not jit_kernel_available()  # outer_into falls back to BLAS dger without the compiled kernel
+        return [(B.shape[1] * out.shape[1], partial(self._outer_token, B, out, t), blas) for t in range(self.T_)]
+
     @property
     def nnz(self):
         return self.T_ * self.m * self.n
@@ -219,7 +271,9 @@ class Linear(WeightBiasLayer):
 
     def forward(self, A, params):
         X = self._X(A)
-        Z = X @ np.asarray(params["W"]).T
+        N = X.shape[0]
+        # one matrix product over every token of the batch (not N small ones)
+        Z = (X.reshape(N * self.T_len, self.in_features) @ np.asarray(params["W"]).T).reshape(N, self.T_len, -1)
         if self.bias:
             Z = Z + params["b"]
         return Z

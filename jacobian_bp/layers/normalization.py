@@ -153,6 +153,9 @@ class CenteringProjection(Operator):
     def T(self):
         return self
 
+    def tokenwise(self, T: int) -> bool:  # block diagonal over T tokens when its blocks split evenly among them
+        return not self.symbolic and self.blocks % T == 0
+
     @property
     def nnz(self):
         return self.blocks * self.n * self.n
@@ -419,9 +422,24 @@ class LayerNorm(_AffinePerFeature):
         with :math:`\mathbf h = \boldsymbol\gamma\odot\mathbf g` (bars: means over the features), per row; ``(N, in_size)``."""
         N = np.shape(A)[0]
         Xhat, S = self.moments(A)
+        return self._vjp_rows(Xhat, S, G, params).reshape(N, -1)
+
+    def _vjp_rows(self, Xhat, S, G, params):
         Hg = np.asarray(G).reshape(Xhat.shape) * (params["gamma"] if self.affine else 1)
-        out = (Hg - Hg.mean(axis=1, keepdims=True) - Xhat * np.mean(Hg * Xhat, axis=1, keepdims=True)) / S
-        return out.reshape(N, -1)
+        return (Hg - Hg.mean(axis=1, keepdims=True) - Xhat * np.mean(Hg * Xhat, axis=1, keepdims=True)) / S
+
+    def forward_state(self, A, params):
+        """``(forward(A, params), (x̂, σ, params))``: a composite block keeps the moments for :meth:`vjp_from_state`."""
+        A = np.asarray(A)
+        Xhat, S = self.moments(A)
+        return self._affine_out(Xhat.reshape(A.shape), params), (Xhat, S, params, A.shape[0])
+
+    def vjp_from_state(self, state, G, want_params: bool = True):
+        """``(vjp_input, vjp_params)`` (``{}`` without ``want_params``) from the kept moments of :meth:`forward_state`."""
+        Xhat, S, params, N = state
+        gin = self._vjp_rows(Xhat, S, G, params).reshape(N, -1)
+        G2 = np.asarray(G).reshape(-1, self.n)
+        return gin, ({"gamma": np.sum(G2 * Xhat, axis=0), "beta": G2.sum(axis=0)} if want_params and self.affine else {})
 
     def jvp_input(self, A, O, T, params):
         r""":math:`\frac{\boldsymbol\gamma}{\sigma}\odot\big(\mathbf t-\overline{\mathbf t}\,\mathbf 1-\hat{\mathbf x}\,\overline{\hat{\mathbf x}\odot\mathbf t}\big)`, per row; ``(N, out_size)``."""

@@ -154,6 +154,27 @@ class _Recurrent(UnrolledRecurrent):
         shape = f"{self.in_shape[0]}x{self.in_shape[1]}" if self.in_shape else "?"
         return f"{self.kind} {shape}->{self.hidden_size} output={self.output}" + ("" if self.bias else " no-bias")
 
+    #: torch's recurrent modules return ``(output, h_n)`` (``nn.RNN``) or ``(output, (h_n, c_n))`` (``nn.LSTM``): the
+    #: importer asks which states the layer outputs (``from_torch(..., recurrent_output=...)``, passed on as ``output``):
+    #: ``"all"`` (torch's ``output``, every state) or ``"last"`` (``h_n``, the last state)
+    torch_output_choices = ("last", "all")
+
+    @classmethod
+    def torch_module_output(cls, module, A, output: str):
+        r"""The torch module's output in the package's layout for a batch-first float64 tensor ``A`` ``(N, T, d)``.
+
+        The module runs on ``A`` (transposed to ``(T, N, d)`` and back when ``batch_first=False``); ``output="all"``
+        returns torch's ``output`` ``(N, T, H)``, ``"last"`` the last state ``h_n[-1]`` ``(N, H)``.
+        """
+        if output not in cls.torch_output_choices:
+            raise SpecError(f"{cls.kind} layer from torch: output must be 'last' or 'all', received {output!r}")
+        first = bool(getattr(module, "batch_first", False))
+        out, state = module(A if first else A.transpose(0, 1))
+        h_n = state[0] if isinstance(state, tuple) else state
+        if output == "last":
+            return h_n[-1]
+        return out if first else out.transpose(0, 1)
+
     @classmethod
     def _module_checks(cls, module, in_shape, expected_type: str) -> tuple[int, int, int]:
         """Common checks of a torch recurrent module; returns ``(T, d, H)``."""
@@ -293,6 +314,15 @@ class RNN(_Recurrent):
     @classmethod
     def _torch_biases(cls, module) -> dict[str, np.ndarray]:
         return {"b": cls._np(module.bias_ih_l0) + cls._np(module.bias_hh_l0)}
+
+    @classmethod
+    def torch_gradients(cls, module, grads: dict) -> dict[str, np.ndarray]:
+        r"""The adjoint of the import: canonical gradients → torch's names.  ``b = b_ih + b_hh``, so
+        :math:`\nabla_{\mathbf b_{ih}}\ell = \nabla_{\mathbf b_{hh}}\ell = \nabla_{\mathbf b}\ell`; the weights map one for one."""
+        out = {"weight_ih_l0": np.asarray(grads["W_ih"]), "weight_hh_l0": np.asarray(grads["W_hh"])}
+        if "b" in grads:
+            out["bias_ih_l0"] = out["bias_hh_l0"] = np.asarray(grads["b"])
+        return out
 
     # ------------------------------------------------------------------ LaTeX facts
     def _state_tex(self, t: str) -> str:

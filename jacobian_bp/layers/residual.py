@@ -105,6 +105,12 @@ class SkipSum(Operator):
     def T(self) -> Operator:
         return SkipSum(self.body.T)
 
+    def tokenwise(self, T: int) -> bool:
+        """Block diagonal over ``T`` tokens when the body is (:func:`~jacobian_bp.layers.token_blocks.tokenwise`)."""
+        from .token_blocks import tokenwise
+
+        return tokenwise(self.body, T)
+
     def _dense(self):
         D = self.body._dense()
         if D.dtype == object:
@@ -231,6 +237,30 @@ class Residual(Layer):
                     return weight_transposed_by_layout(layer, sub)
         return False
 
+    def _param_owner(self, local: str):
+        """``(sub-layer, its local name)`` owning the block's parameter ``local``: a block name (``W.1``, ``gamma.ln1``),
+        or a bare sub-layer name (``gamma``, as the notation asks: the first sub-layer with it); None if no sub-layer has it."""
+        pairs = [(layer, sub, name) for layer, names in zip(self.body, self.name_map) for sub, name in names.items()]
+        base = str(local).partition(".")[0]
+        hit = next((p for p in pairs if p[2] == local), None) or next((p for p in pairs if p[1].partition(".")[0] == base), None)
+        return None if hit is None else hit[:2]
+
+    def param_role(self, local: str) -> str:
+        """The role the sub-layer that owns ``local`` gives it (``"weight"``/``"bias"``); the name's default otherwise."""
+        owner = self._param_owner(local)
+        return super().param_role(local) if owner is None else owner[0].param_role(owner[1])
+
+    def param_symbol(self, local: str) -> str | None:
+        r"""The letter the sub-layer that owns ``local`` gives it (attention's :math:`\mathbf W_{Q}`, LayerNorm's
+        :math:`\boldsymbol\gamma`); None (the notation's default letter) when it gives none."""
+        owner = self._param_owner(local)
+        return None if owner is None else owner[0].param_symbol(owner[1])
+
+    def inner_stages(self):
+        """:meth:`sub_stages` (see :meth:`jacobian_bp.layers.base.Layer.inner_stages`); a subclass that hides
+        ``sub_stages`` from the older consumers still states its inner stages to the renderers."""
+        return Residual.sub_stages(self)
+
     def _sub_params(self, params) -> list[dict]:
         return [{sub: params[name] for sub, name in names.items()} for names in self.name_map]
 
@@ -259,17 +289,39 @@ class Residual(Layer):
         return SkipSum(Product(ops))
 
     def jac_params(self, a, o, params, order="C"):
+        return self.jacobians(a, params, order)[1]
+
+    def _tokens(self) -> int | None:
+        """``T`` for a sequence input ``(T, d)`` with ``T > 1`` (the chains may then be token-block diagonal)."""
+        shape = self.in_shape
+        return int(shape[0]) if shape is not None and len(shape) == 2 and shape[0] > 1 else None
+
+    def jacobians(self, a, params, order="C") -> tuple[Operator, dict[str, Operator]]:
+        r"""``(jac_input, jac_params)`` of one sample from one forward pass through the body.
+
+        The chain above sub-layer ``k`` (:math:`\mathbf J` of the body's output w.r.t. its output) is kept
+        once (:class:`~jacobian_bp.layers.token_blocks.ChainMemo`, built from the chain above sub-layer ``k+1``)
+        and shared by the blocks of every parameter below it (:class:`~jacobian_bp.layers.token_blocks.ChainBlock`);
+        on a sequence, a chain of token-wise Jacobians is kept as its ``T`` diagonal blocks.
+        """
+        from .token_blocks import ChainBlock, ChainMemo
+
         steps = self._steps(np.asarray(a)[None], params)
+        T = self._tokens()
         out: dict[str, Operator] = {}
-        above: list[Operator] = []  # J of the body's output w.r.t. the current sub-layer's output
+        chain = None  # the kept J of the body's output w.r.t. the current sub-layer's output
+        ops: list[Operator] = []
         for (layer, A, O, p), names in reversed(list(zip(steps, self.name_map))):
+            a0, o0 = A[0], O[0]  # the same objects for both calls: a layer may share one forward pass between them
             if names:
-                for sub, op in layer.jac_params(A[0], O[0], p, order).items():
-                    block = Product(above + [op]) if above else op
+                for sub, op in layer.jac_params(a0, o0, p, order).items():
+                    block = ChainBlock(chain, op) if chain is not None else op
                     name = names[sub]
                     out[name] = block if name not in out else OperatorSum(out[name], block)
-            above = above + [layer.jac_input(A[0], O[0], p)]
-        return out
+            J = layer.jac_input(a0, o0, p)
+            ops.append(J)
+            chain = ChainMemo(J if chain is None else Product([chain, J]), T)
+        return SkipSum(Product(ops)), out
 
     def vjp_input(self, A, O, G, params):
         N = A.shape[0]

@@ -10,7 +10,7 @@ from ..backend import operators as ops
 from ..backend.escape import escape_text
 from ..engine.body_walk import BodyWalk
 from .jacobian_latex import _dense_value
-from .matrix_expr import Eye, Kron, MatExpr, Named, Ones, Prod, Sum, Sym
+from .matrix_expr import Eye, Kron, MatExpr, Named, Ones, Prod, Sum, Sym, render
 
 
 def _column(v) -> np.ndarray:
@@ -58,8 +58,29 @@ class _LatexAlgebra:
 
 
 def _is_block(layer) -> bool:
-    """A composite layer that states its sub-stages (:meth:`jacobian_bp.layers.residual.Residual.sub_stages`)."""
-    return callable(getattr(layer, "sub_stages", None))
+    """A composite layer that states its inner stages (:meth:`jacobian_bp.layers.base.Layer.inner_stages`), drawn expanded."""
+    ask = getattr(layer, "inner_stages", None)
+    return callable(ask) and ask() is not None
+
+
+class _ParamsAs:
+    """The notation ``nt``, except that ``param(local, ...)`` writes the sub-layer's parameters as the θ table does
+    (``names``: local name → LaTeX), so that a sub-layer's ``latex_forward`` names them consistently."""
+
+    def __init__(self, nt, names: dict):
+        self._nt, self._names = nt, names
+
+    def __getattr__(self, attr):
+        return getattr(self._nt, attr)
+
+    def param(self, local, l=None, layer=None):
+        return self._names[local] if local in self._names else self._nt.param(local, l, layer)
+
+    def weight(self, local="W", l=None, *args, **kwargs):
+        return self._names[local] if local in self._names else self._nt.weight(local, l, *args, **kwargs)
+
+    def bias(self, l=None, *args, **kwargs):
+        return self._names["b"] if "b" in self._names else self._nt.bias(l, *args, **kwargs)
 
 
 class _BodyLatex(BodyWalk):
@@ -80,7 +101,7 @@ class _BodyLatex(BodyWalk):
 
     def __init__(self, nl: "NetworkLatex", block, tag: str, a_in: "Sym", A, params, name):
         self.nl, self.nt, self.block, self.tag, self.a_in, self.name = nl, nl.nt, block, tag, a_in, name
-        self.pre, self.subs = block.sub_stages()
+        self.pre, self.subs = block.inner_stages()
         self.params = params
         self.steps = None if A is None else block.body_steps(A, params)
         self.sub_params = None if params is None else block.sub_params(params)
@@ -159,16 +180,38 @@ class _BodyLatex(BodyWalk):
             _, I, O, p = self.steps[ss.position]
             value = _dense_value(layer.jac_input(I[0], O[0], p))
         label = Sym(self.nt.jac(self.nt.z(t), inp.latex_str), shape, atomic=False)
-        if k in self.inner:
-            return Named(label, Sum([Eye(layer.out_size), self.inner[k].jacobian()]), notation=self.nt)
+        if k in self.inner:  # a nested block: I + J_body (its skip_sum), defined once, named in the chains
+            return Named(label, layer.skip_sum(Eye(layer.out_size), self.inner[k].jacobian()), notation=self.nt,
+                         defined=True)
         if layer.affine_weight_name is not None:
             e = self.nl.net.entry(self.name(ss.names[layer.affine_weight_name]))
             W = self.nl.param_sym(e)
             return W.T if self.nl.net.convention.weight_layout == "in_out" else W
-        closed = layer.latex_input_jacobian({p: self.nt.param(p, t, layer) for p in layer.param_names})
-        if closed is not None:
-            return Sym(closed, shape, value)
+        closed = layer.latex_input_jacobian(self.param_names(ss))
+        if closed is not None:  # a closed form (LayerNorm, attention): defined once, named in the chains
+            return Named(label, Sym(closed, shape, value), notation=self.nt, defined=True)
         return Sym(label.latex_str, shape, value, atomic=False)
+
+    def param_names(self, ss) -> dict:
+        """LaTeX of sub-stage ``ss``'s parameters, keyed by the sub-layer's local names, as the network's θ table writes them."""
+        out = {}
+        for p, outer in ss.names.items():
+            if "." in p:  # a nested block's own name: its sub-layers name their parameters
+                continue
+            out[p] = self.nl.param_tex(self.nl.net.entry(self.name(outer)))
+        return out
+
+    def definitions(self) -> list:
+        r"""The factors of the body that are defined once (nested blocks' :math:`\mathbf I + \mathbf J`, closed forms), in
+        forward order, the inner blocks' own first: ``[(Named, sub-layer)]``."""
+        out = []
+        for ss in self.subs:
+            if ss.index in self.inner:
+                out += self.inner[ss.index].definitions()
+            f = self.input_factor(ss.index)
+            if isinstance(f, Named) and f.defined:
+                out.append((f, ss.layer))
+        return out
 
     def jacobian(self) -> MatExpr:
         r""":math:`\mathbf J_{\mathbf a^{[l-1]}}\mathbf g` as the product of the body's factors."""
@@ -198,7 +241,8 @@ class _BodyLatex(BodyWalk):
                 op = ss.layer.jac_params(I[0], O[0], p, order)[sub]
             own = ss.layer.block_param_jacobian(_LatexAlgebra(self.input_of(k), op), sub, order)
             if own is None:
-                own = Sym(self.nt.jac(self.nt.z(t), self.nl.wrt(sub, t, ss.layer)), (ss.layer.out_size, size),
+                wrt = self.nl.param_tex(self.nl.net.entry(self.name(local)), wrt=True)
+                own = Sym(self.nt.jac(self.nt.z(t), wrt), (ss.layer.out_size, size),
                           None if op is None else _dense_value(op), atomic=False)
         facs = self.chain_above(k)
         if facs and isinstance(own, Eye):  # a bias: P I = P
@@ -217,8 +261,12 @@ class _BodyLatex(BodyWalk):
             t = self.block.tag(self.tag, ss.index)
             inp = self.input_of(ss.index).latex_str
             if ss.index in self.inner:
-                lines += self.inner[ss.index].forward_lines(weight_layout)
-            lines.append((nt.z(t), ss.layer.latex_forward(nt, t, inp, weight_layout), self.z(ss.index).value))
+                inner = self.inner[ss.index]
+                lines += inner.forward_lines(weight_layout)
+                rhs = render(ss.layer.skip_sum(inner.a_in, inner.output()), nt)
+            else:
+                rhs = ss.layer.latex_forward(_ParamsAs(nt, self.param_names(ss)), t, inp, weight_layout)
+            lines.append((nt.z(t), rhs, self.z(ss.index).value))
             if ss.post:
                 lines.append((nt.a(t), rf"{nt.act(t, vector=True)}({nt.z(t)})", self.output_of(ss.index).value))
         return lines

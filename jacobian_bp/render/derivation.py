@@ -38,7 +38,9 @@ import numpy as np
 
 from ..backend.atomic import atomic_write_bytes, check_writable
 from ..errors import JacobianBPError, SpecError, UnsupportedInputError
-from .latex import NetworkLatex, fraction_text, matrix_latex, render, verification_table_latex
+from .latex import Eye, NetworkLatex, Sum, Zeros, fraction_text, matrix_latex, render, verification_table_latex
+from .body_latex import _is_block
+from .layout import display, fits
 from ..backend.escape import escape_text
 from .notation import Notation
 
@@ -88,13 +90,16 @@ def _steps(nl: NetworkLatex, named, steps, shapes_last: bool = True) -> str:
     nt = nl.nt
     lab = render(named.label, nt)
     rendered = []
+    space = r" \in " + (Notation.reals(named.shape[0]) if named.shape[1] == 1 else Notation.reals(*named.shape))
     for i, s in enumerate(steps):
         t = render(named.body, nt, shapes_last and i == len(steps) - 1, s)
         plain = render(named.body, nt, False, s)
-        if all(plain != render(named.body, nt, False, p) for p in steps[:i]):
+        if rendered and not fits(f"{lab} = {t}{space}"):  # too wide: without the shapes, or not at all (a shorter step stands)
+            t = plain if fits(f"{lab} = {plain}{space}") else None
+        if t is not None and all(plain != render(named.body, nt, False, p) for p in steps[:i]):
             rendered.append(t)
     lines = [f"{lab} &= {rendered[0]}"] + [f"&= {t}" for t in rendered[1:]]
-    lines[-1] += r" \in " + (Notation.reals(named.shape[0]) if named.shape[1] == 1 else Notation.reals(*named.shape))
+    lines[-1] += space
     return _align(lines)
 
 
@@ -130,31 +135,64 @@ def _activation_text(layer) -> str:
     return layer.prose()
 
 
-def _is_block(layer) -> bool:
-    """A composite layer that states its sub-stages (:meth:`jacobian_bp.layers.residual.Residual.sub_stages`)."""
-    return callable(getattr(layer, "sub_stages", None))
+def _has_skip(layer) -> bool:
+    """Whether a composite layer adds its input to its body's output (asks the layer's ``skip_sum``)."""
+    return isinstance(layer.skip_sum(Eye(1), Zeros(1, 1)), Sum)
 
 
 def _skip_paragraph(nl: NetworkLatex, l: int) -> str:
-    r"""What the residual block at stage ``l`` does to the chain rule (He et al. 2016, eq. (1)), in the network's notation."""
+    r"""What the composite layer at stage ``l`` does to the chain rule, in the network's notation: a residual block's
+    skip connection (He et al. 2016, eq. (1)) adds the identity; a block without one (a Transformer block made of two
+    residual blocks) multiplies its inner blocks' Jacobians."""
     nt, net = nl.nt, nl.net
     layer = net.stages[l - 1].layer
     body = nl.body(l)
     a_prev, z = nl.a_tex(l - 1), nt.z(l)
     g = nt.vec("g", l)
-    parts = r" $\to$ ".join(p.latex_describe() for p in layer.body)
     ks = [ss.index for ss in body.subs]
     tags = ", ".join(f"${nt.z(layer.tag(l, k))}$" for k in ks)
     params = ", ".join(f"${nl.param_tex(e)}$" for e in net.entries if e.stage == l)
-    return (rf"Layer {l} is a residual block (He et al., 2016): its output adds its input to the output of its body "
-            rf"${g}$ ({parts}), ${z} = {a_prev} + {g}({a_prev})$. Inside the block the layer index is written $l.k$: "
-            rf"the $k$-th parametric layer of the body makes {tags} (and the activations after it "
-            rf"${nt.a(layer.tag(l, 'k'))}$), with parameters {params}. "
-            rf"The skip connection adds the identity to the chain rule, "
-            rf"${nt.jac(z, a_prev)} = \mathbf{{I}} + {nt.jac(g, a_prev)}$: the gradient reaches "
-            rf"${a_prev}$ both through the body and unchanged through the skip. A parameter inside the block enters only "
-            rf"through the body, so its block of ${nt.jac(z, nt.theta)}$ is the chain from the body's output down to "
-            rf"the sub-layer that owns it, times that sub-layer's own block: Algorithm~1 applied inside the block.")
+    nested = any(_is_block(ss.layer) for ss in body.subs)
+    if _has_skip(layer):
+        parts = r" $\to$ ".join(p.latex_describe() for p in layer.body)
+        out = (rf"Layer {l} is a residual block (He et al., 2016): its output adds its input to the output of its body "
+               rf"${g}$ ({parts}), ${z} = {a_prev} + {g}({a_prev})$. ")
+    else:
+        out = rf"Layer {l} is {layer.prose()}. "
+    out += (rf"Inside the block the layer index is written $l.k$: the $k$-th parametric layer of the body makes {tags} "
+            rf"(and the activations after it ${nt.a(layer.tag(l, 'k'))}$)"
+            + (r"; a nested block's own stages are written $l.k.j$" if nested else "")
+            + rf", with parameters {params}. ")
+    if _has_skip(layer):
+        out += (rf"The skip connection adds the identity to the chain rule, "
+                rf"${nt.jac(z, a_prev)} = \mathbf{{I}} + {nt.jac(g, a_prev)}$: the gradient reaches "
+                rf"${a_prev}$ both through the body and unchanged through the skip. ")
+    else:
+        out += (rf"It has no skip connection of its own: ${z}$ is the output of its last inner block, and "
+                rf"${nt.jac(z, a_prev)}$ is the product of its inner blocks' Jacobians, each $\mathbf{{I}}$ plus the chain of "
+                rf"that block's body. ")
+    return out + (rf"A parameter inside the block enters only through the body, so its block of ${nt.jac(z, nt.theta)}$ is "
+                  rf"the chain from the block's output down to the sub-layer that owns it, times that sub-layer's own block: "
+                  rf"Algorithm~1 applied inside the block.")
+
+
+def _definitions(nl: NetworkLatex, l: int) -> list[str]:
+    """The Jacobians of the stages inside the block at stage ``l``, each stated once (the chains name them)."""
+    nt = nl.nt
+    defs = nl.body(l).definitions()
+    if not defs:
+        return []
+    lines, notes = [], []
+    for f, layer in defs:
+        lines.append(rf"{render(f.label, nt)} &= {render(f.body, nt, False, 99)} \in {Notation.reals(*f.shape)}")
+        if not _is_block(layer):
+            where = layer.latex_jacobian_where()
+            notes.append(rf"${render(f.label, nt)}$ is the Jacobian of {layer.prose()}" + (f"; {where}" if where else ""))
+    text = [r"The Jacobians of the stages inside the block, each stated once and named in the chains below "
+            r"(a nested residual block contributes $\mathbf{I}$ plus the chain of its body):", _align(lines)]
+    if notes:
+        text.append("Here\n\\begin{itemize}\n" + "\n".join(rf"\item {n}." for n in notes) + "\n\\end{itemize}")
+    return text
 
 
 def _algorithm1_recursive(nl: NetworkLatex) -> str:
@@ -264,7 +302,9 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
         shape_out = r"\times ".join(map(str, st.layer.out_shape))
         layer_text = st.layer.latex_describe()
         rows.append(rf"{st.index} & {layer_text} & ${shape_in}$ & ${shape_out}$ & {post} \\")
-    out.append(r"\begin{center}\begin{tabular}{rllll}\hline $l$ & layer & input & $" + nt.z("l") + r"$ & activation \\ \hline "
+    wide = max(len(st.layer.latex_describe()) for st in network.stages) > 70  # a long description wraps in its column
+    cols = r"rp{0.5\textwidth}lll" if wide else "rllll"
+    out.append(r"\begin{center}\begin{tabular}{" + cols + r"}\hline $l$ & layer & input & $" + nt.z("l") + r"$ & activation \\ \hline "
                + "\n".join(rows) + r" \hline\end{tabular}\end{center}")
     order = {"C": "rows", "F": "columns"}
     rows = []
@@ -283,18 +323,25 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
     out.append(("One sample" if N == 1 else rf"Sample 1 of the batch of $N = {N}$")
                + r" (the Jacobians below are those of this sample):" + r"\[" + _vec_row(nt, nt.x, x0, precision, max_cols) + r"\]")
     lines = []
+    rows_below = False
     if network.pre:
         rhs = " \\circ ".join(rf"\mathrm{{{escape_text(p.kind)}}}" for p in reversed(network.pre))
         lines.append(rf"{nl.a_tex(0)} &= {rhs}({nt.x}), && {_vec_row(nt, nl.a_tex(0), nl.cache.a[0][0], precision, max_cols)}")
     for st in network.stages:
         l = st.index
+        rhs = _affine(nl, l)
         if _is_block(st.layer):
             for name, rhs, value in nl.body(l).forward_lines(conv.weight_layout):
+                rows_below = rows_below or "\\\\" in rhs  # a formula of several rows (attention's projections)
                 lines.append(rf"{name} &= {rhs}, && {_vec_row(nt, name, value, precision, max_cols)}")
-        lines.append(rf"{nt.z(l)} &= {_affine(nl, l)}, && {_vec_row(nt, nt.z(l), nl.cache.z[l][0], precision, max_cols)}")
+            rhs = render(st.layer.skip_sum(nl.a(l - 1), nl.body(l).output()), nt)  # the block's output, named
+        lines.append(rf"{nt.z(l)} &= {rhs}, && {_vec_row(nt, nt.z(l), nl.cache.z[l][0], precision, max_cols)}")
         if st.post:
             lines.append(rf"{nt.a(l)} &= {nt.act(l, vector=True)}({nt.z(l)}), && "
                          + _vec_row(nt, nt.a(l), nl.cache.a[l][0], precision, max_cols))
+    rows_below = rows_below or not all(fits(line) for line in lines)
+    if rows_below:  # a formula of several rows or a long one would push the values off the page: values below
+        lines = [line.replace(" && ", r" \\ & \qquad ", 1) for line in lines]
     out.append(_align(lines))
     acts = [rf"${nt.act(st.index, vector=True)}$ is " + "; then ".join(_activation_text(p) for p in st.post)
             for st in network.stages if st.post]
@@ -322,22 +369,27 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
         l = st.index
         out.append(rf"\subsection{{Layer {l}}}")
         loc = nl.local_jacobian(l)
-        if _is_block(st.layer):  # one line per parameter: each is a chain inside the block
+        label = render(loc.label, nt)
+        if _is_block(st.layer):  # the inner stages' Jacobians once, then one line per parameter (a chain inside the block)
+            out += _definitions(nl, l)
             for e in network.entries:
                 if e.stage == l:
                     out.append(_steps(nl, nl.local_jacobian(l, [e]), (99,)))
+            theta_l = nt.index_on(nt.theta, l)
+            label = nt.jac(nt.z(l), theta_l)
+            out.append(rf"Stacked in the order of ${nt.theta}$, these blocks make ${label}$, ${theta_l}$ the parameters "
+                       rf"of layer {l}:")
         else:
             out.append(_steps(nl, loc, (99,)))
         jl = network.local_jacobian(x0, params, l)  # its blocks in θ order
-        out.append(r"\[" + render(loc.label, nt) + " = " + M(jl) + r"\]")
+        out.append(display([label, M(jl)]))
         if l > 1:
             ij = nl.input_jacobian(l)
-            out.append(r"\[" + render(ij.label, nt) + " = " + render(ij.body, nt) + " = " + M(ij.op)
-                       + r" \in " + Notation.reals(*ij.shape) + r"\]")
+            out.append(display([render(ij.label, nt), render(ij.body, nt), M(ij.op)], r" \in " + Notation.reals(*ij.shape)))
         aj = nl.activation_jacobian(l)
         if l < L:
-            out.append(r"\[" + render(aj.label, nt) + " = " + render(aj.body, nt) + " = " + M(aj.evaluate())
-                       + r" \in " + Notation.reals(*aj.shape) + r"\]")
+            out.append(display([render(aj.label, nt), render(aj.body, nt), M(aj.evaluate())],
+                               r" \in " + Notation.reals(*aj.shape)))
         else:
             out.append(rf"The last activation ${nt.act(L, vector=True)}$ is paired with the loss (Damadi Fig.~2): "
                        rf"it enters only through ${nt.dz(L)} = \nabla_{{{nt.z(L)}}}{nt.loss}$.")
@@ -359,12 +411,11 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
             from ..engine.jacobian import hstack
 
             Jg = hstack(cols) if len(cols) > 1 else cols[0]
-            out.append(r"\[" + render(B.label, nt) + " = " + M(Jg) + r"\]")
+            out.append(display([render(B.label, nt), M(Jg)]))
     Jt = nl.jacobian_theta()
     out.append("Stacking the blocks in the order of $" + nt.theta + r"$ (Alg.~1 line 7):")
-    out.append(r"\[" + render(Jt.label, nt) + " = " + render(Jt.body, nt, False, 0) + r" \in "
-               + Notation.reals(*Jt.shape) + r"\]")
-    out.append(r"\[" + render(Jt.label, nt) + " = " + M(J_op) + r"\]")
+    out.append(display([render(Jt.label, nt), render(Jt.body, nt, False, 0)], r" \in " + Notation.reals(*Jt.shape)))
+    out.append(display([render(Jt.label, nt), M(J_op)]))
 
     # ------------------------------------------------------------------ 5. deltas
     out.append(r"\section{Closed-form deltas}")
@@ -372,16 +423,18 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
     out.append(rf"At the output, ${nt.dz(L)} = \nabla_{{{nt.z(L)}}}{nt.loss} = {formula}$ ({escape_text(src)}). "
                r"Transposing the chain gives the backward recursion (Ganev Prop.~3.1 (3.2), Park Thm.~5.4):")
     lines = []
+    rows = []
     for l in range(L, 0, -1):
         d = nl.delta(l)
         body = render(d.body, nt, False, 99)
         if l < L:
             body = render(d.body, nt, False, 0) + " = " + body
-        value = _vec_row(nt, nt.dz(l), nl.delta_symbol(l).value, precision, max_cols)
-        if network.composite:  # the chains through blocks are long: the values on their own lines
-            lines += [rf"{render(d.label, nt)} &= {body}", rf"& {value}"]
-        else:
-            lines.append(rf"{render(d.label, nt)} &= {body} && " + value)
+        rows.append((rf"{render(d.label, nt)} &= {body}", _vec_row(nt, nt.dz(l), nl.delta_symbol(l).value, precision, max_cols)))
+    below = network.composite or any(_is_block(st.layer) for st in network.stages)  # long chains through blocks
+    if below or not all(fits(f"{f} {v}") for f, v in rows):  # values on their own lines
+        lines = [r for f, v in rows for r in (f, rf"& {v}")]
+    else:
+        lines = [rf"{f} && {v}" for f, v in rows]
     out.append(_align(lines))
     out.append(r"Each parameter's gradient is the transposed local block times its delta:")
     lines = []
@@ -403,7 +456,8 @@ def derivation_document(network, params, X, Y, title: str | None = None, *, nota
     # ------------------------------------------------------------------ 6. gradient
     out.append(r"\section{The gradient}")
     G = nl.gradient()
-    out.append(_steps(nl, G, (0, 99), shapes_last=False))
+    blocks = any(_is_block(st.layer) for st in network.stages)  # the expanded chains are stated above: names here
+    out.append(_steps(nl, G, (0, 1) if blocks else (0, 99), shapes_last=False))
     if N > 1:
         red = {"sum": "", "mean": r"\frac{1}{N}"}.get(conv.reduction, "")
         if conv.reduction == "mean_elements":  # PyTorch's element mean: 1/(N n_L) when the loss sums over outputs

@@ -210,8 +210,8 @@ class NetworkLatex:
         op = None
         if self.cache is not None:
             op = layer.jac_input(self.cache.a[k - 1][0], self.cache.z[k][0], self._stage_params(k))
-        if _is_block(layer):  # a residual block: I + J_body (the skip connection plus the body's chain)
-            body = Sum([Eye(layer.out_size), self.body(k).jacobian()])
+        if _is_block(layer):  # a composite block: its skip_sum of (I, J_body) -- I + J_body for a residual block
+            body = layer.skip_sum(Eye(layer.out_size), self.body(k).jacobian())
         elif layer.affine_weight_name is not None:
             W = self.param_sym(next(e for e in self._entries_of(k) if e.local == layer.affine_weight_name))
             body = W.T if self.net.convention.weight_layout == "in_out" else W
@@ -287,10 +287,15 @@ class NetworkLatex:
         return Sym(sym, (n, entry.size), None if op is None else _dense_value(op), atomic=False)
 
     def _group_label(self, entries, of_l: int) -> Sym:
+        n = self.size_z(of_l)
+        stage = entries[0].stage
+        if len(entries) > 1 and _is_block(self.net.stages[stage - 1].layer) and len(entries) == len(self._entries_of(stage)):
+            # every parameter of a composite block (16 for a Transformer block): θ^{[l]}, not the list of names
+            wrt = self.nt.index_on(self.nt.theta, stage)
+            return Sym(self.nt.jac(self.nt.z(of_l), wrt), (n, sum(e.size for e in entries)), atomic=False)
         wrt = ",".join(self.param_tex(e, wrt=True) for e in entries)
         if self.nt.jacobian != "J" and len(entries) > 1:
             wrt = "(" + wrt + ")"
-        n = self.size_z(of_l)
         return Sym(self.nt.jac(self.nt.z(of_l), wrt), (n, sum(e.size for e in entries)), atomic=False)
 
     def local_jacobian(self, l: int, entries=None) -> Named:

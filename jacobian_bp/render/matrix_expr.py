@@ -47,6 +47,13 @@ class MatExpr:
     def __matmul__(self, other: "MatExpr") -> "Prod":
         return Prod([self, other])
 
+    def __add__(self, other: "MatExpr") -> "Sum":
+        r""":math:`\mathbf A + \mathbf B` (shapes checked; sums are flattened): a residual block's ``skip_sum(I, J)``."""
+        if not isinstance(other, MatExpr):
+            return NotImplemented
+        terms = [t for e in (self, other) for t in (e.terms if isinstance(e, Sum) else [e])]
+        return Sum(terms)
+
     def evaluate(self) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -255,7 +262,7 @@ class Prod(MatExpr):
         out = []
         for f in self.factors:
             g, c = f, ctx
-            while isinstance(g, Named) and c.expand > 0:
+            while isinstance(g, Named) and c.expand > 0 and not g.defined:
                 g, c = g.body, _Ctx(c.notation, c.shapes, c.expand - 1)
             if isinstance(g, Prod):
                 out.extend(g._flat(c))
@@ -394,11 +401,16 @@ class Named(MatExpr):
 
     Rendered as its ``label`` when the context's ``expand`` depth is exhausted, as its
     ``body`` otherwise.  ``op`` (optional) is the engine's operator of the same matrix,
-    used for entries-level rendering without evaluating the tree.
+    used for entries-level rendering without evaluating the tree.  A *defined* factor
+    (``defined=True``: a document states its formula once, e.g. a LayerNorm's or an attention
+    layer's Jacobian inside a block) is always rendered as its label inside other expressions;
+    ``render(named.body)`` writes its definition.
     """
 
-    def __init__(self, label: "MatExpr | str", body: MatExpr, op=None, notation: Notation | None = None):
+    def __init__(self, label: "MatExpr | str", body: MatExpr, op=None, notation: Notation | None = None,
+                 defined: bool = False):
         self.notation = notation
+        self.defined = bool(defined)
         if isinstance(label, str):
             label = Sym(label, body.shape, atomic=False)
         if label.shape != body.shape:
@@ -411,7 +423,7 @@ class Named(MatExpr):
 
     @property
     def T(self):
-        return Named(self.label.T, self.body.T, None if self.op is None else self.op.T, self.notation)
+        return Named(self.label.T, self.body.T, None if self.op is None else self.op.T, self.notation, self.defined)
 
     def leaves(self):
         yield from self.body.leaves()
@@ -420,7 +432,7 @@ class Named(MatExpr):
         return self.body.evaluate()
 
     def tex(self, ctx):
-        if ctx.expand <= 0:
+        if ctx.expand <= 0 or self.defined:
             return _tex(self.label, ctx)
         return _tex(self.body, _Ctx(ctx.notation, ctx.shapes, ctx.expand - 1))
 
@@ -430,7 +442,7 @@ class Named(MatExpr):
 
 def _effective_prec(e: MatExpr, ctx: _Ctx) -> int:
     if isinstance(e, Named):
-        return 3 if ctx.expand <= 0 else _effective_prec(e.body, _Ctx(ctx.notation, ctx.shapes, ctx.expand - 1))
+        return 3 if (ctx.expand <= 0 or e.defined) else _effective_prec(e.body, _Ctx(ctx.notation, ctx.shapes, ctx.expand - 1))
     return e.prec
 
 

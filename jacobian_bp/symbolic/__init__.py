@@ -38,9 +38,10 @@ from .lambdify import (LambdifiedGradient, LambdifiedMatrix, cross_check_gradien
                        lambdify_gradient, lambdify_matrix, symbol_values)
 from .loss_expressions import closed_form_delta, loss_expression, loss_latex
 from .networks import SymbolicNetwork, symbol_array, symbol_name
-from .printing import latex
+from .printing import latex, readable
 
 __all__ = [
+    "readable",
     "SymbolicNetwork", "symbol_array", "symbol_name", "NamedForward", "named_forward", "substitute_definitions",
     "NamedGradient", "named_gradient", "chain_gradient", "expanded_delta", "ExactIdentity", "PAIRS",
     "delta_identity", "delta_chain_identity", "ganev_prop31", "park_thm51", "chain_identity", "simplifies_to_zero",

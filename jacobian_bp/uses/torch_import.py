@@ -272,7 +272,21 @@ def _resolve_loss(loss, convention) -> tuple[object, Convention]:
                     f"received {type(loss).__name__}")
 
 
-def from_torch(module, example_input, loss=None, convention=None, name: str = "", check: bool = True) -> TorchNetwork:
+def _output_choice(path: str, sub, fam, choice, last: bool) -> str:
+    """Which of its outputs a module that returns several (``nn.LSTM``: ``(output, (h_n, c_n))``) passes on."""
+    choices = tuple(fam.torch_output_choices)
+    if choice is not None:
+        if choice not in choices:
+            raise SpecError(f"from_torch: recurrent_output must be one of {', '.join(map(repr, choices))}, received {choice!r}")
+        return choice
+    if last:
+        raise SpecError(f"from_torch: module {path or '<root>'!r} ({type(sub).__name__}) returns every state and the last "
+                        f"state; pass recurrent_output='last' (h_n, shape (N, H)) or 'all' (torch's output, (N, T, H))")
+    return "all"  # not the last module: torch's output (every state) is what the next module would read
+
+
+def from_torch(module, example_input, loss=None, convention=None, name: str = "", check: bool = True,
+               recurrent_output: str | None = None) -> TorchNetwork:
     r"""Import a ``torch.nn.Sequential`` (nested Sequentials flattened) as a jacobian_bp network.
 
     Parameters
@@ -292,6 +306,14 @@ def from_torch(module, example_input, loss=None, convention=None, name: str = ""
         Default ``"pytorch"``.
     check : bool
         Compare every imported layer's output with the submodule's own (float64) on ``example_input``.
+    recurrent_output : {"last", "all"}, optional
+        What an ``nn.LSTM`` / ``nn.RNN`` (which return ``(output, (h_n, c_n))`` / ``(output, h_n)``) outputs:
+        ``"last"``, the last state :math:`\mathbf h_T` (torch's ``h_n[-1]``, shape ``(N, H)``), or ``"all"``, every
+        state (torch's ``output``, ``(N, T, H)``; ``batch_first`` either way: the package's batches are samples first).
+        Default None: required when the recurrent module is the last one (the output of the network: the choice
+        is the user's, a one-line ``SpecError`` names the two); a recurrent module followed by others passes on
+        every state, torch's ``output``.  An output of several axes (every state, ``(T, H)``) is flattened
+        row-major for the loss (torch's ``flatten(1)``), so ``predict`` returns ``(N, T·H)``.
 
     Returns
     -------
@@ -315,12 +337,18 @@ def from_torch(module, example_input, loss=None, convention=None, name: str = ""
     leaves: list[Leaf] = []
     shape = tuple(X.shape[1:])
     stage = 0
-    for path, sub in torch_leaves(module):
+    if recurrent_output is not None and not isinstance(recurrent_output, str):
+        raise SpecError(f"from_torch: recurrent_output must be 'last' or 'all', received {recurrent_output!r}")
+    paths = torch_leaves(module)
+    for i, (path, sub) in enumerate(paths):
         fam = family_of(sub)
         if fam is None:
             raise SpecError(f"from_torch: module {path or '<root>'!r} is {type(sub).__module__}.{type(sub).__name__}, "
                             f"which no layer family imports; supported: {', '.join(sorted(supported))}")
-        res = fam.from_torch_module(sub, shape)
+        if getattr(fam, "torch_output_choices", None):  # a module with several outputs: the user's choice
+            res = fam.from_torch_module(sub, shape, output=_output_choice(path, sub, fam, recurrent_output, i == len(paths) - 1))
+        else:
+            res = fam.from_torch_module(sub, shape)
         if len(res) == 3:  # the claiming family hands the module to another (BatchNorm1d in eval mode, say)
             kwargs, params, fam = res
         else:
@@ -339,8 +367,12 @@ def from_torch(module, example_input, loss=None, convention=None, name: str = ""
         shape = tuple(out)
     if not leaves:
         raise SpecError("from_torch: the Sequential is empty")
-    net = Network([leaf.layer for leaf in leaves], jloss, shape_of(X), convention=conv,
-                  name=name or type(module).__name__)
+    layers = [leaf.layer for leaf in leaves]
+    if len(shape) > 1:  # every state of a recurrent module, an attention's sequence: flattened row-major for the loss
+        from ..layers.registry import layer_class
+
+        layers.append(layer_class("flatten")())
+    net = Network(layers, jloss, shape_of(X), convention=conv, name=name or type(module).__name__)
     canon = {net.param_name(leaf.stage, k): v for leaf in leaves if leaf.stage for k, v in leaf.params.items()}
     result = TorchNetwork(module, net, leaves, net.user_params(canon))
     if check:
@@ -364,8 +396,9 @@ def _check_forward(tn: TorchNetwork, X: np.ndarray, tol: float = 1e-9) -> None:
     A = torch.tensor(X, dtype=torch.float64)
     for leaf, layer in zip(tn.leaves, tn.network.layers):
         ref = copy.deepcopy(leaf.module).double()
+        run = getattr(leaf.family, "torch_module_output", None)  # a module with several outputs: the one imported
         with torch.no_grad():
-            theirs = first_output(ref(A))
+            theirs = run(ref, A, layer.output) if callable(run) else first_output(ref(A))
         local = {k: canon[tn.network.param_name(leaf.stage, k)] for k in leaf.params} if leaf.stage else {}
         ours = layer.forward(A.numpy(), local)
         t = theirs.numpy().reshape(ours.shape) if theirs.numel() == ours.size else None
