@@ -47,7 +47,7 @@ import numpy as np
 
 from ..errors import ShapeError, SpecError
 from .exact_eval import ELEMENTWISE, Dual, evaluate, is_analytic, to_float
-from .formula_shapes import _Dims, default_shape, infer_shapes
+from .formula_shapes import _Dims, default_shape, infer_shapes, node_sizes
 from .formula_tree import EvalError, Node, num, replace_at, substitute, sym, walk
 
 __all__ = ["Node", "sym", "num", "Dual", "Layout", "DerivativeClaim", "StatedCorrection", "Instance", "EvalError",
@@ -295,6 +295,9 @@ class Instance:
     env: dict
     dims: dict
     label: str = ""
+    #: the sizes of the ones without a stated size on this instance (``id(node) -> (rows, cols)``, see
+    #: :func:`~.formula_shapes.node_sizes`)
+    nodes: dict = field(default_factory=dict)
 
     def dual_env(self) -> dict:
         return {k: np.vectorize(lambda v: Dual(v), otypes=[object])(a) for k, a in self.env.items()}
@@ -394,7 +397,7 @@ def make_instances(claim: DerivativeClaim, shapes: dict, D: _Dims, names: set, *
             env[name] = _sample(rng, shp, claim.constraints.get(name, "generic"), symmetric_point)
         dims = {nm: (D.resolve(nm) if isinstance(D.resolve(nm), int) else sizes[D.resolve(nm)]) for nm in names}
         label = ", ".join(f"{k}: {'×'.join(map(str, a.shape))}" for k, a in sorted(env.items()))
-        out.append(Instance(env, dims, label))
+        out.append(Instance(env, dims, label, node_sizes(D, sizes)))
     return out
 
 
@@ -433,7 +436,7 @@ def point_instance(claim: DerivativeClaim, point: Mapping[str, Any], shapes: dic
             shp = tuple(int(D.resolve(d)) if isinstance(D.resolve(d), int) else fixed_sizes[D.resolve(d)] for d in s)
             env[name] = _sample(rng, shp, claim.constraints.get(name, "generic"), False)
     dims = {nm: (D.resolve(nm) if isinstance(D.resolve(nm), int) else fixed_sizes.get(D.resolve(nm), 3)) for nm in names}
-    return Instance(env, dims, "given point")
+    return Instance(env, dims, "given point", node_sizes(D, fixed_sizes))
 
 
 # ============================================================================ the truth
@@ -462,7 +465,7 @@ def forward_derivative(function: Node, wrt: str, inst: Instance, knobs: Mapping[
         Xd[idx] = Dual(X[idx], Fraction(1))
         env = dict(base)
         env[wrt] = Xd
-        F = evaluate(function, env, exact=True, knobs=knobs, dims=inst.dims)
+        F = evaluate(function, env, exact=True, knobs=knobs, dims=inst.dims, nodes=inst.nodes)
         if Dfull is None:
             fshape = F.shape
             Dfull = np.empty(F.shape + X.shape, dtype=object)
@@ -481,7 +484,7 @@ def numeric_truth(claim: DerivativeClaim, inst: Instance) -> tuple[np.ndarray, s
         e = dict(env)
         e[claim.wrt] = Xv
         if isinstance(claim.function, Node):
-            return evaluate(claim.function, e, exact=False, knobs=claim.knobs, dims=inst.dims)
+            return evaluate(claim.function, e, exact=False, knobs=claim.knobs, dims=inst.dims, nodes=inst.nodes)
         return np.atleast_2d(np.asarray(claim.function(**e)))
 
     F0 = np.asarray(F(X))

@@ -281,8 +281,9 @@ def _dfunc_numeric(name: str, z, kink):
 class _Ev(ConvOps):
     """Evaluate an expression tree: ``exact`` (object arrays of :class:`Dual`) or float64/complex."""
 
-    def __init__(self, env: Mapping[str, np.ndarray], exact: bool, knobs: Mapping[str, Any], dims: Mapping[str, int]):
-        self.env, self.exact, self.knobs, self.dims = env, exact, knobs, dims
+    def __init__(self, env: Mapping[str, np.ndarray], exact: bool, knobs: Mapping[str, Any], dims: Mapping[str, int],
+                 nodes: Mapping[int, tuple]):  # nodes: id(ones without a size) -> inferred (rows, cols), None if free
+        self.env, self.exact, self.knobs, self.dims, self.nodes = env, exact, knobs, dims, nodes
 
     # -- scalars
     def const(self, v) -> np.ndarray:
@@ -340,6 +341,8 @@ class _Ev(ConvOps):
         if size is not None:
             k = self.param(n, "n")
             shape = (k, k) if n.op == "eye" else (k, 1)
+        elif n.op in ("ones", "eye") and None not in self._inferred(n, want):
+            shape = self._inferred(n, want)
         elif want is not None and any(w is not None for w in want):
             if n.op == "eye":
                 k = next(w for w in want if w is not None)
@@ -356,6 +359,9 @@ class _Ev(ConvOps):
                 out[i, i] = self.const(1)[0, 0]
             return out
         return self.full(shape, fill)
+
+    def _inferred(self, n, want) -> tuple:  # each axis's size from the shape inference, else from the context
+        return tuple(a if a is not None else w for a, w in zip(self.nodes.get(id(n), (None, None)), want or (None, None)))
 
     def op_eye(self, n, want):
         return self._sized(n, want, 0)
@@ -677,7 +683,8 @@ def is_analytic(node: Node) -> bool:
 
 
 def evaluate(node: Node, env: Mapping[str, np.ndarray], *, exact: bool, knobs: Mapping[str, Any] | None = None,
-             dims: Mapping[str, int] | None = None, want: tuple | None = None) -> np.ndarray:
+             dims: Mapping[str, int] | None = None, want: tuple | None = None,
+             nodes: Mapping[int, tuple] | None = None) -> np.ndarray:
     """Evaluate an expression on named arrays (2-D; object arrays of :class:`Dual` when ``exact``).
 
     Raises
@@ -686,7 +693,7 @@ def evaluate(node: Node, env: Mapping[str, np.ndarray], *, exact: bool, knobs: M
         The expression cannot be evaluated as written (with the reason).
     """
     with np.errstate(all="ignore"):
-        out = _Ev(env, exact, knobs or {}, dims or {}).ev(node, want)
+        out = _Ev(env, exact, knobs or {}, dims or {}, nodes or {}).ev(node, want)
     out = np.asarray(out)
     if out.ndim == 0:
         out = out.reshape(1, 1)

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import ShapeError, SpecError
 from .formula_tree import Node, to_text
 
-__all__ = ["infer_shapes", "default_shape"]
+__all__ = ["infer_shapes", "default_shape", "node_sizes"]
 
 
 # ============================================================================ shapes
@@ -26,6 +26,9 @@ class _Dims:
         self.value: dict = {}
         self.count = 0
         self.rigid: set = set()  # user-named dimensions: distinct names are distinct sizes (>= 2)
+        self.soft: set = set()  # dimensions that are 1 unless something forces otherwise (a ones' columns)
+        self.unsized: dict = {}  # id(node) -> shape, for the ones and identities without a stated size
+        self.roots: list = []  # the shapes of the formulas of the last inference
 
     def fresh(self, name: str | None = None):
         if name is None:
@@ -83,7 +86,21 @@ class _Dims:
     def copy(self) -> "_Dims":
         c = _Dims()
         c.parent, c.value, c.count, c.rigid = dict(self.parent), dict(self.value), self.count, set(self.rigid)
+        c.soft, c.unsized, c.roots = set(self.soft), dict(self.unsized), list(self.roots)
         return c
+
+    def is_soft(self, d) -> bool:
+        """A free class made only of soft dimensions (it becomes 1 unless unified with a size)."""
+        r = self.find(d)
+        if isinstance(r, int) or r in self.value or not self.soft:
+            return False
+        return all(k in self.soft for k in self.parent if self.find(k) == r)
+
+    def settle_soft(self) -> None:
+        """Bind every free soft class to 1 (a ones vector is a column unless its use says otherwise)."""
+        for k in list(self.soft):
+            if self.is_soft(k):
+                self.unify(k, 1, "soft dimension")
 
 
 _GREEK_SCALARS = {"alpha", "beta", "gamma", "lambda", "eta", "epsilon", "varepsilon", "tau", "rho", "nu", "kappa",
@@ -120,7 +137,7 @@ class _Infer:
         return a, b
 
     def scalar(self, s) -> bool:
-        return all(self.D.resolve(d) == 1 for d in s)
+        return all(self.D.resolve(d) == 1 or self.D.is_soft(d) for d in s)
 
     def same(self, a, b, why: str) -> None:
         """Equal shapes: rows and columns, and the channels of multi-channel arrays (``(C, H, W)``)."""
@@ -166,7 +183,18 @@ class _Infer:
             if k is not None:
                 k = k if isinstance(k, int) else (self.knobs.get(k) if k in self.knobs else D.fresh(k))
                 return (k, k) if op == "eye" else (k, 1)
-            return (D.fresh(), D.fresh()) if op != "eye" else (lambda d: (d, d))(D.fresh())
+            if op == "ones":
+                # a column of ones (its transpose a row): rows free, columns 1 unless the use needs more
+                soft = D.fresh()
+                D.soft.add(soft)
+                s = (D.fresh(), soft)
+                D.unsized[id(n)] = s
+                return s
+            if op == "eye":
+                d = D.fresh()
+                D.unsized[id(n)] = (d, d)
+                return (d, d)
+            return (D.fresh(), D.fresh())
         if op in ("add", "sub", "hadamard", "hadamard_or_scale"):
             a, b = self.sh(n.args[0]), self.sh(n.args[1])
             if op != "hadamard" and self.scalar(a) and not self.scalar(b):
@@ -384,6 +412,18 @@ def infer_shapes(nodes: list[Node], shapes: Mapping[str, Any] | None = None, kno
             sh[name] = tuple(dd)
         D.rigid = set(names)
     inf = _Infer(D, sh, names, knobs or {})
-    for n in nodes:
-        inf.sh(n)
+    D.roots = [inf.sh(n) for n in nodes]
     return sh, D, names
+
+
+def node_sizes(D: _Dims, sizes: Mapping) -> dict:
+    """The shape of every ones or identity without a stated size on one instance: ``id(node) -> (rows, cols)``, each an int,
+    or ``None`` where the inference left the size free (the evaluator then takes it from the context)."""
+    out = {}
+    for key, s in D.unsized.items():
+        dd = []
+        for d in s:
+            v = D.resolve(d)
+            dd.append(v if isinstance(v, int) else sizes.get(v))
+        out[key] = tuple(dd)
+    return out

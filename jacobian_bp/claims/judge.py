@@ -195,6 +195,43 @@ def _fmt_arr(a: np.ndarray, limit: int = 6) -> str:
 
 
 # ============================================================================ the judge
+def _match_derivative(D, fshape: tuple, xshape: tuple | None, cshape: tuple, layout: Layout):
+    r"""Unify the claimed formula's shape with the derivative's (in ``layout``), then make the remaining soft
+    dimensions (the columns of ones vectors) 1.  ``\mathbf 1`` is a column of ones (its transpose a row),
+    possibly widened into a matrix of ones where the derivative is a matrix.  Only the plain cases are unified -- a
+    scalar function, a scalar argument, a vector function of a vector -- (a vec'd Jacobian's sizes are products); a
+    claim that cannot match is tried transposed (it then fails on its shape and the diagnosis can name the layout),
+    else left as inferred (its evaluation reports the mismatch).  Returns the dimension classes."""
+    one = lambda d: D.resolve(d) == 1  # noqa: E731
+    want = None
+    if xshape is not None and len(cshape) == 2:
+        if all(one(d) for d in fshape):
+            if len(xshape) == 2:
+                want = tuple(xshape) if layout.layout == "denominator" else tuple(xshape)[::-1]
+        elif len(xshape) == 2 and all(one(d) for d in xshape):
+            want = tuple(fshape) if len(fshape) == 2 else None
+        elif len(fshape) == 2 and len(xshape) == 2 and one(fshape[1]) and one(xshape[1]):
+            want = (fshape[0], xshape[0]) if layout.layout == "numerator" else (xshape[0], fshape[0])
+    if want is not None:
+        # first as written (a ones vector may widen into a matrix of ones, never turn into a row); else the claim's
+        # transpose (the claim then fails on its shape, and the diagnosis can name the layout)
+        for soft, target in ((True, want), (False, want[::-1])):
+            trial = D.copy()
+            if not soft:
+                trial.settle_soft()
+            try:
+                trial.unify(cshape[0], target[0], "rows of the claimed derivative")
+                trial.unify(cshape[1], target[1], "columns of the claimed derivative")
+            except ShapeError:
+                continue
+            if all(not (trial.resolve(r) == 1 and trial.resolve(c) != 1 and not trial.is_soft(c))
+                   for r, c in trial.unsized.values()):
+                D = trial
+                break
+    D.settle_soft()
+    return D
+
+
 class _Judge:
     """One claim being judged: shapes, instances, truths; implements :class:`~.mistakes.JudgeContext`."""
 
@@ -207,11 +244,16 @@ class _Judge:
         self.claimed = claim.claimed
         try:
             self.base = infer_shapes([claim.function], claim.shapes, claim.knobs)
+            # the function means what it says on its own: a ones vector whose use does not need more is a column
+            self.base[1].settle_soft()
         except ShapeError as exc:
             raise SpecError(f"derivative claim {claim.name!r}: the function is not well formed: {exc}") from None
         self.claim_shape_error = None
         try:
             self.full = infer_shapes([claim.claimed], base=self.base, knobs=claim.knobs)
+            self.full = (self.full[0], _match_derivative(self.full[1], self.base[1].roots[0],
+                                                         self.full[0].get(claim.wrt), self.full[1].roots[0],
+                                                         claim.layout), self.full[2])
         except ShapeError as exc:
             self.claim_shape_error = str(exc)
             self.full = self.base
@@ -233,7 +275,7 @@ class _Judge:
                                    symmetric_point=symmetric)
             try:
                 for I in insts:
-                    evaluate(self.function, I.dual_env(), exact=True, knobs=self.knobs, dims=I.dims)
+                    evaluate(self.function, I.dual_env(), exact=True, knobs=self.knobs, dims=I.dims, nodes=I.nodes)
                 return insts
             except EvalError as exc:
                 last = exc
@@ -256,11 +298,12 @@ class _Judge:
 
     # -- evaluating formulas
     def eval_exact(self, formula: Node, I: Instance, want: tuple | None = None) -> np.ndarray:
-        return evaluate(formula, I.dual_env(), exact=True, knobs=self.knobs, dims=I.dims, want=want)
+        return evaluate(formula, I.dual_env(), exact=True, knobs=self.knobs, dims=I.dims, want=want, nodes=I.nodes)
 
     def eval_float(self, formula: Node, I: Instance, t: dict, layout: Layout | None = None) -> np.ndarray:
         want = self.arranged(t, layout or self.layout, False).shape
-        return np.real(evaluate(formula, t["float_env"], exact=False, knobs=self.knobs, dims=I.dims, want=want))
+        return np.real(evaluate(formula, t["float_env"], exact=False, knobs=self.knobs, dims=I.dims, want=want,
+                                nodes=I.nodes))
 
     # -- JudgeContext
     def screen(self, formula: Node, layout: Layout | None = None) -> bool:
@@ -303,7 +346,7 @@ class _Judge:
                         a = np.array([[a[min(i, j), max(i, j)] for j in range(a.shape[1])] for i in range(a.shape[0])],
                                      dtype=object)
                     env[k] = a
-                I = Instance(env, I0.dims, "symmetric point")
+                I = Instance(env, I0.dims, "symmetric point", I0.nodes)
                 t = self._truth(I)
                 T = self.arranged(t, self.layout)
                 C = self.eval_exact(self.claimed, I, T.shape)
@@ -342,7 +385,8 @@ class _Judge:
                 if want:
                     out.append(self.eval_float(formula, I, t))
                 else:
-                    out.append(np.real(evaluate(formula, t["float_env"], exact=False, knobs=self.knobs, dims=I.dims)))
+                    out.append(np.real(evaluate(formula, t["float_env"], exact=False, knobs=self.knobs, dims=I.dims,
+                                                nodes=I.nodes)))
             except (EvalError, ShapeError, ValueError, ZeroDivisionError, OverflowError, np.linalg.LinAlgError):
                 return None
             if not np.all(np.isfinite(out[-1])):
@@ -414,9 +458,14 @@ def check(claim: DerivativeClaim, *, diagnose_failures: bool = True) -> Verdict:
         opinions.append(f"{what} layer Jacobians agree to {e:.1e}" if e < 1e-8 else f"{what} layer DISAGREES ({e:.1e})")
     if claim.sympy_check:
         from .sympy_check import agree, sympy_derivative
-        Ds = sympy_derivative(claim.function, claim.wrt, I0.env, I0.dims)
+        try:
+            Ds = sympy_derivative(claim.function, claim.wrt, I0.env, I0.dims)
+        except EvalError as exc:  # e.g. a ones vector whose size only the shape inference knows
+            Ds, why = None, str(exc)
+        else:
+            why = "outside its bounded scope"
         if Ds is None:
-            opinions.append("SymPy check skipped (outside its bounded scope)")
+            opinions.append(f"SymPy check skipped ({why})")
         else:
             ok, exactly = agree(Ds, t0d["D"])
             opinions.append(("SymPy's symbolic derivative agrees" + (" exactly" if exactly else " to 30 digits"))

@@ -6,7 +6,7 @@ and of common textbooks (Nielsen, Goodfellow--Bengio--Courville, Bishop, CS231n,
 Matrix Cookbook, Magnus--Neudecker, Boyd--Vandenberghe, Dumoulin--Visin):
 
 * products by juxtaposition, ``\cdot``, ``\times``; ``+``, ``-``; ``\frac{a}{b}``,
-  ``\tfrac12``; ``\odot`` / ``\circ`` (Hadamard), ``\otimes`` (Kronecker), ``\star``
+  ``\tfrac12``, ``\tfrac1n``; ``\odot`` / ``\circ`` (Hadamard), ``\otimes`` (Kronecker), ``\star``
   (valid cross-correlation), ``*`` / ``\ast`` (valid convolution);
 * ``^\top``, ``^T``, ``^{\mathsf T}``, ``^{-1}``, ``^{-\top}``, integer powers, primes
   (``\sigma'(z)``, ``\sigma^{\prime}``); layer indices ``W^{[l]}``, ``a^{(l-1)}``,
@@ -15,8 +15,7 @@ Matrix Cookbook, Magnus--Neudecker, Boyd--Vandenberghe, Dumoulin--Visin):
   ``\bigl( \bigr)``, ``|\,|``, ``\|\,\|``, ``\langle A, B\rangle``;
 * ``\operatorname{tr|diag|vec|softmax|lse|relu|rot180|pad|crop|dilate|upsample|full|conv|
   avgpool|maxpool|maxmask|maxunpool}``, ``\mathrm{...}``, ``\sigma``, ``\tanh``, ``\exp``, ``\log``, ``\ln``,
-  ``\det``, ``\log\det X``, ``\log|\det X|``, ``\sum_{i,j} G_{ij}``, ``\mathbf 1``,
-  ``\mathbf I``;
+  ``\sqrt{x}``, ``\det``, ``\log\det X``, ``\log|\det X|``, ``\sum_{i,j} G_{ij}``, ``\mathbf 1``, ``\mathbf I``;
 * ``\tanh^2 x`` (a power of a function), ``\log\sigma(x)``;
 * a left-hand side ``\frac{\partial F}{\partial X}``, ``\frac{\partial}{\partial X} F``, ``\frac{d}{dx} f``,
   ``\frac{\mathrm d f}{\mathrm d x}``, ``\nabla_{X} F`` or
@@ -103,6 +102,7 @@ wrt: expr
     | LANGLE expr "," expr RANGLE  -> inner
     | FRAC "{" expr "}" "{" expr "}"  -> frac
     | FRACDIGITS                 -> fracdigits
+    | SQRTB expr "}"             -> sqrt_brace
     | SUM "_" subscript supopt juxt -> sumidx
     | SUM juxt                   -> sumall
     | EXPE expr "}"              -> expe
@@ -132,6 +132,7 @@ fpow: "^" DIGIT | "^" "{" DIGIT "}"
     | NORM_OPEN expr NORM_CLOSE  -> norm
     | SUM "_" subscript supopt juxt -> sumidx
     | EXPE expr "}"              -> expe
+    | SQRTB expr "}"             -> sqrt_brace
 fprime: PRIME?
       | "^" "{" PRIMECMD "}"
       | "^" PRIMECMD
@@ -154,7 +155,8 @@ number: INT | DECIMAL | DIGIT
 
 FRAC.3: /\\[dt]?frac(?![a-zA-Z])/
 DIFF_D.4: /(\\mathrm\s*\{\s*d\s*\}|\\operatorname\s*\{\s*d\s*\}|d)(?![a-zA-Z][a-zA-Z])/
-FRACDIGITS.4: /\\[dt]?frac\s*[0-9]\s*[0-9]/
+FRACDIGITS.4: /\\[dt]?frac\s*[0-9]\s*([0-9]|[a-zA-Z](?![a-zA-Z]))/
+SQRTB.4: /\\sqrt\s*\{/
 PARTIAL.3: /\\partial(?![a-zA-Z])/
 NABLA.3: /\\nabla(?![a-zA-Z])/
 SUM.3: /\\sum(?![a-zA-Z])/
@@ -330,9 +332,12 @@ def _make_transformer():
         def frac(self, c):
             return Node("div", (c[1], c[2]))
 
-        def fracdigits(self, c):
-            digits = [ch for ch in str(c[0]) if ch.isdigit()]
-            return Node("div", (num(int(digits[0])), num(int(digits[1]))))
+        def fracdigits(self, c):  # \tfrac12; \tfrac1n: a digit over a digit or a one-letter size or scalar symbol
+            d = [ch for ch in str(c[0]) if ch.isalnum()]  # ..., the numerator digit, the denominator digit or letter
+            return Node("div", (num(int(d[-2])), num(int(d[-1])) if d[-1].isdigit() else sym(d[-1])))
+
+        def sqrt_brace(self, c):  # \sqrt{...}: the same node as \sqrt(...)
+            return Node("func", (next(x for x in c if isinstance(x, Node)),), (("name", "sqrt"),))
 
         # ------------------------------------------------------------- operators
         def add(self, c):
@@ -627,18 +632,15 @@ def _parse(text: str, start: str = "start"):
             raise LatexError(f"the formula ends too early (line {line}, column {col}): something is missing "
                              f"(an argument, a closing brace or parenthesis)") from None
         what = "unknown command" if snippet.startswith("\\") and snippet[1:2].isalpha() else "cannot read"
+        word = snippet.split()[0] if snippet.split() else snippet
         if what == "unknown command":
             k = 1
             while k < len(snippet) and snippet[k].isalpha():
                 k += 1
             if snippet[1:k] in _KNOWN_COMMANDS:
                 what = "unexpected"
-        word = snippet.split()[0] if snippet.split() else snippet
-        if what == "unknown command":
-            k = 1
-            while k < len(snippet) and snippet[k].isalpha():
-                k += 1
-            word = snippet[:k]
+            else:
+                word = snippet[:k]
         raise LatexError(f"{what} at line {line}, column {col}: {word!r} (in “{text[max(0, pos - 15):pos + 15]}”)") from None
     try:
         return _make_transformer().transform(tree)

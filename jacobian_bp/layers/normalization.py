@@ -504,10 +504,11 @@ class LayerNorm(_AffinePerFeature):
 
     # ------------------------------------------------------------------ LaTeX facts
     def prose(self) -> str:
+        n = "d" if self.in_shape is not None and self.tokens > 1 else "n"  # the width symbol of latex_input_jacobian: d per token of a sequence
         return (r"layer normalization $\boldsymbol{\gamma}\odot(\mathbf{a}-\mu\mathbf{1})/\sigma+\boldsymbol{\beta}$ "
-                r"over the features (biased variance, $\sigma=\sqrt{\operatorname{var}(\mathbf{a})+\epsilon}$), "
-                r"with Jacobian $\operatorname{diag}(\boldsymbol{\gamma}/\sigma)(\mathbf{I}-\tfrac{1}{n}\mathbf{1}\mathbf{1}^\top"
-                r"-\tfrac{1}{n}\hat{\mathbf{x}}\hat{\mathbf{x}}^\top)$")
+                rf"over the ${n}$ features (biased variance, $\sigma=\sqrt{{\operatorname{{var}}(\mathbf{{a}})+\epsilon}}$), "
+                rf"with Jacobian $\operatorname{{diag}}(\boldsymbol{{\gamma}}/\sigma)(\mathbf{{I}}-\tfrac{{1}}{{{n}}}\mathbf{{1}}\mathbf{{1}}^\top"
+                rf"-\tfrac{{1}}{{{n}}}\hat{{\mathbf{{x}}}}\hat{{\mathbf{{x}}}}^\top)$")
 
     def latex_describe(self) -> str:
         if self.tokens > 1:
