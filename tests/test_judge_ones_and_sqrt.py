@@ -87,6 +87,9 @@ def test_wrong_normalizer_fails(wrong):
     # the letter analogue gets the same diagnosis kind
     w = _check(r"\frac{\partial}{\partial x} \frac{1}{n} a^\top x = " + wrong.replace(r"\mathbf{1}", "a"))
     assert w.verdict == FAILS and w.diagnosis == v.diagnosis
+    assert v.diagnosis == "wrong normalizer"
+    fixed = _check(r"\frac{\partial}{\partial x} \frac{1}{n} \mathbf{1}^\top x = " + v.corrected)
+    assert fixed.verdict == HOLDS, fixed.reason  # the corrected formula, judged afresh, holds
 
 
 def test_sqrt_wrong_denominator_fails():
@@ -134,3 +137,23 @@ def test_sympy_second_opinion_does_not_break_on_unsized_ones():
     v = check_latex(r"\frac{\partial (\mathbf{1}^\top x)^2}{\partial x} = 2 \mathbf{1}\mathbf{1}^\top x", shapes=SHAPES,
                     sympy_check=True)
     assert v.verdict == HOLDS and "SymPy" in v.confidence
+
+
+@pytest.mark.parametrize("function, claimed", [
+    (r"\frac{1}{n-1} x^\top x", r"\frac{2}{n} x"),        # the biased normalizer where the unbiased one is used
+    (r"\frac{1}{n} x^\top x", r"\frac{2}{n-1} x"),        # the unbiased one where the biased one is used
+    (r"\frac{1}{n} \mathbf{1}^\top x", r"\frac{1}{n+1} \mathbf{1}"),
+])
+def test_a_normalizer_off_by_one_is_named_and_its_correction_holds(function, claimed):
+    v = _check(rf"\frac{{\partial}}{{\partial x}} {function} = {claimed}")
+    assert v.verdict == FAILS and v.diagnosis == "wrong normalizer", (v.reason, v.diagnosis)
+    fixed = _check(rf"\frac{{\partial}}{{\partial x}} {function} = {v.corrected}")
+    assert fixed.verdict == HOLDS, fixed.reason
+    # independent of the judge: central differences of the function against the claimed formula, n = 4
+    rng = np.random.default_rng(5)
+    x, n, h = rng.normal(size=4), 4, 1e-6
+    den = {"n-1": n - 1, "n": n}["n-1" if "n-1" in function else "n"]
+    f = (lambda v: v @ v / den) if "x^\\top x" in function else (lambda v: v.sum() / den)
+    fd = np.array([(f(x + h * e) - f(x - h * e)) / (2 * h) for e in np.eye(n)])
+    scale = {r"\frac{2}{n} x": 2 * x / n, r"\frac{2}{n-1} x": 2 * x / (n - 1), r"\frac{1}{n+1} \mathbf{1}": np.ones(n) / (n + 1)}
+    assert np.max(np.abs(fd - scale[claimed])) > 1e-3  # the claimed formula is really wrong

@@ -68,6 +68,7 @@ from fractions import Fraction
 from typing import Callable, Iterator, Protocol
 
 from .derivative import Layout, Node, num, replace_at, walk
+from .formula_tree import sym, to_text
 from .mistake_kinds import (ACT_AT_ACTIVATION, CHAIN_ORDER, EXTRA_TERM, FACTOR_2, KERNEL_FLIP, KINDS, KRON_SWAP,
                             LOGDET_TRANSPOSE, MISSING_FACTOR, MISSING_TERM, NORMALIZER, OTHER_FUNCTION,
                             SIGMA_PRIME_TWICE, SIGN, SOFTMAX_DIAG, STRIDE_IGNORED, SYMMETRY, TRANSPOSE, WRONG_AXIS,
@@ -350,6 +351,35 @@ def _factors(ctx) -> Iterator[Candidate]:
             yield Candidate(kind, desc, new)
 
 
+def _normalizer_shift(ctx) -> Iterator[Candidate]:
+    r"""A size normalizer off by one: :math:`\frac{1}{n-1}` for :math:`\frac1n` (the unbiased for the biased
+    variance), or :math:`\frac1n` / :math:`\frac{1}{n+1}` for :math:`\frac{1}{n-1}`: every denominator that is a
+    named size :math:`n` or :math:`n \pm 1` is replaced by the other two (the ratio is no power of the sizes, so
+    :func:`_factors` cannot name it)."""
+    names = {k for s in ctx.size_values() for k in s}
+    c = ctx.claimed
+
+    def size_of(d: Node):
+        if d.op == "sym" and d.attr("name") in names:
+            return d.attr("name"), 0
+        if d.op in ("add", "sub") and d.args[0].op == "sym" and d.args[0].attr("name") in names \
+                and d.args[1].op == "num" and d.args[1].attr("value") == 1:
+            return d.args[0].attr("name"), 1 if d.op == "add" else -1
+        return None
+
+    for path, n in walk(c):
+        hit = size_of(n.args[1]) if n.op == "div" and len(n.args) == 2 else None
+        if hit is None:
+            continue
+        name, shift = hit
+        for other in (-1, 0, 1):
+            if other == shift:
+                continue
+            den = sym(name) if other == 0 else Node("add" if other > 0 else "sub", (sym(name), num(1)))
+            yield Candidate(NORMALIZER, f"the normalizer {to_text(den)} for {to_text(n.args[1])}",
+                            replace_at(c, path, Node("div", (n.args[0], den))))
+
+
 def _transposes(ctx) -> Iterator[Candidate]:
     c = ctx.claimed
     yield Candidate(TRANSPOSE, "the transpose of the claimed formula", _tx(c), transposition=True)
@@ -381,7 +411,8 @@ def _transposes(ctx) -> Iterator[Candidate]:
 
 
 GENERATORS: tuple[Callable, ...] = (_logdet, _softmax_diag, _act_at_activation, _sigma_twice, _other_function,
-                                    _kernel_flip, _stride, _axis, _kron, _chain_order, _sign, _factors, _transposes,
+                                    _kernel_flip, _stride, _axis, _kron, _chain_order, _sign, _factors, _normalizer_shift,
+                                    _transposes,
                                     _missing_factor, _extra_term, _missing_term)
 
 
