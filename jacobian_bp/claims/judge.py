@@ -459,7 +459,7 @@ def check(claim: DerivativeClaim, *, diagnose_failures: bool = True) -> Verdict:
     if claim.sympy_check:
         from .sympy_check import agree, sympy_derivative
         try:
-            Ds = sympy_derivative(claim.function, claim.wrt, I0.env, I0.dims)
+            Ds = sympy_derivative(claim.function, claim.wrt, I0.env, I0.dims, I0.nodes)
         except EvalError as exc:  # e.g. a ones vector whose size only the shape inference knows
             Ds, why = None, str(exc)
         else:

@@ -38,9 +38,10 @@ def supported(f: Node) -> bool:
 
 
 class _Sym:
-    def __init__(self, env: Mapping, dims: Mapping):
+    def __init__(self, env: Mapping, dims: Mapping, nodes: Mapping | None = None):
         import sympy
         self.sp, self.env, self.dims = sympy, env, dims
+        self.nodes = nodes or {}  # id(unsized ones / identity node) -> its inferred (rows, cols), None where free
 
     def ev(self, n: Node, want=None):
         sp = self.sp
@@ -61,6 +62,8 @@ class _Sym:
             if k is not None:
                 k = self.dims[k] if isinstance(k, str) else int(k)
                 shape = (k, k) if op == "eye" else (k, 1)
+            elif self.nodes.get(id(n)) is not None and all(d is not None for d in self.nodes[id(n)]):
+                shape = tuple(int(d) for d in self.nodes[id(n)])  # the shape inference's size (judge.py)
             elif want is not None and any(w is not None for w in want):
                 shape = ((next(w for w in want if w is not None),) * 2 if op == "eye"
                          else tuple(1 if w is None else w for w in want))
@@ -174,9 +177,11 @@ def agree(Ds: np.ndarray, Dexact: np.ndarray) -> tuple[bool, bool]:
     return True, exactly
 
 
-def sympy_derivative(f: Node, wrt: str, env: Mapping[str, np.ndarray], dims: Mapping[str, int]) -> np.ndarray | None:
+def sympy_derivative(f: Node, wrt: str, env: Mapping[str, np.ndarray], dims: Mapping[str, int],
+                     nodes: Mapping[int, tuple] | None = None) -> np.ndarray | None:
     """``D[i, j, k, l] = ∂F_ij/∂X_kl`` at the instance (values as SymPy numbers), or ``None`` when the
-    function is out of the bounded scope (see the module docstring)."""
+    function is out of the bounded scope (see the module docstring).  ``nodes`` gives the sizes the shape
+    inference found for unsized ``\\mathbf 1`` / ``I`` nodes of ``f`` (``Instance.nodes``)."""
     import sympy as sp
     X = env[wrt]
     if not supported(f) or X.size > MAX_ENTRIES:
@@ -190,7 +195,7 @@ def sympy_derivative(f: Node, wrt: str, env: Mapping[str, np.ndarray], dims: Map
     senv = {k: (syms if k == wrt else sp.Matrix(a.shape[0], a.shape[1], lambda i, j, a=a: rat(a[i, j])))
             for k, a in env.items()}
     point = {syms[i, j]: rat(X[i, j]) for i in range(X.shape[0]) for j in range(X.shape[1])}
-    ev = _Sym(senv, dims)
+    ev = _Sym(senv, dims, nodes)
     ev.point = point
     for _, n in walk(f):  # bounded: symbolic inverses and determinants of at most 3 x 3, of at most 4 symbols
         if n.op in ("inv", "det", "logdet"):
