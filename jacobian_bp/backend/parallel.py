@@ -326,10 +326,19 @@ def _chunk_runner(fn: Callable[[T], None]) -> Callable[[Sequence[T]], None]:
     return lambda chunk: _run_serial(fn, chunk)
 
 
+_POLL_SECONDS = 0.05
+"""How often a caller waiting for its workers returns to the interpreter: a ``SimpleQueue.get`` without a timeout
+may keep a signal's Python handler (Ctrl-C's ``KeyboardInterrupt``) from running until a worker reports."""
+
+
 def _wait(results: list, sent: int, done: queue.SimpleQueue) -> None:
-    """Block until the workers have reported ``sent`` outcomes in ``results``."""
+    """Block until the workers have reported ``sent`` outcomes in ``results``, back in the interpreter every
+    :data:`_POLL_SECONDS` so that a pending ``KeyboardInterrupt`` is raised here (then :func:`_settle` waits)."""
     while len(results) < sent:
-        done.get()
+        try:
+            done.get(timeout=_POLL_SECONDS)
+        except queue.Empty:
+            pass
 
 
 def _settle(results: list, sent: int, done: queue.SimpleQueue, workers: _Workers) -> None:
