@@ -92,6 +92,80 @@ def test_streaming_threshold_is_past_the_caches():
     assert kernels.STREAM_MIN_BYTES >= 2 * 1024**2  # twice the last-level cache: results that cannot stay cached
 
 
+def test_store_chooser_keeps_the_faster_kind_and_times_them_again_later():
+    ch = kernels.StoreChooser()
+    n = 21_328_800
+    asked = []
+    for _ in range(2 * ch.TRIALS):  # alternating, ordinary first; streaming 30% faster here
+        stream, timed = ch.choose(n, 2)
+        assert timed
+        asked.append(stream)
+        ch.record(n, stream, (0.7e-3 if stream else 1.0e-3) * (1 + 0.01 * len(asked)), 2)
+    assert asked == [False, True] * ch.TRIALS
+    assert ch.choice(n, 2) is True and ch.choice(n, 1) is None  # per thread count
+    assert all(ch.choose(n, 2) == (True, False) for _ in range(ch.REVISIT))
+    assert ch.choose(n, 2) == (False, True)  # both timed again: the cache a shared machine leaves free changes
+    assert ch.choice(n, 2) is None
+    ch.record(n, False, float("nan"), 2)  # ignored
+    for _ in range(2 * ch.TRIALS):  # (the choose above was not reported)
+        stream, _ = ch.choose(n, 2)
+        ch.record(n, stream, 2e-3 if stream else 1e-3, 2)
+    assert ch.choice(n, 2) is False  # now ordinary stores win
+    assert ch.choice(2 * n, 2) is None  # another power of two: its own comparison
+
+
+def test_store_kind_by_policy_and_size(monkeypatch):
+    seen = {}
+
+    def probe(nbytes, threads=2):
+        with kernels.store_kind(nbytes, threads):
+            return kernels.streaming_stores(nbytes)
+
+    assert probe(kernels.STREAM_MIN_BYTES) is True
+    assert probe(kernels.STREAM_TRIAL_MIN_BYTES - 8) is False
+    monkeypatch.setattr(kernels, "STORE_POLICY", "stream")
+    assert probe(64) is True
+    monkeypatch.setattr(kernels, "STORE_POLICY", "plain")
+    assert probe(kernels.STREAM_MIN_BYTES) is False
+    assert kernels.streaming_stores(1 << 40) is False  # outside a materialization: the policy
+    monkeypatch.setattr(kernels, "STORE_POLICY", "auto")
+    if kernels.jit_kernel_available():
+        ch = kernels.StoreChooser()
+        monkeypatch.setattr(kernels, "_CHOOSER", ch)
+        size = kernels.STREAM_TRIAL_MIN_BYTES + 8
+        seen = [probe(size) for _ in range(2 * ch.TRIALS)]
+        assert seen == [False, True] * ch.TRIALS  # the band: both kinds timed by the chooser
+        assert ch.choice(size, 2) in (True, False)
+
+
+def test_materialization_in_the_band_has_the_same_bits_whichever_store_is_chosen(monkeypatch):
+    net = load_spec("lenet-300-100").network
+    P = net.validated_params(net.init_params(3))
+    x = np.random.default_rng(12).standard_normal(784)
+    assert kernels.STREAM_TRIAL_MIN_BYTES <= 10 * net.n_params * 8 < kernels.STREAM_MIN_BYTES or \
+        kernels.STREAM_MIN_BYTES <= 10 * net.n_params * 8  # 21.3 MB: in the band on a 32 MB cache
+    ch = kernels.StoreChooser()
+    monkeypatch.setattr(kernels, "_CHOOSER", ch)
+    results = [net.jacobian_theta(x, P).to_dense() for _ in range(4)]
+    for R in results[1:]:
+        assert np.array_equal(bits(R), bits(results[0]))
+
+
+@pytest.mark.parametrize("value, policy, warns", [("plain", "plain", False), ("Stream", "stream", False),
+                                                  ("", "auto", False), ("sometimes", "auto", True)])
+def test_store_policy_from_the_environment(value, policy, warns):
+    import subprocess
+    import sys
+
+    code = ("import warnings; warnings.simplefilter('always')\n"
+            "from jacobian_bp.backend import kernels; print(kernels.STORE_POLICY)")
+    env = dict(__import__("os").environ, JACOBIAN_BP_STREAM=value)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == policy
+    assert ("JACOBIAN_BP_STREAM must be auto, stream or plain, received 'sometimes'" in r.stderr) is warns
+
+
 def test_streaming_kernel_is_built_when_numba_is():
     if not kernels.jit_kernel_available():
         pytest.skip("numba kernel not available")
@@ -221,9 +295,9 @@ def test_lenet_jacobian_theta_streamed_matches_torch_jacrev(monkeypatch):
     net = load_spec("lenet-300-100").network
     P = net.validated_params(net.init_params(0))
     x = np.random.default_rng(10).standard_normal(784)
-    monkeypatch.setattr(operators, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(kernels, "STORE_POLICY", "stream")
     J = net.jacobian_theta(x, P).to_dense()  # the 18.8 MB W1 block written with streaming stores
-    monkeypatch.setattr(operators, "STREAM_MIN_BYTES", 1 << 62)
+    monkeypatch.setattr(kernels, "STORE_POLICY", "plain")
     J_plain = net.jacobian_theta(x, P).to_dense()
     assert np.array_equal(bits(J), bits(J_plain))
 
@@ -244,10 +318,10 @@ def test_lenet_batch_jacobian_streamed_rows_are_the_single_sample_jacobians(monk
     net = load_spec("lenet-300-100").network
     P = net.validated_params(net.init_params(1))
     X = np.random.default_rng(11).standard_normal((2, 784))
-    monkeypatch.setattr(operators, "STREAM_MIN_BYTES", 0)
+    monkeypatch.setattr(kernels, "STORE_POLICY", "stream")
     B = net.batch_jacobian_theta(X, P).to_dense()  # two 18.8 MB blocks, streamed, on the worker threads
     for i in range(2):  # the batch forward is a gemm, the single one a gemv: equal up to rounding
         J = net.jacobian_theta(X[i], P).to_dense()
         np.testing.assert_allclose(B[10 * i:10 * (i + 1)], J, rtol=1e-12, atol=1e-14 * np.abs(J).max())
-    monkeypatch.setattr(operators, "STREAM_MIN_BYTES", 1 << 62)
+    monkeypatch.setattr(kernels, "STORE_POLICY", "plain")
     assert np.array_equal(bits(B), bits(net.batch_jacobian_theta(X, P).to_dense()))

@@ -8,11 +8,12 @@ available; all three write bitwise the same numbers (one IEEE product per entry)
 
 1. a compiled loop (Numba, ``nogil``) when ``numba`` is installed -- the ``fast`` extra.
    It is compiled on the first large write (about a second; cached on disk afterwards)
-   and writes at close to memory speed.  ``JACOBIAN_BP_JIT=0`` turns it off.  Blocks of at
-   least :data:`STREAM_MIN_BYTES` (a large materialization) use its streaming twin, whose
+   and writes at close to memory speed.  ``JACOBIAN_BP_JIT=0`` turns it off.  The blocks of a
+   materialization of at least :data:`STREAM_MIN_BYTES` use its streaming twin, whose
    stores are marked non-temporal (x86 ``movnt*``: the line is written without first being
    read into the caches) and end with a fence -- the same products, about half the memory
-   traffic;
+   traffic; between :data:`STREAM_TRIAL_MIN_BYTES` and that size, :class:`StoreChooser` times both
+   on this machine and keeps the faster (:func:`store_kind`, ``JACOBIAN_BP_STREAM``);
 2. the BLAS rank-1 update ``dger`` (:math:`\mathbf A \leftarrow \alpha\,\mathbf x\mathbf y^\top
    + \mathbf A`) on the zeroed slab, when ``threadpoolctl`` is installed: each entry is
    :math:`0 + (1\cdot p_j)\,a_k = p_j a_k`;
@@ -28,13 +29,17 @@ so that the two thread pools do not oversubscribe the cores, and at
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
+import threading
+import time
 from typing import Iterator
 
 import numpy as np
 
 __all__ = ["outer_into", "blas_single_threaded", "blas_limit", "set_blas_threads", "blas_threads_controllable", "jit_kernel_available",
-           "KERNEL_MIN_SIZE", "STREAM_MIN_BYTES", "all_finite", "jit_outer_kernel"]
+           "KERNEL_MIN_SIZE", "STREAM_MIN_BYTES", "STREAM_TRIAL_MIN_BYTES", "STORE_POLICY", "StoreChooser", "store_kind",
+           "streaming_stores", "all_finite", "jit_outer_kernel"]
 
 KERNEL_MIN_SIZE = 16384
 """Slabs with fewer entries than this are written by NumPy (call overhead and compilation dominate)."""
@@ -155,6 +160,132 @@ halves the memory traffic (LeNet-300-100's J_θ Z[L] of 64 samples, 1.37 GB: 164
 180-350 ms).  A smaller result (one sample's 21.3 MB on a 32 MB L3) is written with ordinary
 stores: on a quiet machine it stays in the cache, where they run at cache speed (0.4-0.6 ms for
 21.3 MB on two cores, against about 1 ms streamed to memory)."""
+
+
+STREAM_TRIAL_MIN_BYTES = _last_level_cache_bytes() // 4
+"""Materializations between this size (a quarter of the last-level cache) and :data:`STREAM_MIN_BYTES` may or
+may not stay in the cache, depending on how much of it the other processes of a shared machine leave free:
+ordinary stores won (0.4-0.6 ms against 1.0 ms for LeNet-300-100's 21.3 MB J_θ z[L] on a quiet machine) and
+lost (1.9-2.1 ms against 1.55-1.8 ms, medians, when the same write filled the cache at 1.1-1.3 ms) on the
+same kind of machine.  In this band :class:`StoreChooser` times both kinds of store on this machine and
+keeps the faster one (both write bitwise the same numbers)."""
+
+STORE_POLICY = os.environ.get("JACOBIAN_BP_STREAM", "auto").strip().lower() or "auto"
+if STORE_POLICY not in ("auto", "stream", "plain"):  # tested in a subprocess (tests/test_fast_paths.py)
+    import warnings
+
+    warnings.warn(f"jacobian_bp: JACOBIAN_BP_STREAM must be auto, stream or plain, received {STORE_POLICY!r}; using auto")
+    STORE_POLICY = "auto"
+"""``"auto"`` (the default: by size, and in the band above by timing), ``"stream"`` (always streaming
+stores for the large outer-product slabs) or ``"plain"`` (never); from ``JACOBIAN_BP_STREAM``."""
+
+
+class StoreChooser:
+    r"""Ordinary or streaming stores for a materialization in the band
+    :data:`STREAM_TRIAL_MIN_BYTES` :math:`\le` size :math:`<` :data:`STREAM_MIN_BYTES`, chosen by timing.
+
+    The writes are grouped by the power of two of their size and their number of threads.  For each group the first :attr:`TRIALS` materializations
+    of each kind alternate (ordinary first); then the kind with the smaller median time per byte is used for
+    the next :attr:`REVISIT` materializations of that group, after which both are timed again (a shared
+    machine's free cache changes).  Only the choice of store depends on the timings, never a number of the
+    result: both kernels write the same products (tests/test_fast_paths.py checks the bits).
+    """
+
+    TRIALS = 5
+    REVISIT = 500
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._groups: dict[int, dict] = {}
+
+    def _group(self, nbytes: int, threads: int) -> dict:
+        key = (int(nbytes).bit_length(), int(threads))
+        return self._groups.setdefault(key, {"plain": [], "stream": [], "choice": None, "used": 0})
+
+    def choose(self, nbytes: int, threads: int = 1) -> tuple[bool, bool]:
+        """``(stream, timed)``: whether to write with streaming stores, and whether to time this write
+        and report it to :meth:`record` (only while the two kinds are being compared)."""
+        with self._lock:
+            g = self._group(nbytes, threads)
+            if g["choice"] is not None:
+                g["used"] += 1
+                if g["used"] <= self.REVISIT:
+                    return g["choice"], False
+                g.update(plain=[], stream=[], choice=None, used=0)
+            return len(g["stream"]) < len(g["plain"]), True
+
+    def record(self, nbytes: int, stream: bool, seconds: float, threads: int = 1) -> None:
+        """Report the time of a write that :meth:`choose` asked to be timed."""
+        if not (seconds >= 0.0) or nbytes <= 0:
+            return
+        with self._lock:
+            g = self._group(nbytes, threads)
+            if g["choice"] is not None:
+                return
+            g["stream" if stream else "plain"].append(seconds / nbytes)
+            if len(g["plain"]) >= self.TRIALS and len(g["stream"]) >= self.TRIALS:
+                g["choice"] = bool(np.median(g["stream"]) < np.median(g["plain"]))
+                g["used"] = 0
+
+    def choice(self, nbytes: int, threads: int = 1) -> bool | None:
+        """The kind in use for sizes like ``nbytes`` written on ``threads`` threads (True: streaming), None while
+        both are being timed."""
+        with self._lock:
+            return self._group(nbytes, threads)["choice"]
+
+
+_CHOOSER = StoreChooser()
+_streaming: contextvars.ContextVar = contextvars.ContextVar("jacobian_bp_streaming", default=None)
+
+
+class _StoreKind:
+    """The context of one materialization whose kind of store was decided (see :func:`store_kind`)."""
+
+    __slots__ = ("nbytes", "stream", "timed", "threads", "token", "start")
+
+    def __init__(self, nbytes: int, stream: bool, timed: bool, threads: int = 1):
+        self.nbytes, self.stream, self.timed, self.threads = nbytes, stream, timed, threads
+
+    def __enter__(self) -> "_StoreKind":
+        self.token = _streaming.set(self.stream)
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        _streaming.reset(self.token)
+        if self.timed and exc_type is None:
+            _CHOOSER.record(self.nbytes, self.stream, time.perf_counter() - self.start, self.threads)
+
+
+_ORDINARY = contextlib.nullcontext()
+
+
+def store_kind(nbytes: int, threads: int = 1) -> contextlib.AbstractContextManager:
+    """A context manager around one materialization of ``nbytes`` bytes on ``threads`` threads that decides, once for all of its
+    large outer-product slabs, whether they are written with streaming stores (:func:`streaming_stores`
+    reads it): by :data:`STORE_POLICY`, by the size (:data:`STREAM_MIN_BYTES` and above: streaming; below
+    :data:`STREAM_TRIAL_MIN_BYTES`: ordinary, and then nothing is set) and in the band between by
+    :class:`StoreChooser`, to which a write it asked to time is reported on a normal exit."""
+    policy = STORE_POLICY
+    if policy in ("stream", "plain"):
+        return _StoreKind(nbytes, policy == "stream", False)
+    if nbytes >= STREAM_MIN_BYTES:
+        return _StoreKind(nbytes, True, False)
+    if nbytes < STREAM_TRIAL_MIN_BYTES or not _get_jit_outer():
+        return _ORDINARY  # ordinary stores (streaming_stores decides by size); no streaming twin without numba
+    stream, timed = _CHOOSER.choose(nbytes, threads)
+    return _StoreKind(nbytes, stream, timed, threads)
+
+
+def streaming_stores(nbytes: int) -> bool:
+    """Whether the large outer-product slabs of a result of ``nbytes`` bytes are written with streaming
+    stores: as :func:`store_kind` decided for the materialization under way, else by size alone."""
+    decided = _streaming.get()
+    if decided is not None:
+        return decided
+    if STORE_POLICY in ("stream", "plain"):
+        return STORE_POLICY == "stream"
+    return nbytes >= STREAM_MIN_BYTES
 
 
 def _get_jit_outer():

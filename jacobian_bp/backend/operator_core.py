@@ -26,7 +26,7 @@ import sympy
 
 from ..errors import ShapeError
 from .guard import check_bytes
-from .kernels import blas_limit
+from .kernels import blas_limit, store_kind
 from .parallel import get_num_threads, run_tasks
 
 __all__ = ["Operator", "Dense", "Sparse", "Product", "as_operator", "sympy_scalar"]
@@ -114,7 +114,8 @@ class Operator:
         # every block of the result is one or more independent writes into ``out``; large
         # materializations run them on several threads (see jacobian_bp.backend.parallel).  BLAS, used
         # for the left products and some writes, gets no more threads than jacobian_bp itself
-        with blas_limit(get_num_threads()):
+        threads = get_num_threads()
+        with blas_limit(threads), store_kind(out.nbytes, threads):  # ordinary or streaming stores: kernels.py
             run_tasks(self._dense_tasks(out))
         return out
 

@@ -45,7 +45,7 @@ import sympy
 
 from ..errors import ShapeError
 from .block_operators import BlockDiag, HStack, VStack
-from .kernels import KERNEL_MIN_SIZE, STREAM_MIN_BYTES, jit_kernel_available, jit_outer_kernel, outer_into
+from .kernels import KERNEL_MIN_SIZE, jit_kernel_available, jit_outer_kernel, outer_into, streaming_stores
 from .operator_core import (  # noqa: F401  (the private helpers stay importable from here, as before the split)
     _ITEM, Dense, Operator, Product, Sparse, _is_sym, _sparse_bytes, as_operator, sympy_scalar,
 )
@@ -267,10 +267,10 @@ class Kron(Operator):
         slabs = [out3[i, c] for i, c in parts]
         large = any(v.size >= KERNEL_MIN_SIZE for v in slabs)
         blas = large and not jit_kernel_available()
-        # a materialization larger than the caches is written with streaming stores (kernels.STREAM_MIN_BYTES);
-        # ``out`` is a view of the whole result, whose size decides
+        # a materialization larger than the caches is written with streaming stores (kernels.store_kind decided it
+        # for the materialization under way); ``out`` is a view of the whole result, whose size decides otherwise
         whole = out.base if isinstance(out.base, np.ndarray) else out
-        stream = whole.nbytes >= STREAM_MIN_BYTES
+        stream = streaming_stores(whole.nbytes)
         kernel = jit_outer_kernel(stream) if large else None
         if kernel is not None and all(v.flags.c_contiguous and v.size >= KERNEL_MIN_SIZE for v in slabs):
             # the compiled kernel called directly (the checks of outer_into made once, here)
